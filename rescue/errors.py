@@ -1,0 +1,127 @@
+"""The RescueError tree: every expected failure has a class, an exit code and one clear line.
+
+The CLI has one handler that turns these into "rescue: error: <line>" and the exit code, so a
+user never sees a traceback for something that was foreseen. The table in README.md is generated
+from `EXIT_CODES` below; keep the two in step (a test checks it).
+"""
+
+from __future__ import annotations
+
+
+class RescueError(Exception):
+    """Base class. `exit_code` is stable: scripts and the README rely on it."""
+
+    exit_code = 1
+    meaning = "unexpected internal error (a bug: see the log)"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RescueError):
+    """The settings file is missing, malformed, or holds an impossible value."""
+
+    exit_code = 3
+    meaning = "the settings file is missing or invalid"
+
+
+class InsecureConfigError(ConfigError):
+    """A file that holds a secret can be read by group or others."""
+
+    exit_code = 4
+    meaning = "a settings or secret file is readable by group or others"
+
+
+class LockedError(RescueError):
+    exit_code = 5
+    meaning = "another backup or restore is already running"
+
+
+class WrongPassphraseError(RescueError):
+    exit_code = 10
+    meaning = "wrong encryption passphrase"
+
+
+class GpgKeyError(RescueError):
+    exit_code = 11
+    meaning = "the GPG key is missing, or its secret key is not available"
+
+
+class UnreachableError(RescueError):
+    exit_code = 20
+    meaning = "the backup host cannot be reached"
+
+
+class AuthenticationError(RescueError):
+    exit_code = 21
+    meaning = "the backup host refused the user, password or key"
+
+
+class UnknownHostKeyError(RescueError):
+    exit_code = 22
+    meaning = "the backup host's key is not pinned in the settings"
+
+
+class ChangedHostKeyError(RescueError):
+    exit_code = 23
+    meaning = "the backup host's key differs from the pinned fingerprint"
+
+
+class NoBackupError(RescueError):
+    exit_code = 30
+    meaning = "no backup found at the destination (or none as old as the time asked for)"
+
+
+class CorruptVolumeError(RescueError):
+    exit_code = 31
+    meaning = "a backup volume is corrupt (hash mismatch or unreadable)"
+
+
+class MissingVolumeError(RescueError):
+    exit_code = 32
+    meaning = "a backup volume is missing from the destination"
+
+
+class PathNotInBackupError(RescueError):
+    exit_code = 33
+    meaning = "the path asked for is not in the backup at that time"
+
+
+class RestoreTargetExistsError(RescueError):
+    exit_code = 40
+    meaning = "the restore target exists; add --force to overwrite it"
+
+
+class DrillMismatchError(RescueError):
+    exit_code = 41
+    meaning = "the drill restored data that differs from what was backed up"
+
+
+class DuplicityError(RescueError):
+    """duplicity failed in a way that has no more specific class; its own line is shown."""
+
+    exit_code = 50
+    meaning = "duplicity failed for another reason (its message is shown)"
+
+
+class CommandNotFoundError(RescueError):
+    exit_code = 51
+    meaning = "a required program is not installed"
+
+
+def _all_classes() -> list[type[RescueError]]:
+    seen: list[type[RescueError]] = [RescueError]
+    for cls in seen:
+        seen.extend(c for c in cls.__subclasses__() if c not in seen)
+    return seen
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    2: "usage error (bad command line)",
+    **{cls.exit_code: cls.meaning for cls in sorted(_all_classes(), key=lambda c: c.exit_code)},
+}
