@@ -22,6 +22,13 @@ class RescueError(Exception):
         return self.message
 
 
+class UsageError(RescueError):
+    """A bad argument that click's own checks cannot see, such as a malformed time."""
+
+    exit_code = 2
+    meaning = "usage error (bad command line)"
+
+
 class ConfigError(RescueError):
     """The settings file is missing, malformed, or holds an impossible value."""
 
@@ -122,6 +129,5 @@ def _all_classes() -> list[type[RescueError]]:
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    2: "usage error (bad command line)",
     **{cls.exit_code: cls.meaning for cls in sorted(_all_classes(), key=lambda c: c.exit_code)},
 }

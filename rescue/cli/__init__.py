@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from rescue.cli.main import main
+from rescue.cli import backup_cmd, config_cmd, drill_cmd, restore_cmd, status_cmd
+from rescue.cli.main import cli
 
-__all__ = ["main"]
+cli.add_command(config_cmd.config)
+cli.add_command(backup_cmd.backup)
+cli.add_command(status_cmd.status)
+cli.add_command(status_cmd.files)
+cli.add_command(status_cmd.versions)
+cli.add_command(restore_cmd.restore)
+cli.add_command(drill_cmd.drill)
+
+
+def main() -> None:
+    """The console script."""
+    cli.main(prog_name="rescue")

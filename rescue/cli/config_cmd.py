@@ -1,0 +1,136 @@
+"""`rescue config init|check|show`: write the commented sample, validate a file, show it.
+
+Thin on purpose: the sample, the validation and the redaction all live in rescue.config, so what
+`init` writes, what `check` accepts and what a backup reads can never drift apart. Errors are
+RescueErrors and are left to the root group's handler (one line and the exit code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from rescue.config import (
+    DEFAULT_CONFIG_PATH,
+    Settings,
+    check_gpg_key,
+    load_settings,
+    missing_env,
+    render_toml,
+    sample_settings,
+)
+from rescue.errors import ConfigError
+
+
+def _global_config_path() -> Path:
+    """The root group's --config, or the default when the group runs on its own (tests)."""
+    obj = click.get_current_context().find_root().obj
+    path = getattr(obj, "config_path", None)
+    return Path(path) if path is not None else DEFAULT_CONFIG_PATH
+
+
+def _hint(path: Path) -> str:
+    """`rescue [--config PATH] config check`, the way to reach this very file."""
+    if path == DEFAULT_CONFIG_PATH:
+        return "rescue config check"
+    return f"rescue --config {path} config check"
+
+
+def _make_parent(path: Path) -> None:
+    """Create the missing directories above path, each mode 0700 (they will hold secrets)."""
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700)
+        os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write text to path at mode 0600 from the first byte, replacing it atomically."""
+    _make_parent(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _summary(settings: Settings) -> str:
+    """One line: how, where, encrypted how, kept how long."""
+    dest = settings.destination
+    if dest.method == "file":
+        where = dest.path
+    else:
+        user = f"{dest.user}@" if dest.user else ""
+        port = f":{dest.port}" if dest.port else ""
+        where = f"{user}{dest.host}{port}:{dest.path}"
+    enc = settings.encryption
+    encryption = f"gpg key {enc.gpg_key}" if enc.mode == "gpg" else enc.mode
+    return (
+        f"method {dest.method}, destination {where}, encryption {encryption}, "
+        f"keep {settings.schedule.keep_full} full chains"
+    )
+
+
+@click.group()
+def config() -> None:
+    """Write, validate and show the settings file."""
+
+
+@config.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path | None, force: bool) -> None:
+    """Write a commented sample settings file to PATH (default: the --config path).
+
+    Every key is listed with its description; the sample backs up / to the local directory
+    /var/backups/rescue without encryption until you edit it.
+    """
+    path = path or _global_config_path()
+    if (path.exists() or path.is_symlink()) and not force:
+        raise ConfigError(f"{path} exists; add --force to overwrite it")
+    write_private(path, sample_settings())
+    click.echo(f"wrote {path} (mode 0600); edit it, then run: {_hint(path)}")
+
+
+@config.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def check(path: Path | None) -> None:
+    """Validate the settings file (default: the --config path) and the GPG key it names.
+
+    Secret files are read (and refused if others can read them); a secret environment variable
+    that this shell lacks is only noted, as the backup may run with another environment.
+    """
+    path = path or _global_config_path()
+    settings = load_settings(path)
+    check_gpg_key(settings)
+    if settings.destination.password_file is not None:
+        settings.destination_password()
+    if settings.encryption.mode != "none" and settings.encryption.passphrase_file is not None:
+        settings.passphrase()
+    click.echo(f"{path}: OK")
+    click.echo(_summary(settings))
+    for key, variable in missing_env(settings):
+        click.echo(f"note: {key}: {variable} is not set in this environment", err=True)
+
+
+@config.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
+def show(path: Path | None, as_json: bool) -> None:
+    """Print the settings with every default filled in and inline secrets as ***."""
+    path = path or _global_config_path()
+    data = load_settings(path).redacted()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(f"# {path}, with defaults filled in; inline secrets shown as ***")
+        click.echo(render_toml(data).rstrip("\n"))

@@ -1,0 +1,152 @@
+"""The root `rescue` group: global options, logging, and the one error handler.
+
+Every expected failure is a RescueError and ends as one line, `rescue: error: ...`, the path of
+the log, and the error's exit code (the table is in README.md). Anything else is a bug: its
+traceback goes to the log only, and the user sees one line that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from rescue import __version__, execute
+from rescue.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from rescue.errors import EXIT_CODES, RescueError
+
+DEFAULT_LOG = Path("/var/log/rescue/rescue.log")
+
+log = logging.getLogger("rescue")
+
+
+@dataclass
+class App:
+    """What every command gets: where the settings are, how to print, where the log is."""
+
+    config_path: Path
+    json: bool = False
+    log_path: Path | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
+    """Log everything to a file (secrets masked); the terminal gets only what commands print."""
+    root = logging.getLogger("rescue")
+    root.setLevel(logging.DEBUG)
+    root.handlers.clear()
+    candidates = [path] if path else [DEFAULT_LOG, Path.home() / ".cache/rescue/rescue.log"]
+    chosen = None
+    for candidate in candidates:
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handler: logging.Handler = logging.FileHandler(candidate, encoding="utf-8")
+            os.chmod(candidate, 0o600)
+        except OSError:
+            continue
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+        )
+        handler.addFilter(execute.SecretFilter())
+        root.addHandler(handler)
+        chosen = candidate
+        break
+    if verbose:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setLevel(logging.INFO)
+        stream.addFilter(execute.SecretFilter())
+        stream.setFormatter(logging.Formatter("rescue: %(message)s"))
+        root.addHandler(stream)
+    return chosen
+
+
+class RescueGroup(click.Group):
+    """A click group whose invocation maps every exception to one line and an exit code."""
+
+    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("rescue: aborted", err=True)
+            sys.exit(130)
+        except RescueError as exc:
+            log.error("%s: %s", type(exc).__name__, exc)
+            _fail(execute.mask(str(exc)), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("rescue: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug: one line for the user, the traceback for the log
+            log.exception("internal error")
+            _fail(f"internal error: {type(exc).__name__}: {execute.mask(str(exc))}", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    lines = message.splitlines() or [""]
+    click.echo(f"rescue: error: {lines[0]}", err=True)
+    for extra in lines[1:]:
+        click.echo(f"  {extra}", err=True)
+    handler = next(
+        (h for h in logging.getLogger("rescue").handlers if isinstance(h, logging.FileHandler)),
+        None,
+    )
+    if handler is not None:
+        click.echo(f"  (log: {handler.baseFilename})", err=True)
+    sys.exit(code)
+
+
+EPILOG = "Exit codes:\n\n\b\n" + "\n".join(
+    f"  {code:>3}  {meaning}" for code, meaning in sorted(EXIT_CODES.items())
+)
+
+
+@click.group(cls=RescueGroup, epilog=EPILOG, context_settings={"max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    envvar="RESCUE_CONFIG",
+    help="Settings file (TOML). Also from $RESCUE_CONFIG.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"Where the full log goes [default: {DEFAULT_LOG}, else ~/.cache/rescue/].",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also show the log on stderr.")
+@click.version_option(__version__, prog_name="rescue")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, log_file: Path | None, verbose: bool) -> None:
+    """rescue: back up a Linux server with duplicity and bring it back.
+
+    \b
+    Start here:
+      rescue drill                  prove backup and restore work (no settings needed)
+      rescue config init            write a commented settings file to fill in
+      rescue config check           validate it
+      rescue backup                 full or incremental, whichever is due
+      rescue status                 every backup set, its type, date and size
+      rescue files /etc -t 3D       what the backup held three days ago
+      rescue versions /etc/hosts    the dates a file can be restored to
+      rescue restore /etc/hosts --to /tmp/hosts -t 2W
+    """
+    log_path = _setup_logging(log_file, verbose)
+    ctx.obj = App(config_path=config_path, log_path=log_path)
+    log.info("rescue %s: %s", __version__, " ".join(sys.argv[1:]))

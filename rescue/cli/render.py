@@ -1,0 +1,80 @@
+"""How commands print: tables and progress for people, JSON for scripts.
+
+Progress goes to stderr and only when stderr is a terminal, so pipes and `--json` stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from rescue.engine import Progress, ProgressCallback
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f}s"
+    minutes, seconds = divmod(int(s), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*row)
+    stdout.print(t)
+
+
+def _line(p: Progress) -> Text:
+    elapsed = time.monotonic() - p.started
+    parts = [f"{p.phase}: {p.files} files", human_bytes(p.bytes) if p.bytes else ""]
+    if elapsed > 0 and p.bytes:
+        parts.append(f"{human_bytes(p.bytes / elapsed)}/s")
+    if p.fraction:
+        parts.append(f"{p.fraction * 100:.0f}%")
+        if p.fraction < 1:
+            parts.append(f"ETA {human_seconds(elapsed / p.fraction - elapsed)}")
+    parts.append(human_seconds(elapsed))
+    current = p.current if len(p.current) < 50 else "…" + p.current[-49:]
+    return Text(
+        "  ".join(x for x in parts if x) + f"  {current}", no_wrap=True, overflow="ellipsis"
+    )
+
+
+@contextmanager
+def progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A progress callback that redraws one status line, or None when nobody watches."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    with Live(Text(""), console=stderr, refresh_per_second=4, transient=True) as live:
+        yield lambda p: live.update(_line(p))

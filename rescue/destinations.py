@@ -1,0 +1,171 @@
+"""From the [destination] settings to what duplicity needs: a URL, options and an environment.
+
+Why a module of its own: credentials must reach duplicity through the environment (FTP_PASSWORD)
+and never through its URL or argv, and an SSH host must be checked against the pinned fingerprint
+before duplicity connects. duplicity's paramiko backend would otherwise prompt on an unknown key.
+rescue connects first, compares the fingerprint, and hands duplicity a known_hosts file that holds
+exactly the pinned key, so duplicity's own check then refuses any other key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import paramiko
+
+from rescue.config import Settings
+from rescue.errors import (
+    AuthenticationError,
+    ChangedHostKeyError,
+    UnknownHostKeyError,
+    UnreachableError,
+)
+
+log = logging.getLogger("rescue.destinations")
+
+DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22, "scp": 22}
+SSH_METHODS = ("sftp", "scp")
+CONNECT_TIMEOUT = 15.0
+
+
+@dataclass
+class Target:
+    """Everything duplicity needs to reach one destination."""
+
+    url: str
+    display: str
+    options: list[str] = field(default_factory=list)
+    secret_env: dict[str, str] = field(default_factory=dict)
+
+
+def display_url(settings: Settings) -> str:
+    """The destination as a person reads it: no password, ever."""
+    dest = settings.destination
+    if dest.method == "file":
+        return f"file://{dest.path}"
+    user = f"{dest.user}@" if dest.user else ""
+    port = f":{dest.port}" if dest.port else ""
+    return f"{dest.method}://{user}{dest.host}{port}{_url_path(dest.method, dest.path)}"
+
+
+def _url_path(method: str, path: str) -> str:
+    """duplicity reads sftp://host//abs as absolute and sftp://host/rel as relative to home;
+    its FTP backend always works relative to the login directory."""
+    if method in SSH_METHODS:
+        return "/" + quote(path)
+    return "/" + quote(path.lstrip("/"))
+
+
+def ssh_fingerprint(key: paramiko.PKey) -> str:
+    """The SHA256 fingerprint exactly as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def fetch_host_key(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
+    """Connect and read the server's host key, without authenticating."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise UnreachableError(f"cannot reach {host}:{port}: {exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise UnreachableError(f"{host}:{port} does not speak SSH: {exc}") from None
+    finally:
+        transport.close()
+    return key
+
+
+def check_host_key(host: str, port: int, pinned: str | None) -> paramiko.PKey:
+    """Return the server's key if it matches the pinned fingerprint, else raise with the fix."""
+    key = fetch_host_key(host, port)
+    offered = ssh_fingerprint(key)
+    how = (
+        f"compare it with `ssh-keygen -lf /etc/ssh/ssh_host_{_short(key)}_key.pub` on {host}, "
+        f'then set host_key_fingerprint = "{offered}" in [destination]'
+    )
+    if pinned is None:
+        raise UnknownHostKeyError(
+            f"the host key of {host}:{port} is not pinned; it offers {key.get_name()} {offered}: "
+            + how
+        )
+    if pinned != offered:
+        raise ChangedHostKeyError(
+            f"the host key of {host}:{port} has CHANGED: pinned {pinned}, offered "
+            f"{key.get_name()} {offered}. This may be an attack; if the server was reinstalled, "
+            + how
+        )
+    return key
+
+
+def _short(key: paramiko.PKey) -> str:
+    name = key.get_name()
+    if "ed25519" in name:
+        return "ed25519"
+    if "ecdsa" in name:
+        return "ecdsa"
+    return "rsa"
+
+
+@contextmanager
+def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
+    """Yield the Target for settings; temporary files (known_hosts) live as long as the block."""
+    dest = settings.destination
+    password = settings.destination_password()
+    secret_env = {"FTP_PASSWORD": password} if password else {}
+    if dest.method == "file":
+        Path(dest.path).mkdir(parents=True, exist_ok=True)
+        yield Target(url=f"file://{quote(dest.path)}", display=display_url(settings))
+        return
+
+    port = dest.port or DEFAULT_PORTS[dest.method]
+    user = f"{quote(dest.user, safe='')}@" if dest.user else ""
+    url = f"{dest.method}://{user}{dest.host}:{port}{_url_path(dest.method, dest.path)}"
+    if dest.method not in SSH_METHODS:
+        _check_reachable(dest.host, port)
+        yield Target(url=url, display=display_url(settings), secret_env=secret_env)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="rescue-ssh-") as tmp:
+        known_hosts = Path(tmp) / "known_hosts"
+        ssh_options = [f"-oUserKnownHostsFile={known_hosts}"]
+        if check_host:
+            key = check_host_key(dest.host, port, dest.host_key_fingerprint)
+            host_id = dest.host if port == 22 else f"[{dest.host}]:{port}"
+            known_hosts.write_text(f"{host_id} {key.get_name()} {key.get_base64()}\n")
+        if dest.ssh_key_file:
+            _check_key_readable(Path(dest.ssh_key_file))
+            ssh_options.append(f"-oIdentityFile={dest.ssh_key_file}")
+        yield Target(
+            url=url,
+            display=display_url(settings),
+            options=["--ssh-options", " ".join(ssh_options)],
+            secret_env=secret_env,
+        )
+
+
+def _check_reachable(host: str, port: int) -> None:
+    """Fail in seconds with one line, rather than after lftp's minutes of retries."""
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise UnreachableError(f"cannot reach {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _check_key_readable(path: Path) -> None:
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise AuthenticationError(f"cannot read ssh_key_file {path}: {exc.strerror}") from None

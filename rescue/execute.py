@@ -1,0 +1,169 @@
+"""The one way rescue starts a process.
+
+Why one place: secrets must travel in the environment and never in argv, every line a child
+prints must reach the log with secrets masked, and a child must never wait on a prompt (stdin is
+always closed). duplicity's machine-readable `--log-fd` stream is read here too, on an extra pipe,
+so the engine sees structured records while the child's own text goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from rescue.errors import CommandNotFoundError, RescueError
+
+log = logging.getLogger("rescue.execute")
+
+MASK = "***"
+
+# Put this in argv where the child should be told its log descriptor; run() fills in the number.
+LOG_FD_ARG = "--log-fd=@"
+
+# Every secret this process has handed to a child. The log filter below masks them anywhere.
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that no log line, error or report can ever show it."""
+    if value:
+        _secrets.add(value)
+
+
+def mask(text: str) -> str:
+    """Replace every registered secret in text; the longest first, so overlaps mask whole."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """A logging filter that masks registered secrets in every record, arguments included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _secrets:
+            record.msg = mask(record.getMessage())
+            record.args = None
+        return True
+
+
+@dataclass
+class Completed:
+    """What a finished child left: its exit code and its output (masked)."""
+
+    argv: list[str]
+    returncode: int
+    output: str
+    seconds: float
+
+
+def _check_argv(argv: Sequence[str]) -> None:
+    for arg in argv:
+        for secret in _secrets:
+            if secret in arg:
+                # A programming error, and one that must never reach a process list.
+                raise RescueError("refusing to start a process with a secret in its arguments")
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    secret_env: Mapping[str, str] | None = None,
+    on_output: Callable[[str], None] | None = None,
+    on_logfd: Callable[[str], None] | None = None,
+    cwd: str | None = None,
+) -> Completed:
+    """Run argv to completion and return its exit code and masked output.
+
+    env adds plain variables; secret_env adds variables whose values are secrets (registered, so
+    they are masked everywhere). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
+    becomes `--log-fd=N`; every line it writes there is passed on as it arrives.
+    """
+    argv = [str(a) for a in argv]
+    if shutil.which(argv[0]) is None:
+        raise CommandNotFoundError(f"{argv[0]} is not installed or not on PATH")
+    for value in (secret_env or {}).values():
+        register_secret(value)
+    _check_argv(argv)
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.update(secret_env or {})
+
+    log.info("run: %s", " ".join(argv))
+    start = time.monotonic()
+    pass_fds: tuple[int, ...] = ()
+    read_fd = write_fd = -1
+    if on_logfd is not None:
+        read_fd, write_fd = os.pipe()
+        pass_fds = (write_fd,)
+        argv = [f"--log-fd={write_fd}" if a == LOG_FD_ARG else a for a in argv]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=cwd,
+            pass_fds=pass_fds,
+        )
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+    output = _pump(proc, read_fd, on_output, on_logfd)
+    returncode = proc.wait()
+    seconds = time.monotonic() - start
+    log.info("exit %d after %.1fs: %s", returncode, seconds, argv[0])
+    return Completed(argv, returncode, output, seconds)
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    logfd: int,
+    on_output: Callable[[str], None] | None,
+    on_logfd: Callable[[str], None] | None,
+) -> str:
+    """Read the child's output and its log-fd line by line until both are closed."""
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    buffers: dict[int, bytes] = {proc.stdout.fileno(): b""}
+    sel.register(proc.stdout.fileno(), selectors.EVENT_READ, "out")
+    if logfd >= 0:
+        buffers[logfd] = b""
+        sel.register(logfd, selectors.EVENT_READ, "logfd")
+    lines: list[str] = []
+
+    def deliver(kind: str, raw: bytes) -> None:
+        text = mask(raw.decode("utf-8", "replace"))
+        if kind == "out":
+            lines.append(text)
+            log.debug("| %s", text)
+            if on_output:
+                on_output(text)
+        elif on_logfd:
+            on_logfd(text)
+
+    while sel.get_map():
+        for key, _ in sel.select():
+            fd = key.fd
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                if buffers[fd]:
+                    deliver(key.data, buffers[fd])
+                sel.unregister(fd)
+                if fd == logfd:
+                    os.close(fd)
+                continue
+            data = buffers[fd] + chunk
+            *complete, buffers[fd] = data.split(b"\n")
+            for raw in complete:
+                deliver(key.data, raw)
+    sel.close()
+    return "\n".join(lines)

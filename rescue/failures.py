@@ -1,0 +1,130 @@
+"""Turn a failed duplicity run into the one RescueError that says what went wrong.
+
+duplicity reports an error code and text on its log-fd; the code alone is too coarse (a refused
+password, a dead host and a missing file all come back as backend errors), so the text of the
+ERROR records, and failing that the output, is matched against what duplicity, gpg, paramiko and
+lftp say for each case. Every message names the destination, never a secret.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rescue import duplog
+from rescue.errors import (
+    AuthenticationError,
+    ChangedHostKeyError,
+    CorruptVolumeError,
+    DuplicityError,
+    GpgKeyError,
+    MissingVolumeError,
+    NoBackupError,
+    PathNotInBackupError,
+    RescueError,
+    RestoreTargetExistsError,
+    UnreachableError,
+    WrongPassphraseError,
+)
+
+_PATTERNS: list[tuple[re.Pattern[str], type[RescueError], str]] = [
+    (
+        re.compile(r"Bad session key|bad passphrase|No passphrase given", re.I),
+        WrongPassphraseError,
+        "wrong passphrase: gpg cannot decrypt the backup at {dest}",
+    ),
+    (
+        re.compile(r"No secret key|secret key not available", re.I),
+        GpgKeyError,
+        "the secret GPG key needed to decrypt the backup at {dest} is not in the keyring",
+    ),
+    (
+        re.compile(r"public key not found|unusable public key|No public key", re.I),
+        GpgKeyError,
+        "the GPG key to encrypt with is not in the keyring",
+    ),
+    (
+        re.compile(r"Host key for server .* does not match|BadHostKey|Host key verification", re.I),
+        ChangedHostKeyError,
+        "the host key of {dest} does not match the pinned fingerprint",
+    ),
+    (
+        re.compile(
+            r"Authentication failed|Login incorrect|Login authentication failed|530 |"
+            r"Permission denied \(publickey|not a valid RSA private key|"
+            r"private key file is encrypted",
+            re.I,
+        ),
+        AuthenticationError,
+        "{dest} refused the login (user, password or key)",
+    ),
+    (
+        re.compile(
+            r"Connection refused|No route to host|timed out|Name or service not known|"
+            r"Temporary failure in name resolution|Network is unreachable|Unable to connect",
+            re.I,
+        ),
+        UnreachableError,
+        "cannot reach {dest}",
+    ),
+    (
+        re.compile(
+            r"hash mismatch|Invalid data|CRC error|invalid packet|unexpected EOF|"
+            r"decryption failed|Error -3 while decompressing|not a gzipped file|"
+            r"truncated|bad magic|invalid block type",
+            re.I,
+        ),
+        CorruptVolumeError,
+        "a backup volume at {dest} is corrupt: {detail}",
+    ),
+]
+
+
+def classify(returncode: int, errors: list[duplog.Record], output: str, dest: str) -> RescueError:
+    """The RescueError for a duplicity exit code, its ERROR records and its output."""
+    text = "\n".join(r.message for r in errors)
+    codes = {r.code for r in errors} | {returncode}
+    detail = _detail(text or output)
+
+    if duplog.RESTORE_PATH_EXISTS in codes:
+        return RestoreTargetExistsError(f"the restore target exists; add --force ({detail})")
+    if codes & {duplog.RESTORE_PATH_NOT_FOUND, duplog.NO_RESTORE_FILES}:
+        return PathNotInBackupError(f"not in the backup at that time: {detail}")
+    if duplog.MISMATCHED_HASH in codes:
+        volume = _VOLUME.search(text)
+        name = volume.group(1) if volume else "a volume"
+        return CorruptVolumeError(
+            f"{name} at {dest} is corrupt: its SHA1 hash does not match the backup's manifest"
+        )
+    if re.search(r"No backup chains found|No signature chains found|no_manifests", text + output):
+        return NoBackupError(f"no backup found at {dest}")
+    missing = _missing_volume(text + "\n" + output)
+    if missing:
+        return MissingVolumeError(f"volume {missing} is missing from {dest}")
+    for pattern, cls, template in _PATTERNS:
+        if pattern.search(text) or pattern.search(output):
+            return cls(template.format(dest=dest, detail=detail))
+    return DuplicityError(f"duplicity failed (exit {returncode}) at {dest}: {detail}")
+
+
+_VOLUME = re.compile(r"(duplicity-(?:full|inc)[\w.-]*?\.vol\d+\.difftar(?:\.gpg|\.gz)?)")
+_MISSING = re.compile(r"difftar volume (\d+) not found", re.I)
+
+
+def _missing_volume(text: str) -> str | None:
+    match = _MISSING.search(text)
+    if match:
+        return f"number {match.group(1)}"
+    if re.search(r"No such file|does not exist|Access failed", text, re.I):
+        named = _VOLUME.search(text)
+        return named.group(1) if named else None
+    return None
+
+
+def _detail(text: str) -> str:
+    """The most telling single line of duplicity's message."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("=====", "DEBUG:", "Traceback"))]
+    for ln in lines:
+        if ln.startswith("gpg:") and "encrypted" not in ln:
+            return ln
+    return lines[-1] if lines else "no message"

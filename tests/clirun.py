@@ -1,0 +1,67 @@
+"""Run the real `rescue` command as a user would, and write settings files for it.
+
+Each call is a separate process with stdin closed, so a stray prompt fails instead of hanging,
+and its exit code and stderr are exactly what an admin would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESCUE = [sys.executable, "-m", "rescue"]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def rescue(
+    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> Run:
+    """`rescue [--config CONFIG] ARGS...`, logging next to the config file."""
+    argv = [*RESCUE]
+    if config is not None:
+        argv += ["--config", str(config), "--log-file", str(config.parent / "rescue.log")]
+    proc = subprocess.run(
+        [*argv, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_settings(path: Path, sections: dict[str, dict[str, object]]) -> Path:
+    """A settings file of mode 0600 from {section: {key: value}}."""
+    lines: list[str] = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    path.chmod(0o600)
+    return path

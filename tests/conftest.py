@@ -1,0 +1,60 @@
+"""Shared fixtures: real servers on 127.0.0.1, a throwaway GnuPG home and the sample tree.
+
+The servers are session-scoped because starting sshd or pyftpdlib costs a moment and tests only
+add files under their own tmp_path. A test that must disturb a server (new host key, restart)
+builds its own from tests/servers.py instead of touching these. Every fixture stops what it
+started in a `finally`, so a failing test leaves no daemon behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import FtpServer, GpgHome, SshServer
+
+from rescue.sampletree import make_sample_tree
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """OpenSSH sshd: key-only root login with `sshd.client_key`, SFTP enabled."""
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    """pyftpdlib FTP server: user "rescue" with a random password, files under `ftpd.root`."""
+    server = FtpServer(
+        tmp_path_factory.mktemp("ftpd"), user="rescue", password=secrets.token_urlsafe(16)
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gpg_home() -> Iterator[GpgHome]:
+    """A fresh GNUPGHOME with one key pair (no passphrase); `gpg_home.fingerprint` names it."""
+    home = GpgHome()
+    try:
+        yield home
+    finally:
+        home.close()
+
+
+@pytest.fixture
+def sample_tree(tmp_path: Path) -> Path:
+    """tmp_path / "src" filled by rescue.sampletree.make_sample_tree (seed 0)."""
+    root = tmp_path / "src"
+    make_sample_tree(root)
+    return root
