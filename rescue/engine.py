@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,15 +21,28 @@ from typing import Literal
 from rescue import duplog, execute, history
 from rescue.config import Settings
 from rescue.destinations import Target, prepare
-from rescue.errors import NoBackupError, PathNotInBackupError, RestoreTargetExistsError
+from rescue.errors import (
+    MissingVolumeError,
+    NoBackupError,
+    PathNotInBackupError,
+    RestoreTargetExistsError,
+)
 from rescue.failures import classify
 from rescue.lock import exclusive
+from rescue.placement import merge_into, staging_dir
 from rescue.selection import filter_args
 from rescue.timespec import from_duplicity_time, iso
 
 log = logging.getLogger("rescue.engine")
 
-DUPLICITY = "duplicity"
+
+def _duplicity() -> str:
+    """The duplicity installed beside this Python (the pinned one), else the one on PATH."""
+    beside = Path(sys.executable).parent / "duplicity"
+    return str(beside) if beside.exists() else "duplicity"
+
+
+DUPLICITY = _duplicity()
 FULL_PERIODS = {"daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400}
 
 Kind = Literal["full", "incremental"]
@@ -66,6 +81,7 @@ class Status:
     chains: list[Chain]
     orphaned: int = 0
     incomplete: int = 0
+    damaged: int = 0  # chains duplicity lists with no usable set: their volumes are gone
 
     @property
     def sets(self) -> list[BackupSet]:
@@ -85,6 +101,7 @@ class Status:
             "sets": [s.as_dict() for s in self.sets],
             "orphaned_sets": self.orphaned,
             "incomplete_sets": self.incomplete,
+            "damaged_chains": self.damaged,
         }
 
 
@@ -382,17 +399,24 @@ class Engine:
             action = ["restore", "-t", str(backup_set.time)]
             if rel:
                 action += ["--path-to-restore", rel]
-            if force:
-                action.append("--force")
+            exists = dest.exists() or dest.is_symlink()
+            staging = staging_dir(dest) if exists else None
+            into = staging / "restored" if staging else dest
             progress = Progress(phase="restore")
             start = time.monotonic()
-            self._run(
-                [*action, target.url, str(dest)],
-                target,
-                verbosity="info" if self.progress else "notice",
-                on_record=self._restore_progress(progress) if self.progress else None,
-            )
-            files, size = _totals(dest)
+            try:
+                self._run(
+                    [*action, target.url, str(into)],
+                    target,
+                    verbosity="info" if self.progress else "notice",
+                    on_record=self._restore_progress(progress) if self.progress else None,
+                )
+                files, size = _totals(into)
+                if staging:
+                    merge_into(into, dest)
+            finally:
+                if staging:
+                    shutil.rmtree(staging, ignore_errors=True)
             return RestoreSummary(
                 path=rel or "/",
                 destination=str(dest),
@@ -443,7 +467,7 @@ def relative_path(path: str, settings: Settings) -> str:
     root = PurePosixPath(str(settings.selection.root))
     p = PurePosixPath(path)
     if p.is_absolute():
-        if p == root:
+        if p in (root, PurePosixPath("/")):
             return ""
         try:
             p = p.relative_to(root)
@@ -473,6 +497,11 @@ def decide_kind(
 def pick_set(status: Status, at: int | None) -> BackupSet:
     """The newest set at or before `at` (now when None), as duplicity's -t would choose."""
     if not status.sets:
+        if status.damaged:
+            raise MissingVolumeError(
+                f"backup volumes are missing from {status.destination}: "
+                f"{status.damaged} chain(s) hold no restorable set"
+            )
         raise NoBackupError(f"no backup found at {status.destination}")
     if at is None:
         return status.sets[-1]
@@ -513,9 +542,10 @@ def parse_collection_status(lines: list[str], destination: str) -> Status:
             orphaned = int(words[1])
         elif words[0] == "incomplete-sets-num":
             incomplete = int(words[1])
+    damaged = sum(1 for c in chains if not c.sets)
     chains = sorted((c for c in chains if c.sets), key=lambda c: c.start)
     for number, chain in enumerate(chains, start=1):
         chain.index = number
         for s in chain.sets:
             s.chain = number
-    return Status(destination, chains, orphaned, incomplete)
+    return Status(destination, chains, orphaned, incomplete, damaged)

@@ -176,6 +176,19 @@ def test_deleted_volume(tmp_path: Path, backed_up: Path) -> None:
     assert fingerprint(tmp_path / "dest") == before
 
 
+def test_deleted_middle_volume(tmp_path: Path, sample_tree: Path) -> None:
+    config = symmetric(tmp_path, sample_tree)
+    config.write_text(config.read_text().replace("retries = 1", "retries = 1\nvolsize = 1"))
+    assert rescue(config, "backup", env={PASSPHRASE_ENV: "pw"}).code == 0
+    volumes = sorted((tmp_path / "dest").glob("*.vol*.difftar.gpg"))
+    assert len(volumes) >= 2, volumes
+    volumes[1].unlink()
+    before = fingerprint(tmp_path / "dest")
+    r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
+    one_line_error(r, 32, "volume number 2 is missing")
+    assert fingerprint(tmp_path / "dest") == before
+
+
 def test_flipped_byte(tmp_path: Path, backed_up: Path) -> None:
     (volume,) = (tmp_path / "dest").glob("*.vol1.difftar.gpg")
     data = bytearray(volume.read_bytes())

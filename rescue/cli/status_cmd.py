@@ -25,6 +25,12 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(result.as_dict())
         return
+    if result.damaged:
+        click.echo(
+            f"warning: {result.damaged} chain(s) at {result.destination} have lost their "
+            "volumes and cannot be restored; run a full backup now",
+            err=True,
+        )
     if not result.sets:
         click.echo(f"no backup sets at {result.destination}")
         return

@@ -1,0 +1,64 @@
+"""Put a restored file or tree in place over an existing one (`restore --force`).
+
+duplicity 3.x refuses to restore into anything that exists and is not an empty directory, even
+with its own --force. So a forced restore goes to a staging directory beside the target (same
+file system, so moves are renames) and is then merged in: restored entries replace entries of
+the same name, directories are merged, and entries the backup does not hold are kept. Where a
+move would cross a mount point (a separate /boot under a restored root), it copies with
+`cp -a`, which keeps owners, modes, links and device nodes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rescue import execute
+
+
+def staging_dir(dest: Path) -> Path:
+    """An empty private directory on dest's file system, for duplicity to restore into."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".rescue-restore-", dir=dest.parent))
+
+
+def merge_into(staged: Path, dest: Path) -> None:
+    """Move staged onto dest: replace files, merge directories, keep what only dest has."""
+    if staged.is_dir() and not staged.is_symlink() and dest.is_dir() and not dest.is_symlink():
+        for entry in sorted(os.listdir(staged)):
+            merge_into(staged / entry, dest / entry)
+        _copy_attributes(staged, dest)
+        staged.rmdir()
+        return
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    _move(staged, dest)
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        if dst.exists() or dst.is_symlink():
+            dst.unlink()
+        result = execute.run(["cp", "-a", "--", str(src), str(dst)])
+        if result.returncode:
+            raise OSError(f"cp -a {src} {dst} failed: {result.output}") from None
+        if src.is_dir() and not src.is_symlink():
+            shutil.rmtree(src)
+        else:
+            src.unlink()
+
+
+def _copy_attributes(src: Path, dst: Path) -> None:
+    """A merged directory takes the restored owner, mode and mtime."""
+    st = src.lstat()
+    if os.geteuid() == 0:
+        os.chown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, st.st_mode & 0o7777)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
