@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import paramiko
 
 from rescue.config import Settings
 from rescue.errors import (
@@ -29,6 +28,9 @@ from rescue.errors import (
     UnknownHostKeyError,
     UnreachableError,
 )
+
+if TYPE_CHECKING:
+    import paramiko
 
 log = logging.getLogger("rescue.destinations")
 
@@ -54,15 +56,13 @@ def display_url(settings: Settings) -> str:
         return f"file://{dest.path}"
     user = f"{dest.user}@" if dest.user else ""
     port = f":{dest.port}" if dest.port else ""
-    return f"{dest.method}://{user}{dest.host}{port}{_url_path(dest.method, dest.path)}"
+    return f"{dest.method}://{user}{dest.host}{port}{_url_path(dest.path)}"
 
 
-def _url_path(method: str, path: str) -> str:
-    """duplicity reads sftp://host//abs as absolute and sftp://host/rel as relative to home;
-    its FTP backend always works relative to the login directory."""
-    if method in SSH_METHODS:
-        return "/" + quote(path)
-    return "/" + quote(path.lstrip("/"))
+def _url_path(path: str) -> str:
+    """duplicity reads proto://host//abs as absolute and proto://host/rel as relative to the
+    login directory, for its SSH and FTP backends alike."""
+    return "/" + quote(path)
 
 
 def ssh_fingerprint(key: paramiko.PKey) -> str:
@@ -73,6 +73,8 @@ def ssh_fingerprint(key: paramiko.PKey) -> str:
 
 def fetch_host_key(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
     """Connect and read the server's host key, without authenticating."""
+    import paramiko  # here, not at the top: it costs 0.1 s at every start of rescue
+
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
@@ -132,7 +134,7 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
 
     port = dest.port or DEFAULT_PORTS[dest.method]
     user = f"{quote(dest.user, safe='')}@" if dest.user else ""
-    url = f"{dest.method}://{user}{dest.host}:{port}{_url_path(dest.method, dest.path)}"
+    url = f"{dest.method}://{user}{dest.host}:{port}{_url_path(dest.path)}"
     if dest.method not in SSH_METHODS:
         _check_reachable(dest.host, port)
         yield Target(url=url, display=display_url(settings), secret_env=secret_env)

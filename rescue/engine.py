@@ -19,10 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from rescue import duplog, execute, history
+from rescue.cache import cache_name, cached_status
 from rescue.config import Settings
 from rescue.destinations import Target, prepare
 from rescue.errors import (
-    MissingVolumeError,
+    DuplicityError,
     NoBackupError,
     PathNotInBackupError,
     RestoreTargetExistsError,
@@ -31,6 +32,7 @@ from rescue.failures import classify
 from rescue.lock import exclusive
 from rescue.placement import merge_into, staging_dir
 from rescue.selection import filter_args
+from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
 from rescue.timespec import from_duplicity_time, iso
 
 log = logging.getLogger("rescue.engine")
@@ -44,65 +46,6 @@ def _duplicity() -> str:
 
 DUPLICITY = _duplicity()
 FULL_PERIODS = {"daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400}
-
-Kind = Literal["full", "incremental"]
-
-
-@dataclass
-class BackupSet:
-    kind: Kind
-    time: int
-    volumes: int
-    encrypted: bool
-    chain: int
-    bytes: int | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "date": iso(self.time)}
-
-
-@dataclass
-class Chain:
-    index: int
-    sets: list[BackupSet]
-
-    @property
-    def start(self) -> int:
-        return self.sets[0].time
-
-    @property
-    def end(self) -> int:
-        return self.sets[-1].time
-
-
-@dataclass
-class Status:
-    destination: str
-    chains: list[Chain]
-    orphaned: int = 0
-    incomplete: int = 0
-    damaged: int = 0  # chains duplicity lists with no usable set: their volumes are gone
-
-    @property
-    def sets(self) -> list[BackupSet]:
-        return [s for c in self.chains for s in c.sets]
-
-    def last_full(self) -> BackupSet | None:
-        fulls = [s for s in self.sets if s.kind == "full"]
-        return fulls[-1] if fulls else None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "destination": self.destination,
-            "chains": [
-                {"chain": c.index, "start": iso(c.start), "end": iso(c.end), "sets": len(c.sets)}
-                for c in self.chains
-            ],
-            "sets": [s.as_dict() for s in self.sets],
-            "orphaned_sets": self.orphaned,
-            "incomplete_sets": self.incomplete,
-            "damaged_chains": self.damaged,
-        }
 
 
 @dataclass
@@ -214,6 +157,8 @@ class Engine:
             verbosity,
             "--archive-dir",
             str(self.archive_dir),
+            "--name",
+            cache_name(target.url),
             "--num-retries",
             str(self.settings.duplicity.retries),
             *enc_args,
@@ -236,6 +181,10 @@ class Engine:
         with prepare(self.settings) as target:
             yield target
 
+    def _cached(self, target: Target) -> Status:
+        """The sets as the last duplicity run left them in the cache (see rescue.cache)."""
+        return cached_status(self.archive_dir / cache_name(target.url), target.display)
+
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> Status:
@@ -254,13 +203,18 @@ class Engine:
     # -- backup ------------------------------------------------------------------------------
 
     def backup(self, mode: Literal["full", "incremental", "auto"] = "auto") -> BackupSummary:
+        """One duplicity run; in auto mode duplicity itself starts a full when the last is too
+        old (--full-if-older-than) or there is none. What it made is read from the cache."""
+        full_every = self.settings.schedule.full_every
         with exclusive(self.archive_dir, "backup"), self._target() as target:
-            status = self._status(target)
-            kind, reason = decide_kind(mode, status, self.settings.schedule.full_every)
+            before = self._cached(target)
             root = str(self.settings.selection.root)
-            volsize = ["--volsize", str(self.settings.duplicity.volsize)]
-            action = [kind, *volsize, *self._selection_args(), root, target.url]
-            progress = Progress(phase=f"{kind} backup")
+            action = ["full"] if mode == "full" else ["incremental"]
+            if mode == "auto":
+                action += ["--full-if-older-than", f"{FULL_PERIODS[full_every]}s"]
+            action += ["--volsize", str(self.settings.duplicity.volsize)]
+            action += [*self._selection_args(), root, target.url]
+            progress = Progress(phase=f"{mode} backup")
             parser = self._run(
                 action,
                 target,
@@ -271,12 +225,12 @@ class Engine:
                 (duplog.parse_statistics(r) for r in parser.records if duplog.is_statistics(r)),
                 {},
             )
-            after = self._status(target)
-            newest = after.sets[-1] if after.sets else None
+            after = self._cached(target)
+            made = _new_set(before, after)
             summary = BackupSummary(
-                kind=kind,
-                reason=reason,
-                time=newest.time if newest else int(time.time()),
+                kind=made.kind,
+                reason=explain_kind(mode, made.kind, before, full_every),
+                time=made.time,
                 destination=target.display,
                 source_files=int(stats.get("SourceFiles", 0)),
                 source_bytes=int(stats.get("SourceFileSize", 0)),
@@ -288,8 +242,8 @@ class Engine:
                 bytes_written=int(stats.get("TotalDestinationSizeChange", 0)),
                 seconds=float(stats.get("ElapsedTime", 0.0)),
             )
-            history.record_backup(self.archive_dir, summary.time, kind, summary.bytes_written)
-            if kind == "full":
+            history.record_backup(self.archive_dir, made.time, made.kind, summary.bytes_written)
+            if made.kind == "full":
                 summary.removed_chains = self._retain(target, after)
             return summary
 
@@ -394,7 +348,10 @@ class Engine:
             )
         rel = relative_path(path, self.settings) if path else ""
         with self._target() as target:
-            status = self._status(target)
+            # The cache is enough to pick the set; only a host without one asks the destination.
+            status = self._cached(target)
+            if not status.sets:
+                status = self._status(target)
             backup_set = pick_set(status, at)
             action = ["restore", "-t", str(backup_set.time)]
             if rel:
@@ -477,75 +434,27 @@ def relative_path(path: str, settings: Settings) -> str:
     return "" if text == "." else text
 
 
-def decide_kind(
-    mode: Literal["full", "incremental", "auto"], status: Status, full_every: str
-) -> tuple[Kind, str]:
-    """Full or incremental, and why, in words an admin can check."""
-    last = status.last_full()
+def explain_kind(
+    mode: Literal["full", "incremental", "auto"], kind: Kind, before: Status, full_every: str
+) -> str:
+    """Why the run made the kind of set it made, in words an admin can check."""
+    last = before.last_full()
     if mode == "full":
-        return "full", "asked for with --full"
+        return "asked for with --full"
     if last is None:
-        return "full", "there is no backup chain yet"
+        return "there was no backup chain yet"
     if mode == "incremental":
-        return "incremental", "asked for with --incremental"
-    age = time.time() - last.time
-    if age >= FULL_PERIODS[full_every]:
-        return "full", f"the last full is {age / 86400:.1f} days old and fulls are {full_every}"
-    return "incremental", f"the last full is {age / 86400:.1f} days old; fulls are {full_every}"
+        return "asked for with --incremental"
+    age = (time.time() - last.time) / 86400
+    if kind == "full":
+        return f"the last full was {age:.1f} days old and fulls are {full_every}"
+    return f"the last full is {age:.1f} days old; fulls are {full_every}"
 
 
-def pick_set(status: Status, at: int | None) -> BackupSet:
-    """The newest set at or before `at` (now when None), as duplicity's -t would choose."""
-    if not status.sets:
-        if status.damaged:
-            raise MissingVolumeError(
-                f"backup volumes are missing from {status.destination}: "
-                f"{status.damaged} chain(s) hold no restorable set"
-            )
-        raise NoBackupError(f"no backup found at {status.destination}")
-    if at is None:
-        return status.sets[-1]
-    candidates = [s for s in status.sets if s.time <= at]
-    if not candidates:
-        oldest = status.sets[0]
-        raise NoBackupError(
-            f"no backup as old as {iso(at)}; the oldest set is from {iso(oldest.time)}"
-        )
-    return candidates[-1]
-
-
-def parse_collection_status(lines: list[str], destination: str) -> Status:
-    """Read the control lines of duplicity's collection-status record.
-
-    They look like: `chain-no-sig 0` / `chain-complete`, then ` full 20261126T082608Z 1 enc`
-    per set, then `orphaned-sets-num 0` and `incomplete-sets-num 0`.
-    """
-    chains: list[Chain] = []
-    orphaned = incomplete = 0
-    for line in lines:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] in ("chain-no-sig", "chain-complete"):
-            chains.append(Chain(index=0, sets=[]))
-        elif words[0] in ("full", "inc") and chains and len(words) >= 4:
-            chains[-1].sets.append(
-                BackupSet(
-                    kind="full" if words[0] == "full" else "incremental",
-                    time=from_duplicity_time(words[1]),
-                    volumes=int(words[2]),
-                    encrypted=words[3] == "enc",
-                    chain=0,
-                )
-            )
-        elif words[0] == "orphaned-sets-num":
-            orphaned = int(words[1])
-        elif words[0] == "incomplete-sets-num":
-            incomplete = int(words[1])
-    damaged = sum(1 for c in chains if not c.sets)
-    chains = sorted((c for c in chains if c.sets), key=lambda c: c.start)
-    for number, chain in enumerate(chains, start=1):
-        chain.index = number
-        for s in chain.sets:
-            s.chain = number
-    return Status(destination, chains, orphaned, incomplete, damaged)
+def _new_set(before: Status, after: Status) -> BackupSet:
+    """The set a backup added: the one the cache names now and did not name before."""
+    known = {(s.kind, s.time) for s in before.sets}
+    added = [s for s in after.sets if (s.kind, s.time) not in known]
+    if not added:
+        raise DuplicityError("duplicity reported success but no new backup set appeared")
+    return added[-1]

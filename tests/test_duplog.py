@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rescue import duplog
-from rescue.engine import parse_collection_status
+from rescue.sets import parse_collection_status
 
 COLLECTION = """NOTICE 1
 . Last full backup date: Thu Nov 26 08:26:08 2026
