@@ -203,6 +203,13 @@ class Destination(_Section):
         "fails and shows the fingerprint to check and pin.",
         examples=["SHA256:" + "x" * 43],
     )
+    tls_ca_file: AbsPath | None = Field(
+        default=None,
+        description="ftps only: a PEM file of the certificate authority (or the server's own "
+        "self-signed certificate) to verify the server with. Default: the system's CAs. "
+        "The certificate is always verified.",
+        examples=["/etc/rescue/ftps-ca.pem"],
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -255,6 +262,7 @@ class Destination(_Section):
                 "password_env",
                 "ssh_key_file",
                 "host_key_fingerprint",
+                "tls_ca_file",
             ):
                 if getattr(self, key) is not None:
                     problems.append(((key,), "not used by method file (a local directory)"))
@@ -265,6 +273,8 @@ class Destination(_Section):
                 for key in ("ssh_key_file", "host_key_fingerprint"):
                     if getattr(self, key) is not None:
                         problems.append(((key,), "only for method sftp or scp"))
+            if self.method != "ftps" and self.tls_ca_file is not None:
+                problems.append((("tls_ca_file",), "only for method ftps"))
             sources = [k for k in ("password", "password_file", "password_env") if _set(self, k)]
             for extra in sources[1:]:
                 problems.append(

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rescue.destinations")
 
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22, "scp": 22}
+# ftps is FTP with explicit TLS (AUTH TLS on port 21, what vsftpd and most servers speak), which
+# duplicity calls ftpes://; its own ftps:// is the legacy implicit TLS of port 990.
+DUPLICITY_SCHEMES = {"ftps": "ftpes"}
 SSH_METHODS = ("sftp", "scp")
 CONNECT_TIMEOUT = 15.0
 
@@ -134,10 +137,12 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
 
     port = dest.port or DEFAULT_PORTS[dest.method]
     user = f"{quote(dest.user, safe='')}@" if dest.user else ""
-    url = f"{dest.method}://{user}{dest.host}:{port}{_url_path(dest.path)}"
+    scheme = DUPLICITY_SCHEMES.get(dest.method, dest.method)
+    url = f"{scheme}://{user}{dest.host}:{port}{_url_path(dest.path)}"
     if dest.method not in SSH_METHODS:
         _check_reachable(dest.host, port)
-        yield Target(url=url, display=display_url(settings), secret_env=secret_env)
+        options = ["--ssl-cacert-file", dest.tls_ca_file] if dest.tls_ca_file else []
+        yield Target(url=url, display=display_url(settings), options=options, secret_env=secret_env)
         return
 
     with tempfile.TemporaryDirectory(prefix="rescue-ssh-") as tmp:

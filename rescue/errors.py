@@ -78,6 +78,11 @@ class ChangedHostKeyError(RescueError):
     meaning = "the backup host's key differs from the pinned fingerprint"
 
 
+class UntrustedCertificateError(RescueError):
+    exit_code = 24
+    meaning = "the FTPS server's TLS certificate is not trusted (see tls_ca_file)"
+
+
 class NoBackupError(RescueError):
     exit_code = 30
     meaning = "no backup found at the destination (or none as old as the time asked for)"

@@ -23,6 +23,7 @@ from rescue.errors import (
     RescueError,
     RestoreTargetExistsError,
     UnreachableError,
+    UntrustedCertificateError,
     WrongPassphraseError,
 )
 
@@ -46,6 +47,12 @@ _PATTERNS: list[tuple[re.Pattern[str], type[RescueError], str]] = [
         re.compile(r"Host key for server .* does not match|BadHostKey|Host key verification", re.I),
         ChangedHostKeyError,
         "the host key of {dest} does not match the pinned fingerprint",
+    ),
+    (
+        re.compile(r"Certificate verification|certificate .*not trusted|Not trusted", re.I),
+        UntrustedCertificateError,
+        "the TLS certificate of {dest} is not trusted: {detail}; if it is the server's own, "
+        "set tls_ca_file in [destination] to a copy of it (or of its CA)",
     ),
     (
         re.compile(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import FtpServer, GpgHome, SshServer
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
 from rescue.sampletree import make_sample_tree
 
@@ -40,6 +40,17 @@ def ftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ftpsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VsftpdServer]:
+    """vsftpd with explicit FTPS required; `ftpsd.certfile` is its self-signed certificate."""
+    server = VsftpdServer(tmp_path_factory.mktemp("ftpsd"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", required=True)
     parser.add_argument("--passive-ports", required=True, help="FIRST-LAST, inclusive")
     parser.add_argument("--log", required=True)
-    parser.add_argument("--certfile", help="PEM certificate: serve explicit FTPS")
-    parser.add_argument("--keyfile", help="PEM private key of --certfile")
     args = parser.parse_args(argv)
 
     password = os.environ.get(PASSWORD_ENV)
@@ -48,14 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     authorizer.add_user(args.user, password, args.root, perm=PERMISSIONS)
     first, last = (int(p) for p in args.passive_ports.split("-"))
 
-    base: type[FTPHandler] = FTPHandler
-    if args.certfile:
-        from pyftpdlib.handlers import TLS_FTPHandler  # needs pyOpenSSL
-
-        base = TLS_FTPHandler
-
     # A subclass, so that the settings stay on this server and off pyftpdlib's class.
-    class Handler(base):  # type: ignore[valid-type,misc]
+    class Handler(FTPHandler):
         pass
 
     Handler.authorizer = authorizer
@@ -64,11 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     Handler.permit_foreign_addresses = False
     Handler.auth_failed_timeout = 0.2  # pyftpdlib's 3 s only slows the tests down
     Handler.banner = "rescue test ftpd ready."
-    if args.certfile:
-        Handler.certfile = args.certfile
-        Handler.keyfile = args.keyfile
-        Handler.tls_control_required = True
-        Handler.tls_data_required = True
 
     # SIGTERM becomes SystemExit, which serve_forever handles by closing every connection.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from clirun import Run, rescue
-from servers import FtpServer, SshServer
+from servers import FtpServer, SshServer, VsftpdServer
 from test_roundtrip import FTP_PASSWORD_ENV, PASSPHRASE_ENV, settings_for
 
 pytestmark = pytest.mark.slow
@@ -112,6 +112,13 @@ def test_wrong_ftp_password(tmp_path: Path, sample_tree: Path, own_ftpd: FtpServ
     one_line_error(r, 21, "refused the login")
     assert "not-the-password" not in r.err + (tmp_path / "rescue.log").read_text()
     assert fingerprint(own_ftpd.root) == before
+
+
+def test_untrusted_ftps_certificate(tmp_path: Path, sample_tree: Path, ftpsd: VsftpdServer) -> None:
+    config = settings_for("ftps", tmp_path, sample_tree, ftpd=ftpsd)  # no tls_ca_file
+    r = rescue(config, "backup", env={FTP_PASSWORD_ENV: ftpsd.password})
+    one_line_error(r, 24, "not trusted", "tls_ca_file")
+    assert not (ftpsd.root / tmp_path.name).exists()
 
 
 def test_stopped_ssh_server(tmp_path: Path, sample_tree: Path, own_sshd: SshServer) -> None:

@@ -3,8 +3,8 @@
 Each: a full backup of the sample tree, a change, an incremental, a status with two sets, a
 restore as of the first set (old bytes) and as of now (new bytes) compared file by file, a
 single-file restore, and --force honoured. The encryption varies with the method so that every
-mode is exercised: gpg key (file), symmetric from the environment (ftp), symmetric from a file
-(sftp), none (scp).
+mode is exercised: gpg key (file), symmetric from the environment (ftp, ftps), symmetric from a
+file (sftp), none (scp). FTPS verifies the server's self-signed certificate as its CA.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from clirun import rescue, write_settings
-from servers import FtpServer, GpgHome, SshServer
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
 from rescue.sampletree import mutate_sample_tree
 from rescue.treecompare import compare_trees
@@ -33,7 +33,7 @@ def settings_for(
     tree: Path,
     *,
     sshd: SshServer | None = None,
-    ftpd: FtpServer | None = None,
+    ftpd: FtpServer | VsftpdServer | None = None,
     gpg: GpgHome | None = None,
     encryption: dict[str, object] | None = None,
     **overrides: object,
@@ -90,7 +90,7 @@ def copy_tree(src: Path, dst: Path) -> None:
     subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
 
 
-CASES = ["file", "ftp", "sftp", "scp"]
+CASES = ["file", "ftp", "ftps", "sftp", "scp"]
 
 
 @pytest.mark.parametrize("method", CASES)
@@ -100,12 +100,15 @@ def test_round_trip(
     sample_tree: Path,
     sshd: SshServer,
     ftpd: FtpServer,
+    ftpsd: VsftpdServer,
     gpg_home: GpgHome,
 ) -> None:
-    env = {FTP_PASSWORD_ENV: ftpd.password, PASSPHRASE_ENV: PASSPHRASE}
+    ftp_server = ftpsd if method == "ftps" else ftpd
+    env = {FTP_PASSWORD_ENV: ftp_server.password, PASSPHRASE_ENV: PASSPHRASE}
     encryption = {
         "file": None,
         "ftp": {"mode": "symmetric", "passphrase_env": PASSPHRASE_ENV},
+        "ftps": {"mode": "symmetric", "passphrase_env": PASSPHRASE_ENV},
         "sftp": {"mode": "symmetric", "passphrase_file": str(passphrase_file(tmp_path))},
         "scp": {"mode": "none"},
     }[method]
@@ -114,9 +117,10 @@ def test_round_trip(
         tmp_path,
         sample_tree,
         sshd=sshd,
-        ftpd=ftpd,
+        ftpd=ftp_server,
         gpg=gpg_home if method == "file" else None,
         encryption=encryption,
+        **({"tls_ca_file": str(ftpsd.certfile)} if method == "ftps" else {}),
     )
 
     # 1. full backup, remembered as it was
@@ -182,7 +186,7 @@ def test_round_trip(
 
     # no secret in anything the user or the log can see
     log = (tmp_path / "rescue.log").read_text()
-    for secret in (PASSPHRASE, ftpd.password):
+    for secret in (PASSPHRASE, ftp_server.password):
         for text in (first.out, first.err, second.out, status.out, r.out, r.err, log):
             assert secret not in text
 

@@ -8,13 +8,23 @@ import hashlib
 import io
 import os
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
-from servers import FTP_PASSWORD_ENV, FtpServer, GpgHome, SshServer, free_port, wait_for_port
+from servers import (
+    FTP_PASSWORD_ENV,
+    HOST,
+    FtpServer,
+    GpgHome,
+    SshServer,
+    VsftpdServer,
+    free_port,
+    wait_for_port,
+)
 
 # gpg reads the passphrase from its stdin, never from argv.
 LOOPBACK = ("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0")
@@ -181,14 +191,29 @@ def test_ftp_restart_keeps_port(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_ftps_without_pyopenssl_is_a_clear_error(tmp_path: Path) -> None:
+def test_vsftpd_ftps_requires_tls_and_keeps_whole_uploads(tmp_path: Path) -> None:
+    server = VsftpdServer(tmp_path / "vsftpd")
     try:
-        import OpenSSL  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeError, match="pyOpenSSL"):
-            FtpServer(tmp_path, tls=True)
-    else:
-        pytest.skip("pyOpenSSL is installed")
+        server.start()
+        plain = ftplib.FTP()
+        plain.connect(HOST, server.port, timeout=10)
+        with pytest.raises(ftplib.error_perm, match="530"):
+            plain.login(server.user, server.password)  # no AUTH TLS: refused
+        plain.close()
+        context = ssl.create_default_context(cafile=str(server.certfile))
+        client = ftplib.FTP_TLS(context=context)
+        client.connect(HOST, server.port, timeout=10)
+        client.login(server.user, server.password)
+        client.prot_p()
+        client.mkd("d")
+        payload = os.urandom(1_100_000)
+        client.storbinary("STOR d/blob", io.BytesIO(payload))
+        client.quit()
+        assert (server.root / "d/blob").read_bytes() == payload
+    finally:
+        server.close()
+    assert not server.root.exists()
+    assert subprocess.run(["id", server.user], capture_output=True).returncode != 0
 
 
 # --- gpg ---
