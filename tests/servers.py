@@ -114,8 +114,32 @@ class _Daemon:
     """Start/stop/restart of one child process, killed by its own pid only."""
 
     log_path: Path
+    _port: int | None = None
     _process: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError(f"{type(self).__name__} has no port before start()")
+        return self._port
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def _launch(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Spawn the daemon and wait until it listens; stop it again if it never does."""
+        self._spawn(argv, env=env)
+        try:
+            wait_for_port(self.port, process=self._process, log=self.log_path)
+        except BaseException:
+            self.stop()
+            raise
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self._log_file = self.log_path.open("ab")
@@ -176,13 +200,6 @@ class SshServer(_Daemon):
         self.authorized_keys = workdir / "authorized_keys"
         self.config_path = workdir / "sshd_config"
         self.log_path = workdir / "sshd.log"
-        self._port: int | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("SshServer has no port before start()")
-        return self._port
 
     def start(self) -> None:
         if self.running:
@@ -197,16 +214,7 @@ class SshServer(_Daemon):
             self._port = free_port()
         self.config_path.write_text(self._config())
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-        self._spawn([SSHD, "-D", "-e", "-f", str(self.config_path)])
-        try:
-            wait_for_port(self.port, process=self._process, log=self.log_path)
-        except BaseException:
-            self.stop()
-            raise
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        self._launch([SSHD, "-D", "-e", "-f", str(self.config_path)])
 
     def regenerate_host_key(self) -> None:
         """Replace the host key, as after a reinstall of the backup host; restart() to apply."""
@@ -280,14 +288,7 @@ class FtpServer(_Daemon):
         self.password = password if password is not None else secrets.token_urlsafe(16)
         self.root = root if root is not None else workdir / "root"
         self.log_path = workdir / "ftpd.log"
-        self._port: int | None = None
         self._passive: range | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FtpServer has no port before start()")
-        return self._port
 
     @property
     def passive_ports(self) -> range:
@@ -317,17 +318,7 @@ class FtpServer(_Daemon):
             "--log",
             str(self.log_path),
         ]
-        env = {**os.environ, FTP_PASSWORD_ENV: self.password}
-        self._spawn(argv, env=env)
-        try:
-            wait_for_port(self.port, process=self._process, log=self.log_path)
-        except BaseException:
-            self.stop()
-            raise
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        self._launch(argv, env={**os.environ, FTP_PASSWORD_ENV: self.password})
 
 
 class VsftpdServer(_Daemon):
@@ -348,14 +339,7 @@ class VsftpdServer(_Daemon):
         self.log_path = workdir / "vsftpd.log"
         self.certfile = workdir / "cert.pem"
         self.keyfile = workdir / "key.pem"
-        self._port: int | None = None
         self._user_made = False
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("VsftpdServer has no port before start()")
-        return self._port
 
     def start(self) -> None:
         if self.running:
@@ -406,16 +390,7 @@ class VsftpdServer(_Daemon):
                 ]
             )
         )
-        self._spawn(["vsftpd", str(config)])
-        try:
-            wait_for_port(self.port, process=self._process, log=self.log_path)
-        except BaseException:
-            self.stop()
-            raise
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        self._launch(["vsftpd", str(config)])
 
     def __exit__(
         self,
