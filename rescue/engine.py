@@ -356,9 +356,10 @@ class Engine:
             action = ["restore", "-t", str(backup_set.time)]
             if rel:
                 action += ["--path-to-restore", rel]
-            exists = dest.exists() or dest.is_symlink()
-            staging = staging_dir(dest) if exists else None
-            into = staging / "restored" if staging else dest
+            # Always into a staging directory beside dest, moved into place only on success:
+            # a failed restore leaves no half-written tree that looks like a good one.
+            staging = staging_dir(dest)
+            into = staging / "restored"
             progress = Progress(phase="restore")
             start = time.monotonic()
             try:
@@ -369,11 +370,9 @@ class Engine:
                     on_record=self._restore_progress(progress) if self.progress else None,
                 )
                 files, size = _totals(into)
-                if staging:
-                    merge_into(into, dest)
+                merge_into(into, dest)
             finally:
-                if staging:
-                    shutil.rmtree(staging, ignore_errors=True)
+                shutil.rmtree(staging, ignore_errors=True)
             return RestoreSummary(
                 path=rel or "/",
                 destination=str(dest),

@@ -1,8 +1,10 @@
-"""Put a restored file or tree in place over an existing one (`restore --force`).
+"""Put a restored file or tree in place, over an existing one with `restore --force`.
 
-duplicity 3.x refuses to restore into anything that exists and is not an empty directory, even
-with its own --force. So a forced restore goes to a staging directory beside the target (same
-file system, so moves are renames) and is then merged in: restored entries replace entries of
+Every restore goes to a staging directory beside the target (same file system, so moves are
+renames) and is moved into place only when duplicity succeeded, so a failed restore never leaves
+a half-written tree that looks like a good one. duplicity 3.x also refuses to restore into
+anything that exists and is not an empty directory, even with its own --force, so a forced
+restore is merged in: restored entries replace entries of
 the same name, directories are merged, and entries the backup does not hold are kept. Where a
 move would cross a mount point (a separate /boot under a restored root), it copies with
 `cp -a`, which keeps owners, modes, links and device nodes.

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from clirun import Run, rescue
-from servers import FtpServer, SshServer, VsftpdServer
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 from test_roundtrip import FTP_PASSWORD_ENV, PASSPHRASE_ENV, settings_for
+
+from rescue.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +79,8 @@ def test_wrong_passphrase(tmp_path: Path, sample_tree: Path) -> None:
     wrong = "the WRONG one"
     r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: wrong})
     one_line_error(r, 10, "wrong passphrase")
+    assert not (tmp_path / "out").exists(), "a failed restore left a partial tree"
+    assert not list(tmp_path.glob(".rescue-restore-*"))
     assert wrong not in r.err + r.out + (tmp_path / "rescue.log").read_text()
     assert fingerprint(tmp_path / "dest") == before
     # a second backup with the wrong passphrase must not add a set it could never read back
@@ -180,6 +184,7 @@ def test_deleted_volume(tmp_path: Path, backed_up: Path) -> None:
     before = fingerprint(tmp_path / "dest")
     r = rescue(backed_up, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
     one_line_error(r, 32, "missing")
+    assert not (tmp_path / "out").exists()
     assert fingerprint(tmp_path / "dest") == before
 
 
@@ -254,3 +259,40 @@ def test_unexpected_config_is_one_line(tmp_path: Path) -> None:
     one_line_error(r, 3, "hots")
     missing = rescue(tmp_path / "nope.toml", "status")
     one_line_error(missing, 3, "config init")
+
+
+def test_gpg_key_with_a_passphrase(tmp_path: Path, sample_tree: Path) -> None:
+    """Backups encrypt to the public key; a restore needs the secret key's passphrase."""
+    with GpgHome(passphrase="key passphrase 42") as gpg:
+        config = settings_for(
+            "file",
+            tmp_path,
+            sample_tree,
+            encryption={
+                "mode": "gpg",
+                "gpg_key": gpg.fingerprint,
+                "gnupg_home": str(gpg.home),
+                "passphrase_env": PASSPHRASE_ENV,
+            },
+        )
+        right = {PASSPHRASE_ENV: "key passphrase 42"}
+        assert rescue(config, "backup", env=right).code == 0
+        out = tmp_path / "out"
+        r = rescue(config, "restore", "/", "--to", str(out), env={PASSPHRASE_ENV: "not it"})
+        one_line_error(r, 10, "wrong passphrase")
+        assert not out.exists()
+        r = rescue(config, "restore", "/", "--to", str(out), env=right)
+        assert r.code == 0, r.err
+        assert compare_trees(sample_tree, out) == []
+
+
+def test_gpg_key_not_in_the_keyring(tmp_path: Path, sample_tree: Path, gpg_home: GpgHome) -> None:
+    config = settings_for(
+        "file",
+        tmp_path,
+        sample_tree,
+        encryption={"mode": "gpg", "gpg_key": "0123456789ABCDEF", "gnupg_home": str(gpg_home.home)},
+    )
+    r = rescue(config, "backup")
+    one_line_error(r, 11, "0123456789ABCDEF")
+    assert not (tmp_path / "dest").exists()
