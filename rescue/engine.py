@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import duplog, execute, history
+from rescue import duplog, execute, history, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings
 from rescue.destinations import Target, prepare
@@ -207,6 +207,7 @@ class Engine:
         old (--full-if-older-than) or there is none. What it made is read from the cache."""
         full_every = self.settings.schedule.full_every
         with exclusive(self.archive_dir, "backup"), self._target() as target:
+            manifest.write(self.settings)
             before = self._cached(target)
             root = str(self.settings.selection.root)
             action = ["full"] if mode == "full" else ["incremental"]
@@ -252,7 +253,8 @@ class Engine:
         extra = [str(self.archive_dir)]
         if dest.method == "file":
             extra.append(dest.path)
-        return filter_args(self.settings.selection, extra)
+        always = [str(manifest.manifest_path(str(self.settings.selection.root)))]
+        return filter_args(self.settings.selection, extra, always)
 
     def _backup_progress(self, progress: Progress, root: str) -> Callable[[duplog.Record], None]:
         changed = (duplog.INFO_DIFF_NEW, duplog.INFO_DIFF_CHANGED, duplog.INFO_DIFF_DELETED)

@@ -48,6 +48,13 @@ class LockedError(RescueError):
     meaning = "another backup or restore is already running"
 
 
+class ManifestError(RescueError):
+    """The host manifest cannot be written, read, or is of a newer format."""
+
+    exit_code = 6
+    meaning = "the host manifest cannot be written or read"
+
+
 class WrongPassphraseError(RescueError):
     exit_code = 10
     meaning = "wrong encryption passphrase"

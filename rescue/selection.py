@@ -24,8 +24,14 @@ def glob_pattern(glob: str) -> str:
     return glob if glob.startswith(("/", "**")) else f"**/{glob}"
 
 
-def filter_args(selection: Selection, extra_excludes: Iterable[str] = ()) -> list[str]:
-    """duplicity arguments that select exactly what the settings ask for."""
+def filter_args(
+    selection: Selection, extra_excludes: Iterable[str] = (), always: Iterable[str] = ()
+) -> list[str]:
+    """duplicity arguments that select exactly what the settings ask for.
+
+    `always` names files that are backed up whatever the rules say (the manifest); they come
+    first, as duplicity applies the first rule that matches.
+    """
     root = str(selection.root)
     args: list[str] = []
     for path in [*extra_excludes, *selection.exclude]:
@@ -34,8 +40,10 @@ def filter_args(selection: Selection, extra_excludes: Iterable[str] = ()) -> lis
     for glob in selection.exclude_globs:
         args += ["--exclude", glob_pattern(glob)]
     includes = [str(p) for p in selection.include]
-    if any(PurePosixPath(p) == PurePosixPath(root) for p in includes):
-        return args
-    for path in includes:
-        args += ["--include", path]
-    return [*args, "--exclude", "**"]
+    if not any(PurePosixPath(p) == PurePosixPath(root) for p in includes):
+        for path in includes:
+            args += ["--include", path]
+        args += ["--exclude", "**"]
+    if not args:
+        return []  # everything is selected; duplicity refuses a lone, redundant include
+    return [arg for path in always for arg in ("--include", str(path))] + args

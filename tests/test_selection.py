@@ -74,4 +74,18 @@ def test_a_backup_holds_exactly_the_selection(tmp_path: Path) -> None:
     files = rescue(config, "files", "--json")
     assert files.code == 0, files.err
     held = {e["path"] for e in files.json() if e["type"] == "reg"}
-    assert held == {"etc/hosts", "home/alice/notes.txt", "home/alice/deep/x/clip.AVI"}
+    assert held == {
+        "etc/hosts",
+        "home/alice/notes.txt",
+        "home/alice/deep/x/clip.AVI",
+        "var/lib/rescue/manifest.json",  # always included, though no include names var/
+    }
+
+
+def test_always_included_files_come_first_and_only_when_needed() -> None:
+    whole = Selection.model_validate({"root": "/srv", "include": ["/srv"]})
+    assert filter_args(whole, always=["/srv/var/lib/rescue/manifest.json"]) == []
+    some = Selection.model_validate({"root": "/srv", "include": ["/srv/www"]})
+    args = filter_args(some, always=["/srv/var/lib/rescue/manifest.json"])
+    assert args[:2] == ["--include", "/srv/var/lib/rescue/manifest.json"]
+    assert args[-2:] == ["--exclude", "**"]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rescue.cli import backup_cmd, config_cmd, drill_cmd, restore_cmd, status_cmd
+from rescue.cli import (
+    backup_cmd,
+    config_cmd,
+    drill_cmd,
+    manifest_cmd,
+    restore_cmd,
+    status_cmd,
+)
 from rescue.cli.main import cli
 
 cli.add_command(config_cmd.config)
@@ -12,6 +19,7 @@ cli.add_command(status_cmd.files)
 cli.add_command(status_cmd.versions)
 cli.add_command(restore_cmd.restore)
 cli.add_command(drill_cmd.drill)
+cli.add_command(manifest_cmd.manifest_group)
 
 
 def main() -> None:

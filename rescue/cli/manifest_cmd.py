@@ -1,0 +1,47 @@
+"""`rescue manifest show`: what recovery will know about this host."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from rescue import manifest
+from rescue.cli.main import App
+from rescue.cli.status_cmd import TIME_HELP
+from rescue.engine import Engine
+from rescue.timespec import parse_time
+
+
+@click.group("manifest")
+def manifest_group() -> None:
+    """The host manifest that every backup carries (layout, ids, excluded dirs, hard links)."""
+
+
+@manifest_group.command()
+@click.option(
+    "--from-backup",
+    is_flag=True,
+    help="Show the manifest stored in the backup instead of building one from this host.",
+)
+@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@click.pass_obj
+def show(app: App, from_backup: bool, when: str | None) -> None:
+    """Print the manifest as JSON.
+
+    Without --from-backup it is built now from this host and the settings, exactly as the next
+    backup would write it. With --from-backup it is restored alone from the backup (as of -t),
+    which is what recovery does first.
+    """
+    settings = app.settings()
+    if not from_backup:
+        data = manifest.build(settings)
+    else:
+        at = parse_time(when) if when else None
+        with tempfile.TemporaryDirectory(prefix="rescue-manifest-") as tmp:
+            target = Path(tmp) / "manifest.json"
+            Engine(settings).restore(manifest.MANIFEST_REL, target, at)
+            data = manifest.load(target)
+    click.echo(json.dumps(data, indent=2, sort_keys=True))

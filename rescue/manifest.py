@@ -1,0 +1,240 @@
+"""The manifest: what recovery must know about the host, saved inside every backup.
+
+Save at backup, replay at restore (ReaR's idea): before each backup rescue writes one JSON file at
+a fixed path under the backed-up root, and the selection always includes it, so recovery restores
+that one file first and the rescue ISO stays generic. It records what duplicity cannot keep or
+what a blank machine cannot know: the host's facts and boot mode, the bootloader, the disk layout,
+the numeric ids of every user and group (duplicity maps owners by name), the owner and mode of
+every excluded directory (so /tmp comes back 1777), and the hard-link groups (duplicity restores
+each link as a separate copy). The settings are recorded without secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import stat
+import time
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rescue import __version__
+from rescue.config import Settings
+from rescue.errors import ManifestError, RescueError
+
+FORMAT_VERSION = 1
+MANIFEST_REL = "var/lib/rescue/manifest.json"
+
+
+def manifest_path(root: str | Path) -> Path:
+    """Where the manifest of a backup of root lives on the host."""
+    return Path(root) / MANIFEST_REL
+
+
+def read_os_release(root: Path) -> dict[str, str]:
+    """KEY=value pairs of the backed-up system's os-release (etc/ first, then usr/lib/)."""
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            text = (root / rel).read_text()
+        except OSError:
+            continue
+        pairs = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() and not key.startswith("#"):
+                pairs[key.strip()] = value.strip().strip('"').strip("'")
+        return pairs
+    return {}
+
+
+def host_facts(root: Path) -> dict[str, Any]:
+    """Name, OS, kernel, architecture and boot mode of the machine being backed up."""
+    os_release = read_os_release(root)
+    return {
+        "hostname": socket.gethostname(),
+        "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
+        "kernel": platform.release(),
+        "architecture": platform.machine(),
+        "boot_mode": "uefi" if Path("/sys/firmware/efi").exists() else "bios",
+    }
+
+
+def read_ids(path: Path) -> dict[str, int]:
+    """name -> numeric id from a passwd- or group-format file (name:x:ID:...)."""
+    ids: dict[str, int] = {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ids
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] and not line.startswith("#") and fields[2].isdigit():
+            ids[fields[0]] = int(fields[2])
+    return ids
+
+
+def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[dict[str, Any]]:
+    """Owner, group and mode of each excluded path under root, so recovery recreates it."""
+    entries = []
+    for path in excludes:
+        rel = _relative(path, root)
+        if rel is None:
+            continue
+        target = root / rel
+        try:
+            st = target.lstat()
+        except OSError:
+            entries.append({"path": "/" + rel, "exists": False})
+            continue
+        entries.append(
+            {
+                "path": "/" + rel,
+                "exists": True,
+                "type": _kind(st.st_mode),
+                "uid": st.st_uid,
+                "gid": st.st_gid,
+                "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+                "mount_point": os.path.ismount(target),
+            }
+        )
+    return entries
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def _relative(path: str, root: Path) -> str | None:
+    """path (absolute, on the host) relative to root, or None when it lies outside."""
+    p, r = PurePosixPath(path), PurePosixPath(str(root))
+    if p == r:
+        return None
+    try:
+        return str(p.relative_to(r))
+    except ValueError:
+        return None
+
+
+def hardlink_groups(root: Path, excludes: Iterable[str] = ()) -> list[list[str]]:
+    """Every group of two or more paths under root that share one inode, relative to root.
+
+    Excluded paths are not walked (so /proc and /sys never are); other file systems mounted below
+    root are, as duplicity backs them up too.
+    """
+    skip = {str(PurePosixPath(p)) for p in excludes}
+    inodes: dict[tuple[int, int], list[str]] = {}
+    stack = [str(root)]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.path in skip:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            elif st.st_nlink > 1 and not stat.S_ISLNK(st.st_mode):
+                rel = os.path.relpath(entry.path, root)
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    return sorted(sorted(paths) for paths in inodes.values() if len(paths) > 1)
+
+
+def grub_disk(disks: Iterable[str]) -> str | None:
+    """The disk whose boot sector holds GRUB's boot code (as ReaR finds it), or None."""
+    for disk in disks:
+        try:
+            with open(disk, "rb") as device:
+                if b"GRUB" in device.read(512):
+                    return disk
+        except OSError:
+            continue
+    return None
+
+
+def bootloader(root: Path, boot_mode: str, disks: Iterable[str]) -> dict[str, Any]:
+    """What boots the host: GRUB for EFI or for BIOS, and for BIOS the disk it sits on."""
+    if boot_mode == "uefi" or (root / "boot/efi/EFI").is_dir():
+        return {"kind": "grub-efi", "disk": None}
+    if (root / "boot/grub/i386-pc").is_dir():
+        return {"kind": "grub-pc", "disk": grub_disk(disks)}
+    return {"kind": "unknown", "disk": None}
+
+
+def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The disk layout of the disks that hold root (all disks for /), and their paths.
+
+    A failure here must not stop the backup: it is recorded, and recovery asks for a layout.
+    """
+    try:
+        from rescue.layout.capture import capture, disks_holding
+        from rescue.layout.model import layout_to_dict
+
+        devices = None if str(root) == "/" else disks_holding(root)
+        layout = capture(devices)
+    except (RescueError, OSError, ImportError) as exc:
+        return None, str(exc), []
+    return layout_to_dict(layout), None, [d.path for d in layout.disks]
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The manifest of the host and selection that settings describe."""
+    root = Path(str(settings.selection.root))
+    facts = host_facts(root)
+    layout, layout_error, disks = _layout(root)
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "root": str(root),
+        "host": facts,
+        "bootloader": bootloader(root, facts["boot_mode"], disks),
+        "layout": layout,
+        "layout_error": layout_error,
+        "users": read_ids(root / "etc/passwd"),
+        "groups": read_ids(root / "etc/group"),
+        "excluded": excluded_dirs(root, settings.selection.exclude),
+        "hardlinks": hardlink_groups(root, settings.selection.exclude),
+        "settings": settings.redacted(),
+    }
+
+
+def write(settings: Settings) -> Path:
+    """Build the manifest and write it where the backup will pick it up."""
+    manifest = build(settings)
+    path = manifest_path(str(settings.selection.root))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ManifestError(f"cannot write the manifest {path}: {exc.strerror}") from None
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A manifest read back, checked for a format this version understands."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read the manifest {path}: {exc}") from None
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ManifestError(
+            f"{path} has manifest format {version!r}; this rescue reads up to {FORMAT_VERSION}"
+        )
+    return data

@@ -1,0 +1,153 @@
+"""The manifest: its ids, excluded-directory modes and hard-link groups match a generated tree,
+and it travels inside every backup, restorable alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from clirun import rescue, write_settings
+
+from rescue import manifest
+from rescue.config import Settings
+
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
+    "svc:x:998:997::/nonexistent:/usr/sbin/nologin\n"
+)
+GROUP = "root:x:0:\nalice:x:1001:\nsvc:x:997:\nadm:x:4:alice\n"
+
+
+def make_host(root: Path, outside: Path) -> None:
+    """A small root with ids, hard links and excluded directories of telling modes."""
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text(PASSWD)
+    (root / "etc/group").write_text(GROUP)
+    (root / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian 12"\n')
+    for d in ("data", "other", "x"):
+        (root / d).mkdir()
+    (root / "data/a").write_text("shared three ways")
+    os.link(root / "data/a", root / "data/b")
+    os.link(root / "data/a", root / "other/c")
+    (root / "x/y").write_text("shared two ways")
+    os.link(root / "x/y", root / "x/z")
+    outside.write_text("one link is outside the root")
+    os.link(outside, root / "data/lonely")
+    os.symlink("a", root / "data/symlink-to-a")
+    for name, mode, owner in (("tmp", 0o1777, 0), ("proc", 0o555, 0), ("mnt", 0o750, 1001)):
+        (root / name).mkdir()
+        os.chmod(root / name, mode)
+        os.chown(root / name, owner, owner)
+    (root / "tmp/t1").write_text("excluded")
+    os.link(root / "tmp/t1", root / "tmp/t2")  # excluded: never walked
+
+
+def settings_for(tmp_path: Path, root: Path) -> Settings:
+    return Settings.model_validate(
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "selection": {
+                "root": str(root),
+                "include": [str(root)],
+                "exclude": [str(root / d) for d in ("tmp", "proc", "mnt", "dev")],
+            },
+            "duplicity": {"archive_dir": str(tmp_path / "cache")},
+        }
+    )
+
+
+def test_manifest_matches_the_tree(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_host(root, tmp_path / "outside")
+    data = manifest.build(settings_for(tmp_path, root))
+
+    assert data["format_version"] == manifest.FORMAT_VERSION
+    assert data["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
+    assert data["users"] == {"root": 0, "alice": 1001, "svc": 998}
+    assert data["groups"] == {"root": 0, "alice": 1001, "svc": 997, "adm": 4}
+    excluded = {e["path"]: e for e in data["excluded"]}
+    assert excluded["/tmp"]["mode"] == "1777" and excluded["/tmp"]["uid"] == 0
+    assert excluded["/proc"]["mode"] == "0555"
+    assert (excluded["/mnt"]["mode"], excluded["/mnt"]["uid"], excluded["/mnt"]["gid"]) == (
+        "0750",
+        1001,
+        1001,
+    )
+    assert excluded["/dev"] == {"path": "/dev", "exists": False}
+    assert data["host"]["os"] == {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian 12"}
+    assert data["host"]["boot_mode"] in ("bios", "uefi")
+    assert data["settings"]["destination"]["method"] == "file"
+    json.dumps(data)  # plain data all the way down
+
+
+def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_host(root, tmp_path / "outside")
+    config = write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "selection": {
+                "root": str(root),
+                # the includes do not name var/, yet the manifest must be in the backup
+                "include": [str(root / "etc"), str(root / "data")],
+                "exclude": [str(root / "tmp")],
+            },
+            "duplicity": {"archive_dir": str(tmp_path / "cache")},
+        },
+    )
+    r = rescue(config, "backup")
+    assert r.code == 0, r.err
+    on_disk = manifest.load(root / manifest.MANIFEST_REL)
+
+    listed = rescue(config, "files", "var/lib/rescue", "--json")
+    assert listed.code == 0, listed.err
+    assert manifest.MANIFEST_REL in {e["path"] for e in listed.json()}
+
+    alone = tmp_path / "manifest.json"
+    r = rescue(config, "restore", manifest.MANIFEST_REL, "--to", str(alone))
+    assert r.code == 0, r.err
+    assert json.loads(alone.read_text()) == on_disk
+    assert (alone.stat().st_mode & 0o777) == 0o600
+
+    shown = rescue(config, "manifest", "show", "--from-backup")
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out) == on_disk
+    assert on_disk["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
+
+    # a second backup carries a fresh manifest; the first one stays restorable as of its set
+    (root / "data/new").write_text("new")
+    os.link(root / "data/new", root / "data/new-link")
+    assert rescue(config, "backup", "--incremental").code == 0
+    sets = rescue(config, "status", "--json").json()["sets"]
+    old = rescue(config, "manifest", "show", "--from-backup", "-t", str(sets[0]["time"]))
+    new = rescue(config, "manifest", "show", "--from-backup")
+    assert ["data/new", "data/new-link"] not in json.loads(old.out)["hardlinks"]
+    assert ["data/new", "data/new-link"] in json.loads(new.out)["hardlinks"]
+
+
+def test_manifest_show_from_this_host(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_host(root, tmp_path / "outside")
+    config = write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "selection": {"root": str(root), "include": [str(root)]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache")},
+        },
+    )
+    r = rescue(config, "manifest", "show")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["users"]["alice"] == 1001
+    assert not (root / manifest.MANIFEST_REL).exists(), "show must not write the manifest"
+
+
+@pytest.mark.parametrize("version", [manifest.FORMAT_VERSION + 1, "1", None])
+def test_unknown_manifest_format_is_refused(tmp_path: Path, version: object) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"format_version": version}))
+    with pytest.raises(manifest.ManifestError, match="manifest format"):
+        manifest.load(path)
