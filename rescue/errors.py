@@ -120,6 +120,13 @@ class DrillMismatchError(RescueError):
     meaning = "the drill restored data that differs from what was backed up"
 
 
+class LayoutError(RescueError):
+    """The disk layout cannot be read: a probe failed, or a layout record is malformed."""
+
+    exit_code = 60
+    meaning = "the disk layout cannot be read"
+
+
 class DuplicityError(RescueError):
     """duplicity failed in a way that has no more specific class; its own line is shown."""
 

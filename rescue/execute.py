@@ -79,6 +79,7 @@ def run(
     on_output: Callable[[str], None] | None = None,
     on_logfd: Callable[[str], None] | None = None,
     cwd: str | None = None,
+    mask_output: bool = True,
 ) -> Completed:
     """Run argv to completion and return its exit code and masked output.
 
@@ -117,7 +118,7 @@ def run(
     finally:
         if write_fd >= 0:
             os.close(write_fd)
-    output = _pump(proc, read_fd, on_output, on_logfd)
+    output = _pump(proc, read_fd, on_output, on_logfd, mask_output)
     returncode = proc.wait()
     seconds = time.monotonic() - start
     log.info("exit %d after %.1fs: %s", returncode, seconds, argv[0])
@@ -129,6 +130,7 @@ def _pump(
     logfd: int,
     on_output: Callable[[str], None] | None,
     on_logfd: Callable[[str], None] | None,
+    mask_output: bool = True,
 ) -> str:
     """Read the child's output and its log-fd line by line until both are closed."""
     assert proc.stdout is not None
@@ -141,9 +143,10 @@ def _pump(
     lines: list[str] = []
 
     def deliver(kind: str, raw: bytes) -> None:
-        text = mask(raw.decode("utf-8", "replace"))
+        exact = raw.decode("utf-8", "replace")
+        text = mask(exact)
         if kind == "out":
-            lines.append(text)
+            lines.append(text if mask_output else exact)
             log.debug("| %s", text)
             if on_output:
                 on_output(text)

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
+from rescue import execute
 from rescue.sampletree import make_sample_tree
+
+
+@pytest.fixture(autouse=True)
+def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secrets: one test's passphrase must not mask (or, in
+    argv, refuse) another test's data."""
+    monkeypatch.setattr(execute, "_secrets", set())
 
 
 @pytest.fixture(scope="session")

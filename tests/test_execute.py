@@ -58,3 +58,12 @@ def test_log_fd_lines_are_delivered_and_stdin_is_closed() -> None:
 def test_missing_program() -> None:
     with pytest.raises(CommandNotFoundError, match="not installed"):
         execute.run(["no-such-program-rescue"])
+
+
+def test_unmasked_output_for_parsing_keeps_the_log_masked(caplog: pytest.LogCaptureFixture) -> None:
+    execute.register_secret("swapp")
+    with caplog.at_level(logging.DEBUG, logger="rescue.execute"):
+        # the secret must not be in argv either, so the child assembles the label
+        result = execute.run(["printf", "LABEL=swa%ser", "pp"], mask_output=False)
+    assert result.output == "LABEL=swapper"
+    assert "swapper" not in caplog.text and "LABEL=***er" in caplog.text

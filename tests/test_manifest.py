@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from clirun import rescue, write_settings
+from loopdisks import loop_disk, partition, sh
 
 from rescue import manifest
 from rescue.config import Settings
@@ -20,7 +21,7 @@ PASSWD = (
 GROUP = "root:x:0:\nalice:x:1001:\nsvc:x:997:\nadm:x:4:alice\n"
 
 
-def make_host(root: Path, outside: Path) -> None:
+def make_host(root: Path, outside: Path | None) -> None:
     """A small root with ids, hard links and excluded directories of telling modes."""
     (root / "etc").mkdir(parents=True)
     (root / "etc/passwd").write_text(PASSWD)
@@ -33,8 +34,9 @@ def make_host(root: Path, outside: Path) -> None:
     os.link(root / "data/a", root / "other/c")
     (root / "x/y").write_text("shared two ways")
     os.link(root / "x/y", root / "x/z")
-    outside.write_text("one link is outside the root")
-    os.link(outside, root / "data/lonely")
+    if outside is not None:
+        outside.write_text("one link is outside the root")
+        os.link(outside, root / "data/lonely")
     os.symlink("a", root / "data/symlink-to-a")
     for name, mode, owner in (("tmp", 0o1777, 0), ("proc", 0o555, 0), ("mnt", 0o750, 1001)):
         (root / name).mkdir()
@@ -151,3 +153,30 @@ def test_unknown_manifest_format_is_refused(tmp_path: Path, version: object) -> 
     path.write_text(json.dumps({"format_version": version}))
     with pytest.raises(manifest.ManifestError, match="manifest format"):
         manifest.load(path)
+
+
+def test_manifest_records_the_layout_of_the_disk_under_the_root(tmp_path: Path) -> None:
+    """A root on its own (loop) disk: the manifest's layout is that disk's, exactly."""
+    if os.geteuid() != 0:
+        pytest.skip("loop disks need root")
+    root_uuid = "5e1f2c3d-0000-4000-8000-00000000abcd"
+    with loop_disk(tmp_path / "disk.img", "96M") as device:
+        (part,) = partition(device, "label: gpt\nsize=64MiB, type=linux, name=root\n")
+        sh("mkfs.ext4", "-q", "-F", "-U", root_uuid, "-L", "hostroot", part)
+        root = tmp_path / "root"
+        root.mkdir()
+        sh("mount", part, str(root))
+        try:
+            make_host(root, None)  # a link to outside the root would cross file systems
+            data = manifest.build(settings_for(tmp_path, root))
+        finally:
+            sh("umount", str(root))
+    assert data["layout_error"] is None
+    (disk,) = data["layout"]["disks"]
+    assert disk["path"] == device and disk["table"] == "gpt"
+    (captured,) = disk["partitions"]
+    assert captured["name"] == "root"
+    assert captured["filesystem"]["uuid"] == root_uuid
+    assert captured["filesystem"]["label"] == "hostroot"
+    assert captured["filesystem"]["mountpoint"] == str(root)
+    assert data["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]

@@ -1,0 +1,95 @@
+"""Loop disks for tests: a sparse image attached as /dev/loopN, always detached again.
+
+Why the care: a leaked loop device outlives the test run and holds its image open, and on this
+kind of host `losetup -P` makes no partition devices (see VM-NOTES), so partitions are added with
+`partx`, and if the kernel still made no /dev node for them they are made here with mknod from
+sysfs (and removed again by the same cleanup). Test-only code: it runs its tools directly with
+subprocess, because sfdisk reads its script on stdin, which rescue.execute closes by design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+SYS_BLOCK = Path("/sys/block")
+
+
+def sh(*argv: str, input: str | None = None) -> str:
+    """Run a tool, return its stdout; raise with its stderr if it fails."""
+    result = subprocess.run(argv, input=input, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+def loop_devices_of(directory: Path) -> list[str]:
+    """`losetup -a` lines whose backing file is under directory: what a test may have leaked."""
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(directory) in line]
+
+
+# Partition nodes this module made with mknod, per loop device, so cleanup removes only those.
+_made_nodes: dict[str, list[Path]] = {}
+
+
+@contextlib.contextmanager
+def loop_disk(path: Path, size: str) -> Iterator[str]:
+    """A sparse image of size (truncate's syntax, e.g. "200M") attached as a loop device."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sh("truncate", "-s", size, str(path))
+    device = sh("losetup", "--find", "--show", str(path)).strip()
+    try:
+        yield device
+    finally:
+        _detach(device)
+
+
+def _detach(device: str) -> None:
+    """Forget the partitions, remove the nodes made here, detach. Every step is attempted."""
+    errors = []
+    name = os.path.basename(device)
+    if any(SYS_BLOCK.joinpath(name).glob(f"{name}p*")):
+        with contextlib.suppress(RuntimeError):
+            sh("partx", "-d", device)
+    for node in _made_nodes.pop(device, []):
+        with contextlib.suppress(FileNotFoundError):
+            node.unlink()
+    try:
+        sh("losetup", "-d", device)
+    except RuntimeError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise RuntimeError("; ".join(errors))
+
+
+def partition(device: str, script: str) -> list[str]:
+    """Write a partition table from an sfdisk script and make the kernel and /dev see it.
+
+    Returns the partition device paths in number order.
+    """
+    sh("sfdisk", "--quiet", "--no-reread", "--wipe", "always", device, input=script)
+    name = os.path.basename(device)
+    sys_dir = SYS_BLOCK / name
+    if any(sys_dir.glob(f"{name}p*")):
+        sh("partx", "-d", device)  # the kernel knew an older table: forget it first
+    sh("partx", "-a", device)
+    nodes = []
+    for part in sorted(sys_dir.glob(f"{name}p*"), key=lambda p: int(p.name[len(name) + 1 :])):
+        node = Path("/dev") / part.name
+        if not node.exists():
+            major, minor = (part / "dev").read_text().strip().split(":")
+            os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(int(major), int(minor)))
+            _made_nodes.setdefault(device, []).append(node)
+        nodes.append(str(node))
+    return nodes
+
+
+def missing_tools(*tools: str) -> list[str]:
+    """The tools of this list that are not on PATH."""
+    return [t for t in tools if shutil.which(t) is None]
