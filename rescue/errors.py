@@ -127,6 +127,20 @@ class LayoutError(RescueError):
     meaning = "the disk layout cannot be read"
 
 
+class DiskMappingError(RescueError):
+    """No safe target disk for a source disk: too small, mounted, in use, or ambiguous."""
+
+    exit_code = 61
+    meaning = "no safe target disk for the layout (too small, in use, or ambiguous)"
+
+
+class LayoutApplyError(RescueError):
+    """Recreating the layout on the target disks failed; the script and its output are logged."""
+
+    exit_code = 62
+    meaning = "recreating the disk layout failed"
+
+
 class DuplicityError(RescueError):
     """duplicity failed in a way that has no more specific class; its own line is shown."""
 
