@@ -1,0 +1,487 @@
+"""Map the disks recorded in a layout (the source) to the disks of the machine being recovered.
+
+Why so strict: the next step writes partition tables onto the chosen disks, so a wrong choice
+destroys data that may be the only copy left -- the backup itself, the running rescue system, or
+another disk of the machine. The rules, in order:
+
+1. An explicit mapping (a mapping file, or the caller's dict) is honoured first, and still checked
+   for safety.
+2. The same disk is back: a target whose WWN, serial or a /dev/disk/by-id name equals the
+   source's (only non-empty ids count) is that source's disk.
+3. Otherwise by size: a target at least as large as the source; the exact size first, then the
+   smallest that fits. Two equally good candidates (the same size, or within SIZE_CLASS of each
+   other) are never guessed between: that is an error that lists them and says how to choose.
+
+A target is used at most once. A target is never used (automatically or explicitly) when it
+holds the backup (a `protected` path lives on it), holds the running system (the disk of /) or
+the rescue media, is mounted or active swap (any of its partitions), is in use by a stacked
+device (device-mapper, MD), or is smaller than the source. Every refusal is a DiskMappingError
+with one line naming the disk and the reason.
+
+The policy is pure: what is mounted and what is running comes in a `SystemState`, which
+`read_system_state()` fills from /proc and /sys, and which tests build by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from rescue.errors import DiskMappingError
+from rescue.layout.capture import (
+    PROC_MOUNTINFO,
+    PROC_SWAPS,
+    SYS_CLASS_BLOCK,
+    SYS_DEV_BLOCK,
+    Mount,
+    _mount_device,
+    _rdev,
+    _read_text,
+    _unescape_octal,
+    _whole_disks,
+    disks_holding,
+    human_size,
+    parse_mountinfo,
+)
+from rescue.layout.model import Disk, Layout
+
+log = logging.getLogger("rescue.layout")
+
+# Two fitting disks whose sizes differ by less than this fraction are equally good: disks sold
+# as the same capacity differ by a few MiB, and picking the one that is 2 MiB smaller is a guess.
+SIZE_CLASS = 0.01
+
+# Where live-boot mounts the medium it booted from (Debian 12; older live-boot).
+LIVE_MEDIA_MOUNTS = ("/run/live/medium", "/lib/live/mount/medium")
+
+SYS_BLOCK = Path("/sys/block")
+
+T = TypeVar("T")
+
+HOW_TO_CHOOSE = (
+    "choose with a mapping file (one 'SOURCE TARGET' line per disk, e.g. '{example}') "
+    "or an explicit mapping"
+)
+
+
+# --- what makes a disk unsafe ---------------------------------------------------------------
+
+
+@dataclass
+class SystemState:
+    """What on this machine must not be overwritten, keyed by whole-disk path (/dev/NAME).
+
+    mounted: the mount points of file systems on the disk, "[SWAP]" for active swap.
+    in_use: the stacked devices (dm or md names) that hold the disk or one of its partitions.
+    running: what of the running system the disk holds ("/" or "the rescue media at ...").
+    backup: the protected path (the backup) that lives on the disk.
+    """
+
+    mounted: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    in_use: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    running: Mapping[str, str] = field(default_factory=dict)
+    backup: Mapping[str, str] = field(default_factory=dict)
+
+
+def _mount_disks(mount: Mount) -> list[str]:
+    """The whole disks (/dev/NAME) under one mount; none for tmpfs, overlay, nfs and the like."""
+    dev = _mount_device(mount)
+    if dev is None:
+        return []
+    return [f"/dev/{name}" for name in _whole_disks(SYS_DEV_BLOCK / f"{dev[0]}:{dev[1]}")]
+
+
+def _device_disks(path: str) -> list[str]:
+    """The whole disks under a block device node (a swap partition, say)."""
+    dev = _rdev(path)
+    if dev is None:
+        return []
+    return [f"/dev/{name}" for name in _whole_disks(SYS_DEV_BLOCK / f"{dev[0]}:{dev[1]}")]
+
+
+def _holder_names(sys_dir: Path) -> list[str]:
+    """The devices stacked on a block device: dm names (vg-root, cryptroot) or md names."""
+    try:
+        holders = sorted(p.name for p in (sys_dir / "holders").iterdir())
+    except OSError:
+        return []
+    names = []
+    for holder in holders:
+        dm_name = _read_text(SYS_CLASS_BLOCK / holder / "dm" / "name").strip()
+        names.append(dm_name or holder)
+    return names
+
+
+def read_in_use(sys_block: Path = SYS_BLOCK) -> dict[str, list[str]]:
+    """Whole disks that something is stacked on (an open LUKS, an active VG, an MD array).
+
+    Such a disk may be mounted through the stack -- that shows as mounted -- but even an
+    unmounted active LV or array would be corrupted under the running kernel's feet.
+    """
+    in_use: dict[str, list[str]] = {}
+    try:
+        disks = sorted(sys_block.iterdir())
+    except OSError:
+        return in_use
+    for disk in disks:
+        names = _holder_names(disk)
+        for part in sorted(disk.glob(f"{disk.name}*")):
+            if (part / "partition").exists():
+                names += _holder_names(part)
+        if names:
+            in_use[f"/dev/{disk.name}"] = names
+    return in_use
+
+
+def backup_disks(protected: Iterable[Path | str]) -> dict[str, str]:
+    """{disk: protected path} for every disk a protected path (a file:// destination) lives on."""
+    backup: dict[str, str] = {}
+    for item in protected:
+        text = str(item)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        if not text:
+            continue
+        for disk in disks_holding(Path(text)):
+            backup.setdefault(disk, text)
+    return backup
+
+
+def read_system_state(protected: Iterable[Path | str] = ()) -> SystemState:
+    """The mounts, swaps, stacked devices, running system and backup of this machine.
+
+    The running system is the disk of the file system mounted at / itself (not of everything
+    mounted below it, which counts as mounted) plus the medium live-boot booted from.
+    """
+    mounts = parse_mountinfo(_read_text(PROC_MOUNTINFO))
+    mounted: dict[str, list[str]] = {}
+    for mount in mounts:
+        for disk in _mount_disks(mount):
+            points = mounted.setdefault(disk, [])
+            if mount.mountpoint not in points:
+                points.append(mount.mountpoint)
+    for line in _read_text(PROC_SWAPS).splitlines()[1:]:
+        fields = line.split()
+        for disk in _device_disks(_unescape_octal(fields[0])) if fields else []:
+            points = mounted.setdefault(disk, [])
+            if "[SWAP]" not in points:
+                points.append("[SWAP]")
+    running: dict[str, str] = {}
+    for point in ("/", *LIVE_MEDIA_MOUNTS):
+        # The last mount at a point is the one on top (it hides the others).
+        top = next((m for m in reversed(mounts) if m.mountpoint == point), None)
+        what = "/" if point == "/" else f"the rescue media at {point}"
+        for disk in _mount_disks(top) if top else []:
+            running.setdefault(disk, what)
+    return SystemState(
+        mounted=mounted,
+        in_use=read_in_use(),
+        running=running,
+        backup=backup_disks(protected),
+    )
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def _size(size: int) -> str:
+    """A size in human units and in bytes, as a refusal must show both."""
+    return f"{human_size(size)} ({size} bytes)"
+
+
+def _sized(disk: Disk) -> str:
+    """A disk and its size in human units and bytes: /dev/sdb (32.0 GiB, 34359738368 bytes)."""
+    return f"{disk.path} ({human_size(disk.size_bytes)}, {disk.size_bytes} bytes)"
+
+
+def _keys(disk: Disk) -> set[str]:
+    """Every name a SystemState may know the disk by."""
+    return {disk.path, os.path.realpath(disk.path), f"/dev/{disk.name}"}
+
+
+def _lookup(table: Mapping[str, T], disk: Disk) -> T | None:
+    for key in sorted(_keys(disk)):
+        if key in table:
+            return table[key]
+    return None
+
+
+def unsafe_reason(target: Disk, state: SystemState) -> str | None:
+    """Why nothing may be written to target, as the end of a sentence, or None if it is safe.
+
+    The backup is named first: it is what recovery cannot do without.
+    """
+    backup = _lookup(state.backup, target)
+    if backup is not None:
+        return f"holds the backup ({backup})"
+    running = _lookup(state.running, target)
+    if running is not None:
+        return f"holds the running system ({running})"
+    mounted = _lookup(state.mounted, target)
+    if mounted:
+        points = list(mounted)
+        files = [p for p in points if p != "[SWAP]"]
+        words = [f"is mounted at {', '.join(files)}"] if files else []
+        if "[SWAP]" in points:
+            words.append("is in use as swap")
+        return " and ".join(words)
+    in_use = _lookup(state.in_use, target)
+    if in_use:
+        return f"is in use by {', '.join(in_use)}"
+    return None
+
+
+def too_small_reason(source: Disk, target: Disk) -> str | None:
+    """Why target cannot take source's layout for size, or None if it is large enough."""
+    if target.size_bytes >= source.size_bytes:
+        return None
+    return f"is smaller than {source.path}: {_size(target.size_bytes)} < {_size(source.size_bytes)}"
+
+
+def same_disk(source: Disk, target: Disk) -> str | None:
+    """The stable id that says target is source's own disk back ("serial X"), or None."""
+    if source.wwn and target.wwn and source.wwn.lower() == target.wwn.lower():
+        return f"WWN {source.wwn}"
+    if source.serial and target.serial and source.serial.strip() == target.serial.strip():
+        return f"serial {source.serial.strip()}"
+    common = sorted(set(filter(None, source.by_id)) & set(filter(None, target.by_id)))
+    if common:
+        return f"by-id name {common[0]}"
+    return None
+
+
+def _needs_disk(disk: Disk) -> bool:
+    """Whether a source disk has anything to recreate (a blank disk in the backup needs none)."""
+    return bool(disk.partitions) or disk.filesystem is not None
+
+
+def _find_source(source: Layout, name: str) -> Disk:
+    for disk in source.disks:
+        by_id = {f"/dev/disk/by-id/{b}" for b in disk.by_id} | set(disk.by_id)
+        if name in (disk.path, disk.name, f"/dev/{disk.name}") or name in by_id:
+            return disk
+    known = ", ".join(d.path for d in source.disks) or "none"
+    raise DiskMappingError(
+        f"the disk mapping names {name}, which is not a disk of the backed-up layout "
+        f"(its disks: {known})"
+    )
+
+
+def _find_target(targets: Sequence[Disk], name: str) -> Disk | None:
+    real = os.path.realpath(name)
+    for disk in targets:
+        by_id = {f"/dev/disk/by-id/{b}" for b in disk.by_id} | set(disk.by_id)
+        if name in _keys(disk) | {disk.name} | by_id or real in _keys(disk):
+            return disk
+    return None
+
+
+def _candidates_text(disks: Iterable[Disk]) -> str:
+    return ", ".join(_sized(d) for d in disks)
+
+
+def _ambiguous(source: Disk, candidates: Sequence[Disk], why: str) -> DiskMappingError:
+    how = HOW_TO_CHOOSE.format(example=f"{source.path} {candidates[0].path}")
+    return DiskMappingError(
+        f"{_sized(source)}: {len(candidates)} {why} target disks, "
+        f"{_candidates_text(candidates)}; rescue does not guess: {how}"
+    )
+
+
+def map_disks(
+    source: Layout,
+    targets: list[Disk],
+    explicit: dict[str, str] | None = None,
+    *,
+    protected: Iterable[Path | str] = (),
+    state: SystemState | None = None,
+) -> dict[str, str]:
+    """{source disk path: target disk path} for every source disk with partitions or a file
+    system; DiskMappingError (one line) when a disk has no safe, unambiguous target.
+
+    state defaults to read_system_state(protected); when a state is given, the disks of the
+    protected paths are added to its backup disks.
+    """
+    protected = list(protected)
+    if state is None:
+        state = read_system_state(protected)
+    elif protected:
+        state = dataclasses.replace(state, backup={**state.backup, **backup_disks(protected)})
+
+    wanted = [d for d in source.disks if _needs_disk(d)]
+    mapping: dict[str, str] = {}
+    used: dict[str, str] = {}  # target path -> source path
+
+    def refusal(src: Disk, tgt: Disk) -> str | None:
+        return unsafe_reason(tgt, state) or too_small_reason(src, tgt)
+
+    def assign(src: Disk, tgt: Disk, why: str) -> None:
+        log.info("disk mapping: %s -> %s (%s)", src.path, tgt.path, why)
+        mapping[src.path] = tgt.path
+        used[tgt.path] = src.path
+
+    # 1. explicit entries, still checked for safety
+    for src_name, tgt_name in (explicit or {}).items():
+        src = _find_source(source, src_name)
+        tgt = _find_target(targets, tgt_name)
+        if tgt is None:
+            known = ", ".join(d.path for d in targets) or "none"
+            raise DiskMappingError(
+                f"cannot map {src.path} to {tgt_name}: it is not one of the target disks ({known})"
+            )
+        if src not in wanted:
+            log.info(
+                "disk mapping: %s is blank in the backup; %s is left alone", src.path, tgt.path
+            )
+            continue
+        if src.path in mapping:
+            raise DiskMappingError(f"the disk mapping maps {src.path} twice")
+        if tgt.path in used:
+            raise DiskMappingError(
+                f"cannot map {src.path} to {tgt.path}: it is already mapped to {used[tgt.path]}"
+            )
+        reason = refusal(src, tgt)
+        if reason:
+            raise DiskMappingError(f"cannot map {src.path} to {tgt.path}: {tgt.path} {reason}")
+        assign(src, tgt, "explicit")
+
+    # 2. the same disk is back
+    for src in wanted:
+        if src.path in mapping:
+            continue
+        same = [(t, i) for t in targets if t.path not in used and (i := same_disk(src, t))]
+        if len(same) > 1:
+            raise _ambiguous(src, [t for t, _ in same], "same-id")
+        if same:
+            tgt, ident = same[0]
+            reason = refusal(src, tgt)
+            if reason:
+                how = HOW_TO_CHOOSE.format(example=f"{src.path} /dev/OTHER")
+                raise DiskMappingError(
+                    f"{src.path} is back as {tgt.path} ({ident}), but {tgt.path} {reason}; "
+                    f"rescue does not fall back to another disk on its own: {how}"
+                )
+            assign(src, tgt, f"same disk, {ident}")
+
+    # 3. by size: exact sizes first, then the smallest that fits, largest sources first. That
+    # greedy order never strands a source that some assignment could have served: whatever the
+    # largest source takes, a smaller source could only have fitted on a disk at least as big.
+    def free_fits(src: Disk) -> list[Disk]:
+        return [t for t in targets if t.path not in used and refusal(src, t) is None]
+
+    rest = [d for d in wanted if d.path not in mapping]
+    for src in rest:
+        exact = [t for t in free_fits(src) if t.size_bytes == src.size_bytes]
+        if len(exact) > 1:
+            raise _ambiguous(src, exact, "same-size")
+        if exact:
+            assign(src, exact[0], "exact size")
+    for src in sorted((d for d in rest if d.path not in mapping), key=lambda d: -d.size_bytes):
+        fits = free_fits(src)
+        if not fits:
+            raise _no_target(src, targets, used, state)
+        smallest = min(t.size_bytes for t in fits)
+        best = [t for t in fits if t.size_bytes <= smallest * (1 + SIZE_CLASS)]
+        if len(best) > 1:
+            raise _ambiguous(src, sorted(best, key=lambda t: t.size_bytes), "equally good")
+        assign(src, best[0], "smallest that fits")
+    return {d.path: mapping[d.path] for d in wanted}
+
+
+def _no_target(
+    src: Disk, targets: Sequence[Disk], used: Mapping[str, str], state: SystemState
+) -> DiskMappingError:
+    """The error for a source that no target can take, with why each one was refused."""
+    head = f"no safe target disk for {_sized(src)}"
+    if not targets:
+        return DiskMappingError(f"{head}: this machine has no target disks")
+    why = []
+    for tgt in targets:
+        if tgt.path in used:
+            reason = f"is already mapped to {used[tgt.path]}"
+        else:
+            reason = unsafe_reason(tgt, state) or too_small_reason(src, tgt) or "?"
+        why.append(f"{tgt.path} {reason}")
+    return DiskMappingError(f"{head}: {'; '.join(why)}")
+
+
+# --- mapping files and the summary ----------------------------------------------------------
+
+
+def read_mapping_file(path: Path) -> dict[str, str]:
+    """A mapping file: "SOURCE TARGET" per line (/dev/vda /dev/sdb); '#' starts a comment.
+
+    Why strict: a typo here decides which disk is wiped, so anything but two device paths on a
+    line is an error naming the line, and so is a source or target named twice.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DiskMappingError(f"cannot read the disk mapping file {path}: {exc.strerror}") from exc
+    mapping: dict[str, str] = {}
+    lines: dict[str, int] = {}  # target -> line number
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
+            continue
+        where = f"{path} line {number}"
+        if len(fields) != 2 or not all(f.startswith("/") for f in fields):
+            raise DiskMappingError(
+                f"{where}: expected 'SOURCE TARGET' (two device paths, e.g. '/dev/vda /dev/sdb'), "
+                f"got {raw.strip()!r}"
+            )
+        src, tgt = fields
+        if src in mapping:
+            raise DiskMappingError(f"{where}: {src} is mapped a second time")
+        if tgt in lines:
+            raise DiskMappingError(f"{where}: {tgt} is already the target on line {lines[tgt]}")
+        mapping[src] = tgt
+        lines[tgt] = number
+    return mapping
+
+
+def _identity(disk: Disk) -> str:
+    if disk.serial:
+        return f", serial {disk.serial}"
+    if disk.wwn:
+        return f", WWN {disk.wwn}"
+    return ""
+
+
+def describe_mapping(source: Layout, targets: list[Disk], mapping: dict[str, str]) -> list[str]:
+    """Human lines, one per source disk, so the user sees which disk is overwritten before it is.
+
+    /dev/vda (20.0 GiB, serial X) -> /dev/sdb (32.0 GiB): larger by 12.0 GiB
+    """
+    lines = []
+    for src in source.disks:
+        head = f"{src.path} ({human_size(src.size_bytes)}{_identity(src)})"
+        tgt_path = mapping.get(src.path)
+        if tgt_path is None:
+            note = "blank in the backup" if not _needs_disk(src) else "NOT MAPPED"
+            lines.append(f"{head}: {note}, nothing is written for it")
+            continue
+        tgt = _find_target(targets, tgt_path)
+        if tgt is None:
+            lines.append(f"{head} -> {tgt_path}: not a disk of this machine")
+            continue
+        ident = same_disk(src, tgt)
+        if ident:
+            tail = f"the same disk ({ident})"
+        elif tgt.size_bytes == src.size_bytes:
+            tail = "same size"
+        elif tgt.size_bytes > src.size_bytes:
+            tail = f"larger by {human_size(tgt.size_bytes - src.size_bytes)}"
+        else:
+            tail = f"SMALLER by {human_size(src.size_bytes - tgt.size_bytes)}"
+        if tgt.logical_sector_size != src.logical_sector_size:
+            tail += (
+                f"; logical sectors {src.logical_sector_size} -> {tgt.logical_sector_size} bytes"
+            )
+        lines.append(f"{head} -> {tgt.path} ({human_size(tgt.size_bytes)}): {tail}")
+    return lines

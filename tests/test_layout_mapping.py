@@ -1,0 +1,574 @@
+"""Disk mapping: the rules on constructed disks, then the safety refusals on real loop disks.
+
+The unit tests hand map_disks a SystemState, so every rule is covered without devices. The loop
+tests read the state of this machine for real: a mounted file system, active swap, a backup
+directory on a target, and the disk of the running / must each be refused. They need root and
+detach every loop device and unmount everything they set up, which the tests check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from loopdisks import loop_devices_of, loop_disk, missing_tools, partition, sh
+
+from rescue.errors import DiskMappingError
+from rescue.layout import LayoutError
+from rescue.layout.capture import capture
+from rescue.layout.mapping import (
+    SystemState,
+    describe_mapping,
+    map_disks,
+    read_in_use,
+    read_mapping_file,
+    read_system_state,
+)
+from rescue.layout.model import Disk, Filesystem, Layout, Partition
+
+GiB = 1024**3
+MiB = 1024**2
+LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+SAFE = SystemState()
+
+
+def disk(
+    name: str,
+    size: int,
+    *,
+    serial: str | None = None,
+    wwn: str | None = None,
+    by_id: tuple[str, ...] = (),
+    blank: bool = False,
+) -> Disk:
+    """A disk as capture records it; with one partition unless blank."""
+    parts = [] if blank else [Partition(1, f"/dev/{name}1", 2048, 4096, LINUX)]
+    return Disk(
+        name=name,
+        path=f"/dev/{name}",
+        size_bytes=size,
+        serial=serial,
+        wwn=wwn,
+        by_id=list(by_id),
+        table=None if blank else "gpt",
+        partitions=parts,
+    )
+
+
+def layout(*disks: Disk) -> Layout:
+    return Layout(disks=list(disks))
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source_ids", "target_ids"),
+    [
+        ({"serial": "S1"}, {"serial": "S1"}),
+        ({"wwn": "0x5000C500A1B2C3D4"}, {"wwn": "0x5000c500a1b2c3d4"}),
+        ({"by_id": ("virtio-S1",)}, {"by_id": ("ata-X", "virtio-S1")}),
+    ],
+)
+def test_the_same_disk_back_wins_over_size(source_ids: dict, target_ids: dict) -> None:
+    source = layout(disk("vda", 20 * GiB, **source_ids))
+    exact = disk("sdb", 20 * GiB)
+    same = disk("sdc", 32 * GiB, **target_ids)
+    assert map_disks(source, [exact, same], state=SAFE) == {"/dev/vda": "/dev/sdc"}
+
+
+def test_empty_ids_never_match() -> None:
+    source = layout(disk("vda", 20 * GiB, serial="", wwn="", by_id=("",)))
+    exact = disk("sdb", 20 * GiB)
+    other = disk("sdc", 32 * GiB, serial="", wwn="", by_id=("",))
+    assert map_disks(source, [other, exact], state=SAFE) == {"/dev/vda": "/dev/sdb"}
+
+
+def test_the_exact_size_is_preferred() -> None:
+    source = layout(disk("vda", 20 * GiB))
+    targets = [disk("sdb", 32 * GiB), disk("sdc", 20 * GiB), disk("sdd", 25 * GiB)]
+    assert map_disks(source, targets, state=SAFE) == {"/dev/vda": "/dev/sdc"}
+
+
+def test_the_smallest_disk_that_fits_is_chosen() -> None:
+    source = layout(disk("vda", 20 * GiB))
+    targets = [disk("sdb", 40 * GiB), disk("sdc", 25 * GiB), disk("sdd", 10 * GiB)]
+    assert map_disks(source, targets, state=SAFE) == {"/dev/vda": "/dev/sdc"}
+
+
+def test_two_equally_good_candidates_are_never_guessed_between() -> None:
+    source = layout(disk("vda", 20 * GiB))
+    targets = [disk("sdb", 32 * GiB), disk("sdc", 32 * GiB), disk("sdd", 64 * GiB)]
+    with pytest.raises(DiskMappingError) as info:
+        map_disks(source, targets, state=SAFE)
+    message = str(info.value)
+    assert "/dev/vda" in message
+    assert (
+        f"/dev/sdb (32.0 GiB, {32 * GiB} bytes), /dev/sdc (32.0 GiB, {32 * GiB} bytes)" in message
+    )
+    assert "/dev/sdd" not in message
+    assert "mapping file" in message and "'/dev/vda /dev/sdb'" in message
+    assert "\n" not in message
+    assert info.value.exit_code == 61
+
+    # Two of the exact size are just as ambiguous; so are two that differ by a few MiB.
+    with pytest.raises(DiskMappingError, match="2 same-size target disks"):
+        map_disks(source, [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB)], state=SAFE)
+    near = [disk("sdb", 32 * GiB), disk("sdc", 32 * GiB - 4 * MiB)]
+    with pytest.raises(DiskMappingError, match=r"/dev/sdc .*/dev/sdb "):
+        map_disks(source, near, state=SAFE)
+
+
+def test_a_target_too_small_is_refused_with_both_sizes() -> None:
+    source = layout(disk("vda", 20 * GiB))
+    with pytest.raises(DiskMappingError) as info:
+        map_disks(source, [disk("sdb", 10 * GiB)], state=SAFE)
+    message = str(info.value)
+    assert message.startswith(f"no safe target disk for /dev/vda (20.0 GiB, {20 * GiB} bytes)")
+    assert (
+        f"/dev/sdb is smaller than /dev/vda: 10.0 GiB ({10 * GiB} bytes)"
+        f" < 20.0 GiB ({20 * GiB} bytes)"
+    ) in message
+    with pytest.raises(DiskMappingError, match=r"cannot map /dev/vda to /dev/sdb: .* smaller"):
+        map_disks(source, [disk("sdb", 10 * GiB)], {"/dev/vda": "/dev/sdb"}, state=SAFE)
+    # One byte short is short.
+    with pytest.raises(DiskMappingError, match="smaller"):
+        map_disks(source, [disk("sdb", 20 * GiB - 1)], state=SAFE)
+
+
+def test_an_explicit_mapping_is_honoured() -> None:
+    source = layout(disk("vda", 20 * GiB, serial="S1"), disk("vdb", 10 * GiB))
+    targets = [disk("sdb", 20 * GiB, serial="S1"), disk("sdc", 32 * GiB), disk("sdd", 10 * GiB)]
+    explicit = {"/dev/vda": "/dev/sdc"}
+    # vda goes where it is told, although sdb is its own disk; vdb still maps by size.
+    assert map_disks(source, targets, explicit, state=SAFE) == {
+        "/dev/vda": "/dev/sdc",
+        "/dev/vdb": "/dev/sdd",
+    }
+    # A target named by a by-id name of this machine, and a source by its kernel name.
+    targets[1].by_id = ["ata-BIG_DISK_42"]
+    by_name = {"vda": "/dev/disk/by-id/ata-BIG_DISK_42"}
+    assert map_disks(source, targets, by_name, state=SAFE)["/dev/vda"] == "/dev/sdc"
+
+
+def test_explicit_mappings_that_make_no_sense_are_refused() -> None:
+    source = layout(disk("vda", 20 * GiB), disk("vdb", 20 * GiB))
+    targets = [disk("sdb", 32 * GiB), disk("sdc", 32 * GiB)]
+    with pytest.raises(DiskMappingError, match="names /dev/vdz, which is not a disk of the"):
+        map_disks(source, targets, {"/dev/vdz": "/dev/sdb"}, state=SAFE)
+    with pytest.raises(DiskMappingError, match=r"/dev/sdz: it is not one of the target disks"):
+        map_disks(source, targets, {"/dev/vda": "/dev/sdz"}, state=SAFE)
+    twice = {"/dev/vda": "/dev/sdb", "/dev/vdb": "/dev/sdb"}
+    with pytest.raises(DiskMappingError, match="/dev/sdb: it is already mapped to /dev/vda"):
+        map_disks(source, targets, twice, state=SAFE)
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (SystemState(mounted={"/dev/sdb": ["/mnt", "/srv"]}), "is mounted at /mnt, /srv"),
+        (SystemState(mounted={"/dev/sdb": ["[SWAP]"]}), "is in use as swap"),
+        (SystemState(running={"/dev/sdb": "/"}), r"holds the running system \(/\)"),
+        (
+            SystemState(running={"/dev/sdb": "the rescue media at /run/live/medium"}),
+            r"holds the running system \(the rescue media at /run/live/medium\)",
+        ),
+        (SystemState(backup={"/dev/sdb": "/srv/backup"}), r"holds the backup \(/srv/backup\)"),
+        (SystemState(in_use={"/dev/sdb": ["vg0-root"]}), "is in use by vg0-root"),
+    ],
+)
+def test_an_unsafe_target_is_refused_and_never_picked(state: SystemState, reason: str) -> None:
+    source = layout(disk("vda", 20 * GiB))
+    unsafe = disk("sdb", 20 * GiB)
+    with pytest.raises(
+        DiskMappingError, match=f"cannot map /dev/vda to /dev/sdb: /dev/sdb {reason}"
+    ):
+        map_disks(source, [unsafe], {"/dev/vda": "/dev/sdb"}, state=state)
+    with pytest.raises(DiskMappingError, match=f"no safe target disk for /dev/vda .*{reason}"):
+        map_disks(source, [unsafe], state=state)
+    # Not picked, even though it is the exact size and the safe one is twice as large.
+    safe = disk("sdc", 40 * GiB)
+    assert map_disks(source, [unsafe, safe], state=state) == {"/dev/vda": "/dev/sdc"}
+
+
+def test_no_safe_candidate_lists_why_each_was_refused() -> None:
+    source = layout(disk("vda", 20 * GiB))
+    targets = [
+        disk("sda", 20 * GiB),
+        disk("sdb", 20 * GiB),
+        disk("sdc", 20 * GiB),
+        disk("sdd", 10 * GiB),
+    ]
+    state = SystemState(
+        running={"/dev/sda": "/"}, mounted={"/dev/sdb": ["/mnt"]}, backup={"/dev/sdc": "/bk"}
+    )
+    with pytest.raises(DiskMappingError) as info:
+        map_disks(source, targets, state=state)
+    message = str(info.value)
+    assert "/dev/sda holds the running system (/)" in message
+    assert "/dev/sdb is mounted at /mnt" in message
+    assert "/dev/sdc holds the backup (/bk)" in message
+    assert "/dev/sdd is smaller than /dev/vda" in message
+    assert "\n" not in message
+    with pytest.raises(DiskMappingError, match="this machine has no target disks"):
+        map_disks(source, [], state=SAFE)
+
+
+def test_the_same_disk_back_but_unsafe_is_not_swapped_for_another() -> None:
+    """Its own disk is there but mounted: writing to some other disk instead would surprise."""
+    source = layout(disk("vda", 20 * GiB, serial="S1"))
+    targets = [disk("sdb", 20 * GiB, serial="S1"), disk("sdc", 20 * GiB)]
+    state = SystemState(mounted={"/dev/sdb": ["/mnt"]})
+    with pytest.raises(
+        DiskMappingError, match=r"/dev/vda is back as /dev/sdb \(serial S1\), but /dev/sdb is mou"
+    ):
+        map_disks(source, targets, state=state)
+    assert map_disks(source, targets, {"/dev/vda": "/dev/sdc"}, state=state) == {
+        "/dev/vda": "/dev/sdc"
+    }
+
+
+def test_each_target_is_used_at_most_once() -> None:
+    source = layout(disk("vda", 20 * GiB), disk("vdb", 10 * GiB), disk("vdc", 5 * GiB))
+    targets = [disk("sdb", 30 * GiB), disk("sdc", 20 * GiB), disk("sdd", 12 * GiB)]
+    mapping = map_disks(source, targets, state=SAFE)
+    assert mapping == {"/dev/vda": "/dev/sdc", "/dev/vdb": "/dev/sdd", "/dev/vdc": "/dev/sdb"}
+    # Two sources, one disk: the second is refused and told where the disk went.
+    two = layout(disk("vda", 20 * GiB), disk("vdb", 20 * GiB))
+    with pytest.raises(DiskMappingError, match="/dev/sdc is already mapped to /dev/vda"):
+        map_disks(two, [disk("sdc", 20 * GiB)], state=SAFE)
+    # The same disk back is not handed out twice either.
+    same = layout(disk("vda", 20 * GiB, serial="S1"), disk("vdb", 20 * GiB))
+    targets = [disk("sdb", 20 * GiB, serial="S1"), disk("sdc", 20 * GiB)]
+    assert map_disks(same, targets, state=SAFE) == {"/dev/vda": "/dev/sdb", "/dev/vdb": "/dev/sdc"}
+
+
+def test_larger_sources_choose_first() -> None:
+    """vdb (10G) gets the 12G disk that fits it tightly, and vda (5G) what is left."""
+    source = layout(disk("vda", 5 * GiB), disk("vdb", 10 * GiB))
+    targets = [disk("sdb", 30 * GiB), disk("sdc", 12 * GiB)]
+    assert map_disks(source, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdb": "/dev/sdc",
+    }
+    # Order never strands a source that some assignment could serve.
+    source = layout(disk("vda", 10 * GiB), disk("vdb", 20 * GiB), disk("vdc", 15 * GiB))
+    targets = [disk("sdb", 16 * GiB), disk("sdc", 25 * GiB), disk("sdd", 11 * GiB)]
+    assert map_disks(source, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sdd",
+        "/dev/vdb": "/dev/sdc",
+        "/dev/vdc": "/dev/sdb",
+    }
+
+
+def test_blank_source_disks_are_skipped() -> None:
+    whole_fs = disk("vdc", 5 * GiB, blank=True)
+    whole_fs.filesystem = Filesystem("xfs", "/dev/vdc")
+    source = layout(disk("vda", 20 * GiB), disk("vdb", 50 * GiB, blank=True), whole_fs)
+    targets = [disk("sdb", 20 * GiB), disk("sdc", 5 * GiB)]
+    assert map_disks(source, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdc": "/dev/sdc",
+    }
+    assert map_disks(layout(disk("vdb", 50 * GiB, blank=True)), [], state=SAFE) == {}
+
+
+def test_protected_paths_are_added_to_a_given_state() -> None:
+    """A given state still learns the disks of the protected paths (here: the disk of /)."""
+    root = root_disk()
+    if root is None:
+        pytest.skip("/ is on no block device here (overlay, tmpfs or nfs)")
+    source = layout(disk("vda", 20 * MiB))
+    with pytest.raises(DiskMappingError, match=rf"{root.path} holds the backup \(/\)"):
+        map_disks(source, [root], protected=["file:///"], state=SAFE)
+
+
+def test_describe_mapping() -> None:
+    source = layout(
+        disk("vda", 20 * GiB, serial="X"),
+        disk("vdb", 10 * GiB, wwn="0x5000"),
+        disk("vdc", 5 * GiB),
+        disk("vdd", 1 * GiB, blank=True),
+    )
+    targets = [
+        disk("sdb", 32 * GiB),
+        disk("sdc", 10 * GiB, wwn="0x5000"),
+        disk("sdd", 5 * GiB),
+    ]
+    targets[2].logical_sector_size = 4096
+    mapping = {"/dev/vda": "/dev/sdb", "/dev/vdb": "/dev/sdc", "/dev/vdc": "/dev/sdd"}
+    assert describe_mapping(source, targets, mapping) == [
+        "/dev/vda (20.0 GiB, serial X) -> /dev/sdb (32.0 GiB): larger by 12.0 GiB",
+        "/dev/vdb (10.0 GiB, WWN 0x5000) -> /dev/sdc (10.0 GiB): the same disk (WWN 0x5000)",
+        "/dev/vdc (5.0 GiB) -> /dev/sdd (5.0 GiB): same size; logical sectors 512 -> 4096 bytes",
+        "/dev/vdd (1.0 GiB): blank in the backup, nothing is written for it",
+    ]
+
+
+# --- mapping files --------------------------------------------------------------------------
+
+
+def test_a_mapping_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "disks.map"
+    path.write_text(
+        "# source   target\n"
+        "\n"
+        "/dev/vda /dev/sdb\n"
+        "   /dev/vdb\t/dev/disk/by-id/ata-BIG_DISK_42   # the big one\n"
+    )
+    assert read_mapping_file(path) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdb": "/dev/disk/by-id/ata-BIG_DISK_42",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("/dev/vda /dev/sdb\n\n/dev/vdb\n", r"line 3: expected 'SOURCE TARGET'.*got '/dev/vdb'"),
+        ("# x\n/dev/vda /dev/sdb /dev/sdc\n", "line 2: expected 'SOURCE TARGET'"),
+        ("/dev/vda -> /dev/sdb\n", "line 1: expected"),
+        ("vda sdb\n", "line 1: expected"),
+        ("/dev/vda /dev/sdb\n/dev/vda /dev/sdc\n", "line 2: /dev/vda is mapped a second time"),
+        (
+            "/dev/vda /dev/sdb\n/dev/vdb /dev/sdb\n",
+            "line 2: /dev/sdb is already the target on line 1",
+        ),
+    ],
+)
+def test_a_malformed_mapping_file_names_the_line(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "disks.map"
+    path.write_text(text)
+    with pytest.raises(DiskMappingError, match=match):
+        read_mapping_file(path)
+
+
+def test_a_missing_mapping_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DiskMappingError, match=r"cannot read the disk mapping file .*nothing"):
+        read_mapping_file(tmp_path / "nothing")
+
+
+def test_stacked_holders_mark_a_disk_in_use(tmp_path: Path) -> None:
+    """read_in_use on a sysfs-shaped tree: a holder on the disk or on one of its partitions."""
+    for rel in ("sda/holders/md0", "sda/sda1/holders", "sdb/sdb2/holders/dm-7", "sdc/holders"):
+        (tmp_path / rel).mkdir(parents=True)
+    (tmp_path / "sdb/sdb2/partition").write_text("2\n")
+    (tmp_path / "sda/sda1/partition").write_text("1\n")
+    in_use = read_in_use(tmp_path)
+    assert in_use == {"/dev/sda": ["md0"], "/dev/sdb": ["dm-7"]}
+
+
+# --- real loop disks ------------------------------------------------------------------------
+
+TOOLS = {
+    "sfdisk": "fdisk",
+    "partx": "util-linux",
+    "blkid": "util-linux",
+    "lsblk": "util-linux",
+    "mkswap": "util-linux",
+    "swapon": "util-linux",
+    "mount": "mount",
+    "mkfs.ext4": "e2fsprogs",
+}
+
+
+@pytest.fixture(scope="module")
+def loops() -> None:
+    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
+    if os.geteuid() != 0:
+        pytest.skip("loop disks need root")
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup is not installed")
+    missing = missing_tools(*TOOLS)
+    if missing:
+        packages = sorted({TOOLS[t] for t in missing})
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install {' '.join(packages)}")
+
+
+@dataclass
+class Source:
+    device: str
+    layout: Layout
+
+
+@pytest.fixture(scope="module")
+def source(loops: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
+    """A 64 MiB GPT disk with an ext4 root and swap, captured as a backup would record it."""
+    directory = tmp_path_factory.mktemp("source")
+    fstab = directory / "no-fstab"
+    with loop_disk(directory / "source.img", "64M") as device:
+        parts = partition(
+            device, f"label: gpt\nsize=40MiB, type={LINUX}, name=root\ntype={SWAP}, name=swap\n"
+        )
+        sh("mkfs.ext4", "-q", "-F", "-L", "srcroot", parts[0])
+        sh("mkswap", "-L", "srcswap", parts[1])
+        yield Source(device, capture([device], fstab=fstab))
+    assert loop_devices_of(directory) == []
+
+
+def captured(device: str, tmp_path: Path) -> Disk:
+    (target,) = capture([device], fstab=tmp_path / "no-fstab").disks
+    return target
+
+
+def mounts_under(directory: Path) -> list[str]:
+    text = Path("/proc/self/mountinfo").read_text()
+    return [line for line in text.splitlines() if str(directory) in line]
+
+
+def test_real_disks_map_by_size_and_a_smaller_one_is_refused(
+    source: Source, tmp_path: Path
+) -> None:
+    (src,) = source.layout.disks
+    assert src.size_bytes == 64 * MiB and len(src.partitions) == 2
+    with (
+        loop_disk(tmp_path / "same.img", "64M") as same_dev,
+        loop_disk(tmp_path / "larger.img", "96M") as larger_dev,
+        loop_disk(tmp_path / "smaller.img", "48M") as smaller_dev,
+    ):
+        same, larger, smaller = (captured(d, tmp_path) for d in (same_dev, larger_dev, smaller_dev))
+        assert same.table is None and same.partitions == []  # blank, as a new disk is
+
+        assert map_disks(source.layout, [smaller, larger, same]) == {source.device: same_dev}
+        assert map_disks(source.layout, [smaller, larger]) == {source.device: larger_dev}
+        with pytest.raises(DiskMappingError) as info:
+            map_disks(source.layout, [smaller])
+        assert (
+            f"{smaller_dev} is smaller than {source.device}: "
+            f"48 MiB ({48 * MiB} bytes) < 64 MiB ({64 * MiB} bytes)"
+        ) in str(info.value)
+        with pytest.raises(DiskMappingError, match=f"cannot map {source.device} to {smaller_dev}"):
+            map_disks(source.layout, [smaller, larger], {source.device: smaller_dev})
+
+        mapping = map_disks(source.layout, [larger, same], {source.device: larger_dev})
+        assert describe_mapping(source.layout, [larger, same], mapping) == [
+            f"{source.device} (64 MiB) -> {larger_dev} (96 MiB): larger by 32 MiB"
+        ]
+    assert loop_devices_of(tmp_path) == []
+
+
+def root_disk() -> Disk | None:
+    """The whole disk under /, found from st_dev and sysfs, not through the module under test.
+
+    capture() is tried first; this sandbox refuses to open its own root disk (EPERM), so the Disk
+    is then built from sysfs. None when / is on no block device (overlay, tmpfs, nfs).
+    """
+    dev = os.stat("/").st_dev
+    if os.major(dev) == 0:
+        return None
+    sys_dir = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}").resolve()
+    slaves = sorted((sys_dir / "slaves").glob("*"))
+    if slaves:  # / on LVM or MD: the first disk under it will do
+        sys_dir = Path("/sys/class/block", slaves[0].name).resolve()
+    if (sys_dir / "partition").exists():
+        sys_dir = sys_dir.parent
+    path = f"/dev/{sys_dir.name}"
+    if not stat.S_ISBLK(os.stat(path).st_mode):
+        return None
+    try:
+        (found,) = capture([path], fstab=Path("/nonexistent/fstab")).disks
+        return found
+    except LayoutError:
+        size = int((sys_dir / "size").read_text()) * 512
+        return Disk(name=sys_dir.name, path=path, size_bytes=size)
+
+
+def test_a_mounted_target_is_refused(source: Source, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with loop_disk(tmp_path / "target.img", "96M") as device:
+        parts = partition(device, f"label: gpt\nsize=40MiB, type={LINUX}\n")
+        sh("mkfs.ext4", "-q", "-F", parts[0])
+        target = captured(device, tmp_path)
+        sh("mount", parts[0], str(mnt))
+        try:
+            assert read_system_state().mounted[device] == [str(mnt)]
+            with pytest.raises(DiskMappingError) as info:
+                map_disks(source.layout, [target])
+            assert str(info.value) == (
+                f"no safe target disk for {source.device} (64 MiB, {64 * MiB} bytes):"
+                f" {device} is mounted at {mnt}"
+            )
+            with pytest.raises(DiskMappingError) as info:
+                map_disks(source.layout, [target], {source.device: device})
+            assert str(info.value) == (
+                f"cannot map {source.device} to {device}: {device} is mounted at {mnt}"
+            )
+        finally:
+            sh("umount", str(mnt))
+        assert map_disks(source.layout, [target]) == {source.device: device}
+    assert mounts_under(tmp_path) == []
+    assert loop_devices_of(tmp_path) == []
+
+
+def test_a_target_with_active_swap_is_refused(source: Source, tmp_path: Path) -> None:
+    with loop_disk(tmp_path / "target.img", "96M") as device:
+        parts = partition(device, f"label: gpt\nsize=8MiB, type={SWAP}\n")
+        sh("mkswap", parts[0])
+        target = captured(device, tmp_path)
+        sh("swapon", parts[0])
+        try:
+            with pytest.raises(DiskMappingError, match=f"{device} is in use as swap"):
+                map_disks(source.layout, [target])
+        finally:
+            sh("swapoff", parts[0])
+        assert map_disks(source.layout, [target]) == {source.device: device}
+    assert loop_devices_of(tmp_path) == []
+
+
+def test_a_target_holding_the_backup_is_refused(source: Source, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with loop_disk(tmp_path / "target.img", "96M") as device:
+        parts = partition(device, f"label: gpt\nsize=40MiB, type={LINUX}\n")
+        sh("mkfs.ext4", "-q", "-F", parts[0])
+        target = captured(device, tmp_path)
+        sh("mount", parts[0], str(mnt))
+        try:
+            backup = mnt / "backup"
+            backup.mkdir()
+            for protected in (backup, f"file://{backup}"):
+                with pytest.raises(DiskMappingError) as info:
+                    map_disks(source.layout, [target], protected=[protected])
+                assert f"{device} holds the backup ({backup})" in str(info.value)
+                with pytest.raises(DiskMappingError) as info:
+                    map_disks(
+                        source.layout, [target], {source.device: device}, protected=[protected]
+                    )
+                assert str(info.value) == (
+                    f"cannot map {source.device} to {device}: {device} holds the backup ({backup})"
+                )
+        finally:
+            sh("umount", str(mnt))
+    assert mounts_under(tmp_path) == []
+    assert loop_devices_of(tmp_path) == []
+
+
+def test_the_disk_of_the_running_root_is_refused(source: Source, tmp_path: Path) -> None:
+    root = root_disk()
+    if root is None:
+        pytest.skip("/ is on no block device here (overlay, tmpfs or nfs)")
+    assert read_system_state().running.get(root.path) == "/"
+    # As large as the source exactly, so the size rule alone would choose it.
+    (src,) = source.layout.disks
+    root = dataclasses.replace(root, size_bytes=src.size_bytes)
+    refused = rf"{root.path} holds the running system \(/\)"
+    with pytest.raises(
+        DiskMappingError, match=f"no safe target disk for {source.device} .*{refused}"
+    ):
+        map_disks(source.layout, [root])
+    with pytest.raises(
+        DiskMappingError, match=f"cannot map {source.device} to {root.path}: {refused}"
+    ):
+        map_disks(source.layout, [root], {source.device: root.path})
+    with loop_disk(tmp_path / "larger.img", "96M") as device:
+        larger = captured(device, tmp_path)
+        assert map_disks(source.layout, [root, larger]) == {source.device: device}
+    assert loop_devices_of(tmp_path) == []
