@@ -6,6 +6,7 @@ from rescue.cli import (
     backup_cmd,
     config_cmd,
     drill_cmd,
+    layout_cmd,
     manifest_cmd,
     restore_cmd,
     status_cmd,
@@ -20,6 +21,7 @@ cli.add_command(status_cmd.versions)
 cli.add_command(restore_cmd.restore)
 cli.add_command(drill_cmd.drill)
 cli.add_command(manifest_cmd.manifest_group)
+cli.add_command(layout_cmd.layout_group)
 
 
 def main() -> None:
