@@ -145,7 +145,6 @@ class Engine:
         *,
         verbosity: str = "notice",
         on_record: Callable[[duplog.Record], None] | None = None,
-        ok_codes: tuple[int, ...] = (0,),
     ) -> duplog.LogParser:
         enc_args, env, secret_env = self._encryption()
         self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -172,7 +171,7 @@ class Engine:
             on_logfd=parser.feed,
         )
         parser.close()
-        if result.returncode not in ok_codes:
+        if result.returncode != 0:
             raise classify(result.returncode, parser.errors(), result.output, target.display)
         return parser
 
@@ -283,14 +282,6 @@ class Engine:
             self._run(["remove-all-but-n-full", str(keep), "--force", target.url], target)
             log.info("retention: removed %d chain(s), kept %d", excess, keep)
         return excess
-
-    def remove_all_but(self, keep: int) -> int:
-        with exclusive(self.archive_dir, "retention"), self._target() as target:
-            status = self._status(target)
-            excess = max(0, len(status.chains) - keep)
-            if excess:
-                self._run(["remove-all-but-n-full", str(keep), "--force", target.url], target)
-            return excess
 
     # -- listing -----------------------------------------------------------------------------
 

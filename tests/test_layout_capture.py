@@ -29,7 +29,6 @@ from rescue.layout.capture import (
     apply_fstab,
     capture,
     disks_holding,
-    human_size,
     layout_summary,
     parse_blkid_export,
     parse_fstab,
@@ -57,6 +56,7 @@ from rescue.layout.model import (
     layout_from_dict,
     layout_to_dict,
 )
+from rescue.units import human_size
 
 # --- loop disks -----------------------------------------------------------------------------
 

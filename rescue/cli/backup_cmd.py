@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, human_bytes, human_seconds, progress
+from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.config import check_gpg_key
 from rescue.engine import Engine
+from rescue.units import human_size
 
 
 @click.command()
@@ -34,8 +35,8 @@ def backup(app: App, mode: str | None, as_json: bool) -> None:
         return
     click.echo(
         f"{summary.kind} backup done ({summary.reason}): {summary.files_changed} files changed "
-        f"of {summary.source_files}, {human_bytes(summary.source_bytes)} scanned, "
-        f"{human_bytes(summary.bytes_written)} written to {summary.destination} "
+        f"of {summary.source_files}, {human_size(summary.source_bytes)} scanned, "
+        f"{human_size(summary.bytes_written)} written to {summary.destination} "
         f"in {human_seconds(summary.seconds)}"
     )
     if summary.removed_chains:

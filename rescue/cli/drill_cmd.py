@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, human_bytes, human_seconds, progress, table
+from rescue.cli.render import emit_json, human_seconds, progress, table
 from rescue.drill import DrillReport, run_configured, run_demo
 from rescue.errors import DrillMismatchError
+from rescue.units import human_size
 
 
 @click.command()
@@ -76,15 +77,15 @@ def _print(report: DrillReport) -> None:
                 str(s["kind"]),
                 str(s["date"]),
                 str(s["volumes"]),
-                human_bytes(s["bytes"]),
+                human_size(s["bytes"]),
             ]  # type: ignore[arg-type]
             for s in report.sets
         ],
     )
     click.echo(
-        f"data: {human_bytes(report.source_bytes)} backed up, "
-        f"{human_bytes(report.bytes_written)} written, "
-        f"{report.restored_files} entries / {human_bytes(report.restored_bytes)} restored"
+        f"data: {human_size(report.source_bytes)} backed up, "
+        f"{human_size(report.bytes_written)} written, "
+        f"{report.restored_files} entries / {human_size(report.restored_bytes)} restored"
     )
     table("phases", ["phase", "time"], [[p, human_seconds(s)] for p, s in report.phases])
     if report.skipped_changed:

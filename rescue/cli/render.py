@@ -18,19 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from rescue.engine import Progress, ProgressCallback
+from rescue.units import human_size
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def human_seconds(s: float) -> str:
@@ -56,9 +47,9 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
 
 def _line(p: Progress) -> Text:
     elapsed = time.monotonic() - p.started
-    parts = [f"{p.phase}: {p.files} files", human_bytes(p.bytes) if p.bytes else ""]
+    parts = [f"{p.phase}: {p.files} files", human_size(p.bytes) if p.bytes else ""]
     if elapsed > 0 and p.bytes:
-        parts.append(f"{human_bytes(p.bytes / elapsed)}/s")
+        parts.append(f"{human_size(p.bytes / elapsed)}/s")
     if p.fraction:
         parts.append(f"{p.fraction * 100:.0f}%")
         if p.fraction < 1:

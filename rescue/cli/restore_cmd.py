@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, human_bytes, human_seconds, progress
+from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.engine import Engine
 from rescue.timespec import iso, parse_time
+from rescue.units import human_size
 
 
 @click.command()
@@ -47,6 +48,6 @@ def restore(app: App, path: str, dest: Path, when: str | None, force: bool, as_j
         return
     click.echo(
         f"restored {summary.path} as of {iso(summary.time)} to {summary.destination}: "
-        f"{summary.files} files, {human_bytes(summary.bytes)} "
+        f"{summary.files} files, {human_size(summary.bytes)} "
         f"in {human_seconds(summary.seconds)}"
     )

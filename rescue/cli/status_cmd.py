@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, human_bytes, table
+from rescue.cli.render import emit_json, table
 from rescue.engine import Engine
 from rescue.timespec import EXAMPLES, iso, parse_time
+from rescue.units import human_size
 
 TIME_HELP = f"As of this time: {EXAMPLES}. Default: the newest set."
 
@@ -35,7 +36,7 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"no backup sets at {result.destination}")
         return
     rows = [
-        [str(s.chain), s.kind, iso(s.time), str(s.volumes), human_bytes(s.bytes)]
+        [str(s.chain), s.kind, iso(s.time), str(s.volumes), human_size(s.bytes)]
         for s in result.sets
     ]
     table(

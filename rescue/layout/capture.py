@@ -61,6 +61,7 @@ from rescue.layout.model import (
     VolumeGroup,
     partition_type_name,
 )
+from rescue.units import human_size
 
 log = logging.getLogger("rescue.layout")
 
@@ -969,19 +970,6 @@ def _whole_disks(sys_path: Path) -> list[str]:
 
 
 # --- summary --------------------------------------------------------------------------------
-
-
-def human_size(size: int) -> str:
-    """1 MiB, 512 MiB, 18.5 GiB, 20.0 GiB: whole KiB/MiB without a fraction, GiB and up with one."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    value = float(size)
-    unit = 0
-    while value >= 1024 and unit < len(units) - 1:
-        value /= 1024
-        unit += 1
-    if unit < 3 and value == int(value):
-        return f"{int(value)} {units[unit]}"
-    return f"{value:.1f} {units[unit]}"
 
 
 # Partition types that say no more than the file system on them does (Linux data, Linux swap).
