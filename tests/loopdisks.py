@@ -90,6 +90,32 @@ def partition(device: str, script: str) -> list[str]:
     return nodes
 
 
+def require_loop_disks(tools: dict[str, str]) -> None:
+    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing.
+
+    tools maps each program a test module runs to the Debian package that provides it.
+    """
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("loop disks need root")
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup is not installed")
+    missing = missing_tools(*tools)
+    if missing:
+        packages = sorted({tools[t] for t in missing})
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install {' '.join(packages)}")
+
+
+def need(*tools: str, package: str) -> None:
+    """Fail, naming the package, when a test's extra tool is missing."""
+    import pytest
+
+    missing = missing_tools(*tools)
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install {package}")
+
+
 def missing_tools(*tools: str) -> list[str]:
     """The tools of this list that are not on PATH."""
     return [t for t in tools if shutil.which(t) is None]

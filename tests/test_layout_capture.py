@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loopdisks import loop_devices_of, loop_disk, missing_tools, partition, sh
+from loopdisks import (
+    loop_devices_of,
+    loop_disk,
+    need,
+    partition,
+    require_loop_disks,
+    sh,
+)
 
 from rescue import execute
 from rescue.errors import CommandNotFoundError
@@ -76,20 +82,7 @@ TOOLS = {
 @pytest.fixture(scope="module")
 def loops() -> None:
     """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    if os.geteuid() != 0:
-        pytest.skip("loop disks need root")
-    if shutil.which("losetup") is None:
-        pytest.skip("losetup is not installed")
-    missing = missing_tools(*TOOLS)
-    if missing:
-        packages = sorted({TOOLS[t] for t in missing})
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install {' '.join(packages)}")
-
-
-def need(*tools: str, package: str) -> None:
-    missing = missing_tools(*tools)
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install {package}")
+    require_loop_disks(TOOLS)
 
 
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loopdisks import loop_devices_of, loop_disk, missing_tools, partition, sh
+from loopdisks import loop_devices_of, loop_disk, partition, require_loop_disks, sh
 
 from rescue.errors import DiskMappingError
 from rescue.layout import LayoutError
@@ -382,14 +381,7 @@ TOOLS = {
 @pytest.fixture(scope="module")
 def loops() -> None:
     """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    if os.geteuid() != 0:
-        pytest.skip("loop disks need root")
-    if shutil.which("losetup") is None:
-        pytest.skip("losetup is not installed")
-    missing = missing_tools(*TOOLS)
-    if missing:
-        packages = sorted({TOOLS[t] for t in missing})
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install {' '.join(packages)}")
+    require_loop_disks(TOOLS)
 
 
 @dataclass

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loopdisks import loop_devices_of, loop_disk, missing_tools, partition, sh
+from loopdisks import (
+    loop_devices_of,
+    loop_disk,
+    need,
+    partition,
+    require_loop_disks,
+    sh,
+)
 
 from rescue.errors import DiskMappingError, LayoutApplyError
 from rescue.layout import LayoutError
@@ -66,20 +72,7 @@ LINUX_LUKS = "CA7D7CCB-63ED-4C53-861C-1742536059CC"
 @pytest.fixture(scope="module")
 def loops() -> None:
     """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    if os.geteuid() != 0:
-        pytest.skip("loop disks need root")
-    if shutil.which("losetup") is None:
-        pytest.skip("losetup is not installed")
-    missing = missing_tools(*TOOLS)
-    if missing:
-        packages = sorted({TOOLS[t] for t in missing})
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install {' '.join(packages)}")
-
-
-def need(*tools: str, package: str) -> None:
-    missing = missing_tools(*tools)
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install {package}")
+    require_loop_disks(TOOLS)
 
 
 def sfdisk_lines(label: str, table_id: str, parts: Iterable[str], first_lba: int = 0) -> str:
