@@ -1,0 +1,183 @@
+"""A small QEMU test guest, for what this host's kernel cannot do (device-mapper, md).
+
+The guest is a Debian 12 minbase made with debootstrap, with its own kernel and initramfs, turned
+into an ext4 image with `mkfs.ext4 -d` (no loop mount needed). It is cached under
+/var/cache/rescue-vm, keyed by a hash of everything that goes into it, so only the first run pays
+for debootstrap (a few minutes). The project tree is shared into the guest read-only over 9p; the
+guest's init runs `tests/guest/<name>.py` from it and powers off. The harness reads the serial
+console, under a global timeout, and keeps the whole console log. QEMU runs with TCG (KVM hangs
+here) and no network at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path("/var/cache/rescue-vm")
+PROJECT = Path(__file__).resolve().parent.parent
+MIRROR = "http://deb.debian.org/debian"
+PACKAGES = [
+    "linux-image-amd64",
+    "python3",
+    "lvm2",
+    "mdadm",
+    "fdisk",
+    "util-linux",
+    "e2fsprogs",
+    "xfsprogs",
+    "dosfstools",
+    "btrfs-progs",
+    "cryptsetup-bin",
+    "kmod",
+]
+INIT = """#!/bin/sh
+# rescue test guest: mount the basics, share the project, run one guest test, power off.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /run /tmp
+mount -t tmpfs run /run
+mount -t tmpfs tmp /tmp
+for module in 9p 9pnet_virtio dm_mod md_mod raid1 loop; do modprobe "$module" 2>/dev/null; done
+mkdir -p /src
+mount -t 9p -o trans=virtio,version=9p2000.L,ro src /src
+echo "RESCUE-GUEST-START $rescuetest"
+cd /tmp && PYTHONPATH=/src python3 "/src/tests/guest/$rescuetest.py"
+echo "RESCUE-GUEST-EXIT $?"
+sync
+echo o > /proc/sysrq-trigger
+sleep 10
+"""
+# No udev runs in the guest: LVM must make its own device nodes and not wait for udev.
+LVM_LOCAL = """activation {
+    udev_sync = 0
+    udev_rules = 0
+}
+devices {
+    obtain_device_list_from_udev = 0
+}
+"""
+
+
+@dataclass
+class GuestImage:
+    kernel: Path
+    initrd: Path
+    root: Path
+
+
+def _key() -> str:
+    text = "\n".join([*PACKAGES, INIT, LVM_LOCAL, MIRROR])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _run(argv: list[str], log: Path) -> None:
+    with log.open("ab") as out:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    if result.returncode:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n" + "\n".join(tail))
+
+
+def guest_image() -> GuestImage:
+    """The cached guest image, built first if the cache has none for this recipe."""
+    directory = CACHE / f"guest-{_key()}"
+    image = GuestImage(directory / "vmlinuz", directory / "initrd.img", directory / "root.img")
+    if image.root.exists():
+        return image
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = CACHE / f"build-{_key()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    log = work / "build.log"
+    rootfs = work / "rootfs"
+    _run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            "bookworm",
+            str(rootfs),
+            MIRROR,
+        ],
+        log,
+    )
+    (rootfs / "rescue-init").write_text(INIT)
+    (rootfs / "rescue-init").chmod(0o755)
+    (rootfs / "etc/lvm/lvmlocal.conf").write_text(LVM_LOCAL)
+    shutil.copy(sorted(rootfs.glob("boot/vmlinuz-*"))[-1], work / "vmlinuz")
+    shutil.copy(sorted(rootfs.glob("boot/initrd.img-*"))[-1], work / "initrd.img")
+    for cache in ("var/cache/apt/archives", "usr/share/doc", "usr/share/man"):
+        shutil.rmtree(rootfs / cache, ignore_errors=True)
+    _run(["mkfs.ext4", "-q", "-F", "-d", str(rootfs), str(work / "root.img"), "2G"], log)
+    shutil.rmtree(rootfs)
+    shutil.rmtree(directory, ignore_errors=True)
+    work.rename(directory)
+    return image
+
+
+@dataclass
+class GuestRun:
+    exit_code: int | None
+    console: str
+    seconds: float
+
+    def results(self) -> dict[str, str]:
+        """RESULT lines of the guest test: name -> "PASS" or "FAIL: reason"."""
+        found = {}
+        for line in self.console.splitlines():
+            if line.startswith("RESULT "):
+                _, name, outcome = line.split(" ", 2)
+                found[name] = outcome.strip()
+        return found
+
+
+FATAL = ("Kernel panic", "Dropping to a shell", "Gave up waiting for root")
+
+
+def run_guest(test: str, disks: list[Path], log: Path, timeout: float = 900) -> GuestRun:
+    """Boot the guest with disks as vdb, vdc, ... and run tests/guest/<test>.py in it."""
+    image = guest_image()
+    argv = [
+        "qemu-system-x86_64",
+        "-accel", "tcg",
+        "-m", "1024",
+        "-smp", "2",
+        "-nographic",
+        "-no-reboot",
+        "-nic", "none",
+        "-kernel", str(image.kernel),
+        "-initrd", str(image.initrd),
+        "-append",
+        f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet",
+        "-drive", f"file={image.root},if=virtio,format=raw,snapshot=on",
+        *[a for d in disks for a in ("-drive", f"file={d},if=virtio,format=raw")],
+        "-virtfs", f"local,path={PROJECT},mount_tag=src,security_model=none,readonly=on",
+    ]  # fmt: skip
+    start = time.monotonic()
+    with log.open("wb") as console:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=console)
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(f"the guest ran longer than {timeout:.0f}s; see {log}")
+                text = log.read_text(errors="replace")
+                if any(word in text for word in FATAL):
+                    raise RuntimeError(f"the guest failed to boot; see {log}")
+                time.sleep(2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors="replace")
+    code = None
+    for line in text.splitlines():
+        if line.startswith("RESCUE-GUEST-EXIT "):
+            code = int(line.split()[1])
+    return GuestRun(code, text, time.monotonic() - start)
