@@ -164,10 +164,33 @@ def grub_disk(disks: Iterable[str]) -> str | None:
     return None
 
 
-def bootloader(root: Path, boot_mode: str, disks: Iterable[str]) -> dict[str, Any]:
-    """What boots the host: GRUB for EFI or for BIOS, and for BIOS the disk it sits on."""
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+
+
+def esp_disk(layout: dict[str, Any] | None, root: Path) -> str | None:
+    """The disk holding the EFI system partition: the one mounted at root/boot/efi, else the
+    only ESP there is."""
+    if not layout:
+        return None
+    esps = [
+        (disk["path"], (part.get("filesystem") or {}).get("mountpoint"))
+        for disk in layout.get("disks", [])
+        for part in disk.get("partitions", [])
+        if str(part.get("type", "")).upper() == ESP_TYPE
+    ]
+    mounted = [path for path, mountpoint in esps if mountpoint == str(root / "boot/efi")]
+    if mounted:
+        return mounted[0]
+    return esps[0][0] if len(esps) == 1 else None
+
+
+def bootloader(
+    root: Path, boot_mode: str, disks: Iterable[str], layout: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What boots the host: GRUB for EFI (on the disk of the ESP) or for BIOS (on the disk whose
+    boot sector holds GRUB)."""
     if boot_mode == "uefi" or (root / "boot/efi/EFI").is_dir():
-        return {"kind": "grub-efi", "disk": None}
+        return {"kind": "grub-efi", "disk": esp_disk(layout, root)}
     if (root / "boot/grub/i386-pc").is_dir():
         return {"kind": "grub-pc", "disk": grub_disk(disks)}
     return {"kind": "unknown", "disk": None}
@@ -200,7 +223,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "root": str(root),
         "host": facts,
-        "bootloader": bootloader(root, facts["boot_mode"], disks),
+        "bootloader": bootloader(root, facts["boot_mode"], disks, layout),
         "layout": layout,
         "layout_error": layout_error,
         "users": read_ids(root / "etc/passwd"),

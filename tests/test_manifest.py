@@ -180,3 +180,29 @@ def test_manifest_records_the_layout_of_the_disk_under_the_root(tmp_path: Path) 
     assert captured["filesystem"]["label"] == "hostroot"
     assert captured["filesystem"]["mountpoint"] == str(root)
     assert data["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
+
+
+def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "boot/efi/EFI/debian").mkdir(parents=True)
+    esp = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+    layout = {
+        "disks": [
+            {"path": "/dev/sda", "partitions": [{"type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}]},
+            {
+                "path": "/dev/sdb",
+                "partitions": [{"type": esp, "filesystem": {"mountpoint": str(root / "boot/efi")}}],
+            },
+        ]
+    }
+    assert manifest.bootloader(root, "bios", [], layout) == {"kind": "grub-efi", "disk": "/dev/sdb"}
+
+    bios_root = tmp_path / "bios"
+    (bios_root / "boot/grub/i386-pc").mkdir(parents=True)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\xeb\x63\x90" + b"\0" * 380 + b"GRUB \0Geom\0" + b"\0" * 118 + b"\x55\xaa")
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(b"\0" * 512)
+    found = manifest.bootloader(bios_root, "bios", [str(blank), str(disk)])
+    assert found == {"kind": "grub-pc", "disk": str(disk)}
+    assert manifest.bootloader(tmp_path / "none", "bios", [])["kind"] == "unknown"
