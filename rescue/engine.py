@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -374,6 +375,13 @@ class Engine:
                 bytes=size,
                 seconds=time.monotonic() - start,
             )
+
+    def load_manifest(self, at: int | None = None) -> dict[str, object]:
+        """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""
+        with tempfile.TemporaryDirectory(prefix="rescue-manifest-") as tmp:
+            target = Path(tmp) / "manifest.json"
+            self.restore(manifest.MANIFEST_REL, target, at)
+            return manifest.load(target)
 
     def _restore_progress(self, progress: Progress) -> Callable[[duplog.Record], None]:
         def on_record(record: duplog.Record) -> None:

@@ -6,8 +6,11 @@ nothing; `apply` runs it only after an explicit yes, typed at the terminal or gi
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -39,19 +42,26 @@ def show(devices: tuple[str, ...]) -> None:
         click.echo(line)
 
 
-def _source_layout(
-    app: App, manifest_file: Path | None, from_backup: bool, when: str | None
-) -> Layout:
-    if manifest_file is not None and from_backup:
+@dataclass
+class PlanRequest:
+    """The options plan and apply share: where the layout comes from and where it may go."""
+
+    manifest_file: Path | None
+    from_backup: bool
+    when: str | None
+    targets: tuple[str, ...]
+    mapping_file: Path | None
+    grow: bool
+
+
+def _source_layout(app: App, request: PlanRequest) -> Layout:
+    if request.manifest_file is not None and request.from_backup:
         raise UsageError("give either --manifest or --from-backup, not both")
-    if manifest_file is not None:
-        data = manifest.load(manifest_file)
-    elif from_backup:
-        at = parse_time(when) if when else None
-        with tempfile.TemporaryDirectory(prefix="rescue-manifest-") as tmp:
-            target = Path(tmp) / "manifest.json"
-            Engine(app.settings()).restore(manifest.MANIFEST_REL, target, at)
-            data = manifest.load(target)
+    if request.manifest_file is not None:
+        data = manifest.load(request.manifest_file)
+    elif request.from_backup:
+        at = parse_time(request.when) if request.when else None
+        data = Engine(app.settings()).load_manifest(at)
     else:
         raise UsageError("say where the layout comes from: --manifest FILE or --from-backup")
     if not data.get("layout"):
@@ -61,28 +71,20 @@ def _source_layout(
     return layout_from_dict(data["layout"])
 
 
-def _plan(
-    app: App,
-    manifest_file: Path | None,
-    from_backup: bool,
-    when: str | None,
-    targets: tuple[str, ...],
-    mapping_file: Path | None,
-    grow: bool,
-) -> tuple[list[str], str]:
-    source = _source_layout(app, manifest_file, from_backup, when)
-    target_disks = capture(list(targets) or None).disks
-    explicit = read_mapping_file(mapping_file) if mapping_file else None
+def _plan(app: App, request: PlanRequest) -> tuple[list[str], str]:
+    source = _source_layout(app, request)
+    target_disks = capture(list(request.targets) or None).disks
+    explicit = read_mapping_file(request.mapping_file) if request.mapping_file else None
     protected = []
-    if from_backup and app.settings().destination.method == "file":
+    if request.from_backup and app.settings().destination.method == "file":
         protected.append(app.settings().destination.path)
     mapping = map_disks(source, target_disks, explicit, protected=protected)
-    return describe_mapping(source, target_disks, mapping), build_script(
-        source, mapping, grow=grow, targets=target_disks
-    )
+    script = build_script(source, mapping, grow=request.grow, targets=target_disks)
+    return describe_mapping(source, target_disks, mapping), script
 
 
-def _layout_options(command):  # type: ignore[no-untyped-def]
+def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared options, handed to the command as one PlanRequest named `request`."""
     options = [
         click.option(
             "--manifest",
@@ -110,25 +112,24 @@ def _layout_options(command):  # type: ignore[no-untyped-def]
             help="On a larger disk, let the last partition take the extra space.",
         ),
     ]
+    fields = [f.name for f in dataclasses.fields(PlanRequest)]
+
+    @functools.wraps(command)
+    def bundled(*args: object, **kwargs: object) -> None:
+        request = PlanRequest(**{name: kwargs.pop(name) for name in fields})  # type: ignore[arg-type]
+        command(*args, request=request, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
+        bundled = option(bundled)
+    return bundled
 
 
 @layout_group.command()
 @_layout_options
 @click.pass_obj
-def plan(
-    app: App,
-    manifest_file: Path | None,
-    from_backup: bool,
-    when: str | None,
-    targets: tuple[str, ...],
-    mapping_file: Path | None,
-    grow: bool,
-) -> None:
+def plan(app: App, request: PlanRequest) -> None:
     """Print the disk mapping and the script that would recreate the layout. Changes nothing."""
-    lines, script = _plan(app, manifest_file, from_backup, when, targets, mapping_file, grow)
+    lines, script = _plan(app, request)
     for line in lines:
         click.echo(f"# {line}")
     click.echo(script)
@@ -145,23 +146,13 @@ def plan(
     help="Where the script that ran is kept.",
 )
 @click.pass_obj
-def apply(
-    app: App,
-    manifest_file: Path | None,
-    from_backup: bool,
-    when: str | None,
-    targets: tuple[str, ...],
-    mapping_file: Path | None,
-    grow: bool,
-    yes: bool,
-    log_dir: Path,
-) -> None:
+def apply(app: App, request: PlanRequest, yes: bool, log_dir: Path) -> None:
     """Recreate the layout on the target disks. ERASES them, after an explicit yes.
 
     The script is shown first. Without --yes, type the word "yes" to go on; with no terminal
     to ask on, rescue refuses rather than guess.
     """
-    lines, script = _plan(app, manifest_file, from_backup, when, targets, mapping_file, grow)
+    lines, script = _plan(app, request)
     for line in lines:
         click.echo(line)
     if not yes:
@@ -172,4 +163,4 @@ def apply(
         if answer.strip() != "yes":
             raise click.Abort()
     apply_script(script, log_dir)
-    click.echo("layout recreated; check it with: rescue layout show " + " ".join(targets))
+    click.echo("layout recreated; check it with: rescue layout show " + " ".join(request.targets))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import click
 
@@ -39,9 +37,5 @@ def show(app: App, from_backup: bool, when: str | None) -> None:
     if not from_backup:
         data = manifest.build(settings)
     else:
-        at = parse_time(when) if when else None
-        with tempfile.TemporaryDirectory(prefix="rescue-manifest-") as tmp:
-            target = Path(tmp) / "manifest.json"
-            Engine(settings).restore(manifest.MANIFEST_REL, target, at)
-            data = manifest.load(target)
+        data = Engine(settings).load_manifest(parse_time(when) if when else None)
     click.echo(json.dumps(data, indent=2, sort_keys=True))
