@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -333,8 +334,19 @@ class Engine:
     # -- restore -----------------------------------------------------------------------------
 
     def restore(
-        self, path: str | None, dest: Path, at: int | None = None, force: bool = False
+        self,
+        path: str | None,
+        dest: Path,
+        at: int | None = None,
+        force: bool = False,
+        stage_inside: bool = False,
     ) -> RestoreSummary:
+        """Restore path (everything when None) as of `at` to dest, via a staging directory.
+
+        stage_inside puts the staging directory inside dest (an existing directory), for a
+        whole-system restore into a mounted target root: beside it would be the rescue system's
+        RAM.
+        """
         dest = dest.absolute()
         if (dest.exists() or dest.is_symlink()) and not force:
             raise RestoreTargetExistsError(
@@ -352,7 +364,7 @@ class Engine:
                 action += ["--path-to-restore", rel]
             # Always into a staging directory beside dest, moved into place only on success:
             # a failed restore leaves no half-written tree that looks like a good one.
-            staging = staging_dir(dest)
+            staging = staging_dir(dest, inside=stage_inside)
             into = staging / "restored"
             progress = Progress(phase="restore")
             start = time.monotonic()
@@ -375,6 +387,33 @@ class Engine:
                 bytes=size,
                 seconds=time.monotonic() - start,
             )
+
+    def verify(self, path: str, local: Path, at: int) -> tuple[int, list[str]]:
+        """Compare local with path in the set at `at`, content included (duplicity verify
+        --compare-data). Returns the number of files compared and every difference found."""
+        rel = relative_path(path, self.settings)
+        with self._target() as target:
+            action = ["verify", "--compare-data", "-t", str(at)]
+            if rel:
+                action += ["--path-to-restore", rel]
+            differences: list[str] = []
+            compared = 0
+
+            def on_record(record: duplog.Record) -> None:
+                nonlocal compared
+                text = record.message
+                if text.startswith("Difference found:"):
+                    differences.append(text.removeprefix("Difference found:").strip())
+                found = re.search(r"Verify complete: (\d+) file", text)
+                if found:
+                    compared = int(found.group(1))
+
+            try:
+                self._run([*action, target.url, str(local)], target, on_record=on_record)
+            except DuplicityError:
+                if not differences:
+                    raise
+            return compared, differences
 
     def load_manifest(self, at: int | None = None) -> dict[str, object]:
         """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""

@@ -55,6 +55,20 @@ class ManifestError(RescueError):
     meaning = "the host manifest cannot be written or read"
 
 
+class UnansweredQuestionError(UsageError):
+    """An unattended recovery met a question its plan does not answer; it never waits."""
+
+    exit_code = 7
+    meaning = "unattended recovery: the plan does not answer a question (its ID is named)"
+
+
+class PlanError(ConfigError):
+    """The recovery plan file is missing, malformed, or names something that is not there."""
+
+    exit_code = 8
+    meaning = "the recovery plan file is invalid"
+
+
 class WrongPassphraseError(RescueError):
     exit_code = 10
     meaning = "wrong encryption passphrase"
@@ -139,6 +153,27 @@ class LayoutApplyError(RescueError):
 
     exit_code = 62
     meaning = "recreating the disk layout failed"
+
+
+class RecoveryStateError(RescueError):
+    """There is no recovery to resume, or its state file cannot be used."""
+
+    exit_code = 70
+    meaning = "no recovery to resume, or its state file is unusable"
+
+
+class RecoveryStepError(RescueError):
+    """A recovery step failed for a reason no more specific class covers (mount, chroot)."""
+
+    exit_code = 71
+    meaning = "a recovery step failed (see the report and the log)"
+
+
+class VerifyError(RescueError):
+    """The recovered system differs from the backup where it must not."""
+
+    exit_code = 72
+    meaning = "the recovered system differs from the backup (see the report)"
 
 
 class DuplicityError(RescueError):

@@ -53,8 +53,14 @@ def read_os_release(root: Path) -> dict[str, str]:
 def host_facts(root: Path) -> dict[str, Any]:
     """Name, OS, kernel, architecture and boot mode of the machine being backed up."""
     os_release = read_os_release(root)
+    hostname = socket.gethostname()
+    if str(root) != "/":  # a system mounted below root: its own name, not this machine's
+        try:
+            hostname = (root / "etc/hostname").read_text().strip() or hostname
+        except OSError:
+            pass
     return {
-        "hostname": socket.gethostname(),
+        "hostname": hostname,
         "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
         "kernel": platform.release(),
         "architecture": platform.machine(),
@@ -206,7 +212,8 @@ def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
         from rescue.layout.model import layout_to_dict
 
         devices = None if str(root) == "/" else disks_holding(root)
-        layout = capture(devices)
+        # The fstab is the backed-up system's own: recovery mounts what it mounts.
+        layout = capture(devices, fstab=root / "etc/fstab")
     except (RescueError, OSError, ImportError) as exc:
         return None, str(exc), []
     return layout_to_dict(layout), None, [d.path for d in layout.disks]

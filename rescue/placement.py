@@ -21,18 +21,22 @@ from pathlib import Path
 from rescue import execute
 
 
-def staging_dir(dest: Path) -> Path:
-    """An empty private directory on dest's file system, for duplicity to restore into."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".rescue-restore-", dir=dest.parent))
+def staging_dir(dest: Path, inside: bool = False) -> Path:
+    """An empty private directory on dest's file system, for duplicity to restore into:
+    beside dest, or inside it (dest must then be a directory, e.g. a mounted target root)."""
+    parent = dest if inside else dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".rescue-restore-", dir=parent))
 
 
 def merge_into(staged: Path, dest: Path) -> None:
     """Move staged onto dest: replace files, merge directories, keep what only dest has."""
     if staged.is_dir() and not staged.is_symlink() and dest.is_dir() and not dest.is_symlink():
+        # Read the restored attributes first: moving the entries out changes staged's mtime.
+        restored = staged.lstat()
         for entry in sorted(os.listdir(staged)):
             merge_into(staged / entry, dest / entry)
-        _copy_attributes(staged, dest)
+        _copy_attributes(restored, dest)
         staged.rmdir()
         return
     if dest.is_dir() and not dest.is_symlink():
@@ -57,9 +61,8 @@ def _move(src: Path, dst: Path) -> None:
             src.unlink()
 
 
-def _copy_attributes(src: Path, dst: Path) -> None:
+def _copy_attributes(st: os.stat_result, dst: Path) -> None:
     """A merged directory takes the restored owner, mode and mtime."""
-    st = src.lstat()
     if os.geteuid() == 0:
         os.chown(dst, st.st_uid, st.st_gid)
     os.chmod(dst, st.st_mode & 0o7777)

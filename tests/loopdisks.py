@@ -50,6 +50,17 @@ def loop_disk(path: Path, size: str) -> Iterator[str]:
         _detach(device)
 
 
+@contextlib.contextmanager
+def attached_image(path: Path, read_only: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """An existing disk image attached as a loop device, with its partitions exposed."""
+    flags = ["--read-only"] if read_only else []
+    device = sh("losetup", "--find", "--show", *flags, str(path)).strip()
+    try:
+        yield device, expose_partitions(device)
+    finally:
+        _detach(device)
+
+
 def _detach(device: str) -> None:
     """Forget the partitions, remove the nodes made here, detach. Every step is attempted."""
     errors = []
@@ -74,6 +85,12 @@ def partition(device: str, script: str) -> list[str]:
     Returns the partition device paths in number order.
     """
     sh("sfdisk", "--quiet", "--no-reread", "--wipe", "always", device, input=script)
+    return expose_partitions(device)
+
+
+def expose_partitions(device: str) -> list[str]:
+    """Make the kernel and /dev see the partitions of a loop device (no udev, no losetup -P
+    here); returns their device paths in number order."""
     name = os.path.basename(device)
     sys_dir = SYS_BLOCK / name
     if any(sys_dir.glob(f"{name}p*")):

@@ -37,6 +37,17 @@ def test_merge_replaces_files_and_keeps_extras(tmp_path: Path) -> None:
     assert not staged.exists()
 
 
+def test_merged_directories_keep_the_restored_mtime(tmp_path: Path) -> None:
+    """Moving entries out of a staged directory changes its mtime: the restored one must win."""
+    staged, dest = tmp_path / "staged", tmp_path / "dest"
+    make(staged / "boot/vmlinuz", "kernel")
+    os.utime(staged / "boot", (1_600_000_000, 1_600_000_000))
+    (dest / "boot").mkdir(parents=True)
+    merge_into(staged, dest)
+    assert (dest / "boot/vmlinuz").read_text() == "kernel"
+    assert (dest / "boot").stat().st_mtime == 1_600_000_000
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A second file system, so that a move must cross a mount point as into a separate /boot."""

@@ -8,6 +8,7 @@ from rescue.cli import (
     drill_cmd,
     layout_cmd,
     manifest_cmd,
+    recover_cmd,
     restore_cmd,
     status_cmd,
 )
@@ -22,6 +23,7 @@ cli.add_command(restore_cmd.restore)
 cli.add_command(drill_cmd.drill)
 cli.add_command(manifest_cmd.manifest_group)
 cli.add_command(layout_cmd.layout_group)
+cli.add_command(recover_cmd.recover)
 
 
 def main() -> None:

@@ -510,7 +510,7 @@ def _aliases(path: str | None) -> set[str]:
     return {path, os.path.realpath(path)}
 
 
-def _fstab_target(layout: Layout, spec: str) -> Filesystem | None:
+def fstab_target(layout: Layout, spec: str) -> Filesystem | None:
     """The recorded file system an fstab spec names, if any."""
     kind, value = _spec_key(spec)
     if kind in ("PARTUUID", "PARTLABEL"):
@@ -545,7 +545,7 @@ def apply_fstab(layout: Layout, entries: list[FstabEntry]) -> None:
     """Record the fstab and give each file system it names that entry's options (first wins)."""
     layout.fstab = entries
     for entry in entries:
-        fs = _fstab_target(layout, entry.spec)
+        fs = fstab_target(layout, entry.spec)
         if fs is not None and fs.fstab_options is None:
             fs.fstab_options = entry.options
 
@@ -857,7 +857,8 @@ def select_disks(devices: Sequence[str] | None) -> list[dict[str, Any]]:
     return nodes
 
 
-def _capture_disk(node: dict[str, Any], mounts: MountTable) -> Disk:
+def _disk_from_node(node: dict[str, Any]) -> Disk:
+    """A disk's identity and size from its lsblk node and udev/sysfs, without reading it."""
     name = str(node.get("kname") or node["name"])
     disk = Disk(
         name=name,
@@ -870,6 +871,17 @@ def _capture_disk(node: dict[str, Any], mounts: MountTable) -> Disk:
         wwn=_str(node.get("wwn")),
     )
     _identify(disk)
+    return disk
+
+
+def identify_disks(devices: list[str] | None = None) -> list[Disk]:
+    """Every real disk (or the given ones) with size, model and stable ids; nothing is opened,
+    so this works where a disk cannot be read."""
+    return [_disk_from_node(node) for node in select_disks(devices)]
+
+
+def _capture_disk(node: dict[str, Any], mounts: MountTable) -> Disk:
+    disk = _disk_from_node(node)
     values = probe(disk.path)
     if values.get("PTTYPE"):
         table = parse_sfdisk(parse_json_output(_run_ok(["sfdisk", "--json", disk.path])))

@@ -1,0 +1,241 @@
+"""`rescue recover`: bare-metal recovery of this machine from its backup, step by step.
+
+Guided (questions on the terminal) or unattended (--plan FILE, which answers everything and never
+waits on stdin). The state is saved after every step, so a crash or a reboot of the rescue
+system is continued with --resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from rescue.cli.main import App
+from rescue.cli.render import emit_json, human_seconds, progress
+from rescue.cli.status_cmd import TIME_HELP
+from rescue.errors import PlanError, UsageError
+from rescue.prompts import QUESTIONS, Answers
+from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
+from rescue.runner import Runner, State, Stopped, report, step_ids
+from rescue.steps import RECOVER, restore_identity
+from rescue.steps.context import (
+    DEFAULT_TARGET_ROOT,
+    DEFAULT_WORK_DIR,
+    REPORT_FILE,
+    Context,
+    Options,
+    write_json,
+)
+
+STEP_LIST = "\n".join(f"  {n:>2}. {s.ID:<18} {s.TITLE}" for n, s in enumerate(RECOVER, start=1))
+QUESTION_LIST = "\n".join(f"  {qid:<24} {text}" for qid, text in QUESTIONS.items())
+EPILOG = f"""\b
+Steps:
+{STEP_LIST}
+
+\b
+Question IDs (a plan answers them under [answers]):
+{QUESTION_LIST}
+"""
+
+
+def _options(
+    app: App, plan: RecoveryPlan | None, work_dir: Path, target_root: Path | None, **given: object
+) -> Options:
+    settings_file = None
+    if plan is not None and plan.settings is not None:
+        settings_file = str(plan.settings)
+    elif app.config_path.exists():
+        settings_file = str(app.config_path)
+    elif plan is not None:
+        raise PlanError(
+            f'{plan.path}: no settings: add settings = "/path/rescue.toml" or pass --config'
+        )
+    root = target_root or (plan.target_root if plan else None) or DEFAULT_TARGET_ROOT
+    return Options(
+        work_dir=str(work_dir),
+        target_root=str(root),
+        settings_file=settings_file,
+        plan_file=str(plan.path) if plan else None,
+        time=given["when"] or (plan.time if plan else None),  # type: ignore[arg-type]
+        grow=given["grow"] if plan is None or plan.grow is None else plan.grow,  # type: ignore[arg-type]
+        after=given["after"] or (plan.after if plan else None),  # type: ignore[arg-type]
+        unattended=plan is not None,
+        assume_yes=bool(given["yes"]),
+        target_ids=list(given["targets"] or (plan.targets if plan else [])),  # type: ignore[call-overload]
+        map_ids=dict(plan.map) if plan else {},
+        log_file=str(app.log_path) if app.log_path else None,
+    )
+
+
+def _print_report(data: dict[str, object], as_json: bool, work_dir: Path) -> None:
+    write_json(work_dir / REPORT_FILE, data)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo("")
+    for step in data["steps"]:  # type: ignore[attr-defined]
+        seconds = "" if step["seconds"] is None else human_seconds(step["seconds"])
+        line = f"  {step['outcome']:<8} {seconds:>8}  {step['id']}"
+        if step["error"]:
+            line += f": {step['error']}"
+        click.echo(line)
+    totals = data["totals"]
+    click.echo(
+        f"recovery {data['outcome']} in {human_seconds(totals['seconds'])}"  # type: ignore[index]
+        f"; report: {work_dir / REPORT_FILE}"
+    )
+
+
+@click.command(epilog=EPILOG)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Unattended: a plan file with the settings, restore point, disks and answers.",
+)
+@click.option("--dry-run", is_flag=True, help="Print every step's actions; change nothing.")
+@click.option(
+    "--resume", is_flag=True, help="Continue the recorded recovery at its first unfinished step."
+)
+@click.option(
+    "--restart", is_flag=True, help="Forget a recorded unfinished recovery and start over."
+)
+@click.option("--from", "from_step", metavar="STEP", help="Run from STEP to the end.")
+@click.option("--only", metavar="STEP", help="Run only STEP (after redoing mounts if needed).")
+@click.option("--step-by-step", is_flag=True, help="Show each step's plan and ask before it.")
+@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="A disk that may be erased (repeat): serial:X, wwn:X, by-id:NAME, file:IMAGE "
+    "(a loop device's image), or in guided mode a /dev path.",
+)
+@click.option(
+    "--target-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where the new system is mounted [default: {DEFAULT_TARGET_ROOT}].",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_WORK_DIR,
+    show_default=True,
+    help="State file, manifest, layout script and report.",
+)
+@click.option(
+    "--yes", is_flag=True, help="Confirm erasing the target disks (they must still be named)."
+)
+@click.option(
+    "--grow/--no-grow",
+    default=True,
+    show_default=True,
+    help="Let the last partition fill a larger disk.",
+)
+@click.option("--after", type=click.Choice(AFTER_CHOICES), help="What to do when done.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
+@click.pass_obj
+def recover(
+    app: App,
+    plan_file: Path | None,
+    dry_run: bool,
+    resume: bool,
+    restart: bool,
+    from_step: str | None,
+    only: str | None,
+    step_by_step: bool,
+    when: str | None,
+    targets: tuple[str, ...],
+    target_root: Path | None,
+    work_dir: Path,
+    yes: bool,
+    grow: bool,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """Recover this machine from its backup onto blank disks (bare metal).
+
+    Runs the steps below in order, saving the state after each. The disk layout, the ids and
+    the bootloader come from the manifest inside the backup. Disks are erased only after an
+    explicit yes (typed, or --yes / the plan's answer), and in unattended mode only the disks
+    the plan names by a stable id.
+
+    \b
+    Examples:
+      rescue recover                        guided: asks what it needs
+      rescue recover --dry-run              show what would be done
+      rescue recover --plan /plan.toml      unattended
+      rescue recover --resume               continue after a crash or reboot
+      rescue recover --only verify          run one step again
+    """
+    if sum(map(bool, (resume, restart, dry_run))) > 1:
+        raise UsageError("give only one of --resume, --restart and --dry-run")
+    if from_step and only:
+        raise UsageError("give either --from or --only, not both")
+    if resume and (plan_file or targets or when):
+        raise UsageError("--resume continues with the recorded plan and options; give no others")
+    for name in (from_step, only):
+        if name and name not in step_ids(RECOVER):
+            raise UsageError(f"no step {name!r}; the steps are: {', '.join(step_ids(RECOVER))}")
+    plan = load_plan(plan_file) if plan_file else None
+    state_path = work_dir / "state.json"
+    continuing = resume or ((from_step or only) and state_path.exists() and not restart)
+    if continuing:
+        options = Options(**State.load(state_path).options)
+        options.log_file = str(app.log_path) if app.log_path else options.log_file
+        if plan is None and options.plan_file:
+            plan = load_plan(Path(options.plan_file))
+    else:
+        options = _options(
+            app, plan, work_dir, target_root, when=when, grow=grow, after=after, yes=yes,
+            targets=targets,
+        )  # fmt: skip
+    answers = Answers(plan.answers if plan else {}, interactive=False if plan else None)
+    echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    with progress(not as_json) as callback:
+        ctx = Context(options, answers, echo=echo, progress=callback)
+        runner = Runner(RECOVER, ctx, ctx.state_path)
+        if dry_run:
+            _dry_run(runner, ctx)
+            return
+        if restart:
+            _forget(ctx)
+        if continuing:
+            runner.load()
+        else:
+            runner.start(dataclasses.asdict(options))
+        assert runner.state is not None
+        runner.state.options = dataclasses.asdict(options)
+        steps = runner.selection(from_step=from_step, only=only)
+        if not steps:
+            echo("every step is done already; nothing to resume")
+        try:
+            runner.run(steps, step_by_step=step_by_step)
+        except Stopped as stop:
+            echo(f"stopped before {stop.step_id}; continue with: rescue recover --resume")
+        finally:
+            _print_report(report(runner.state), as_json, ctx.work_dir)
+    if report(runner.state)["outcome"] == "failed":
+        sys.exit(1)
+
+
+def _dry_run(runner: Runner, ctx: Context) -> None:
+    click.echo("Dry run: nothing on the disks is changed. The steps, in order:")
+    for number, (step, actions, error) in enumerate(runner.dry_run(), start=1):
+        mark = "" if not error else f"  (FAILS NOW: {error})"
+        click.echo(f"[{number:>2}/{len(runner.workflow)}] {step.ID}: {step.TITLE}{mark}")
+        for action in actions:
+            click.echo(f"      {action}")
+
+
+def _forget(ctx: Context) -> None:
+    """--restart: put the rescue system's identity back and drop the recorded state."""
+    restore_identity.put_back(ctx)
+    for name in ("state.json", "manifest.json", "report.json"):
+        (ctx.work_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(ctx.work_dir / "identity", ignore_errors=True)

@@ -1,0 +1,139 @@
+"""Every question rescue asks, each with a stable ID that a plan file can answer (ReaR's
+UserInput IDs).
+
+Why IDs: an unattended recovery must never hang on a prompt nobody sees. A plan answers
+questions by ID under [answers]; a question the plan does not answer is asked on the terminal
+when there is one, and otherwise fails at once, naming its ID, so the plan can be completed.
+Answers from a plan are checked like typed ones (a choice must be one of the choices).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rescue.errors import PlanError, UnansweredQuestionError
+
+log = logging.getLogger("rescue.prompts")
+
+Kind = Literal["confirm", "select", "text", "password", "typed-yes"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option of a select question: what is shown, and the value a plan gives for it."""
+
+    title: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question: its stable ID, its kind, and how it is put."""
+
+    id: str
+    kind: Kind
+    message: str
+    choices: Sequence[Choice] = field(default_factory=tuple)
+    default: Any = None
+
+
+# The catalogue: every ID rescue uses, with what it asks. README and --help list these.
+QUESTIONS: dict[str, str] = {
+    "recover.settings_file": "path of a settings file (e.g. on a USB stick), or empty to type them",
+    "destination.method": "file, ftp, ftps, sftp or scp",
+    "destination.host": "the backup host",
+    "destination.port": "its port (empty: the method's default)",
+    "destination.user": "the login user",
+    "destination.path": "the directory of the backups",
+    "destination.password": "the login password (empty: none, or an ssh key)",
+    "destination.host_key": "trust the SSH host key shown (yes/no)",
+    "encryption.mode": "none or symmetric (a GPG-key backup needs a settings file)",
+    "encryption.passphrase": "the backup's passphrase",
+    "recover.restore_point": "which backup set to restore (a time such as 'now', '3D', a date)",
+    "recover.confirm_mapping": "use the disk mapping shown (yes/no)",
+    "recover.target_disk": "the target disk for a source disk (asked per disk)",
+    "recover.erase": 'type "yes" to erase the target disks and recreate the layout',
+    "recover.luks_passphrase": "the passphrase for the recreated LUKS containers",
+    "recover.step": "run the next step (step-by-step mode)",
+    "recover.after": "after recovery: reboot, poweroff, shell or none",
+}
+
+
+class Answers:
+    """Answers a question from the plan, or from the user at a terminal, or fails."""
+
+    def __init__(self, planned: Mapping[str, Any] | None = None, interactive: bool | None = None):
+        self.planned = dict(planned or {})
+        unknown = sorted(k for k in self.planned if k not in QUESTIONS)
+        if unknown:
+            raise PlanError(
+                f"the plan answers unknown question(s) {', '.join(unknown)}; "
+                f"known: {', '.join(QUESTIONS)}"
+            )
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+
+    def has(self, qid: str) -> bool:
+        return qid in self.planned
+
+    def ask(self, question: Question) -> Any:
+        """The answer, from the plan if it has one, else typed; never waits without a terminal."""
+        if question.id not in QUESTIONS:
+            raise AssertionError(f"question {question.id} is not in the catalogue")
+        if question.id in self.planned:
+            answer = _check(question, self.planned[question.id])
+            log.info("question %s answered by the plan", question.id)
+            return answer
+        if not self.interactive:
+            raise UnansweredQuestionError(
+                f"question {question.id} is not answered by the plan and there is no terminal "
+                f"to ask on ({question.message.rstrip('?: ')}); add it under [answers]"
+            )
+        answer = _ask_terminal(question)
+        log.info("question %s answered at the terminal", question.id)
+        return answer
+
+
+def _check(question: Question, value: Any) -> Any:
+    """A plan's answer, checked as strictly as a typed one."""
+    where = f"the plan's answer to {question.id}"
+    if question.kind == "confirm":
+        if not isinstance(value, bool):
+            raise PlanError(f"{where} must be true or false, not {value!r}")
+        return value
+    if question.kind == "typed-yes":
+        if value is not True and value != "yes":
+            raise PlanError(f'{where} must be "yes" to go on, not {value!r}')
+        return True
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise PlanError(f"{where} must be a string, not {value!r}")
+    value = str(value)
+    if question.kind == "select" and question.choices:
+        values = [c.value for c in question.choices]
+        if value not in values:
+            raise PlanError(f"{where} is {value!r}; choose one of {', '.join(values)}")
+    return value
+
+
+def _ask_terminal(question: Question) -> Any:
+    """Ask with questionary; Ctrl-C or an empty stdin aborts the recovery, never guesses."""
+    import questionary  # only when someone is there to answer
+
+    if question.kind == "confirm":
+        prompt = questionary.confirm(question.message, default=bool(question.default))
+    elif question.kind == "select":
+        choices = [questionary.Choice(c.title, value=c.value) for c in question.choices]
+        prompt = questionary.select(question.message, choices=choices, default=question.default)
+    elif question.kind == "password":
+        prompt = questionary.password(question.message)
+    elif question.kind == "typed-yes":
+        prompt = questionary.text(question.message + ' Type "yes" to go on:')
+    else:
+        prompt = questionary.text(question.message, default=str(question.default or ""))
+    answer = prompt.unsafe_ask()
+    if question.kind == "typed-yes":
+        return answer.strip() == "yes"
+    return answer

@@ -1,0 +1,147 @@
+"""Step 14: install GRUB on the target and regenerate its configuration and the initramfs,
+from a chroot into the restored system (its own grub and kernel, so versions match).
+
+/dev, /proc and /sys are bound in as slave mounts (so the unmount stays local) and always
+unmounted again. Without udev (a bare rescue shell, loop disks) /dev/disk/by-uuid lacks the new
+file systems and update-grub would write root=/dev/sdb4, a name that is wrong at the next
+boot: the links are made for the run, and grub.cfg is checked afterwards (any kernel device
+path left on a linux line is replaced by its UUID).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from rescue.errors import RecoveryStepError
+from rescue.execute import run as run_command
+from rescue.layout.capture import probe
+from rescue.layout.devices import mount_entries
+from rescue.mounts import bind, unmount_tree
+from rescue.steps.context import Context
+
+ID = "bootloader"
+TITLE = "install the bootloader, regenerate grub.cfg and the initramfs"
+READ_ONLY = False
+REDO_ON_RESUME = False
+BY_UUID = Path("/dev/disk/by-uuid")
+CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _boot_disk(ctx: Context) -> tuple[str, str]:
+    boot = ctx.manifest().get("bootloader") or {}
+    kind = boot.get("kind") or "unknown"
+    source = boot.get("disk")
+    mapping = ctx.facts.mapping
+    if source and source in mapping:
+        return kind, mapping[source]
+    if len(mapping) == 1:
+        return kind, next(iter(mapping.values()))
+    raise RecoveryStepError(
+        f"the manifest does not say which disk boots ({source or 'none recorded'}); install "
+        "the bootloader by hand in a chroot and resume with --from verify"
+    )
+
+
+def _commands(kind: str, disk: str, efi_vars: bool) -> list[list[str]]:
+    if kind == "grub-pc":
+        install = ["grub-install", "--target=i386-pc", "--recheck", disk]
+    else:
+        install = ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--recheck"]
+        if not efi_vars:
+            install += ["--no-nvram", "--removable"]
+    return [install, ["update-initramfs", "-u", "-k", "all"], ["update-grub"]]
+
+
+def plan(ctx: Context) -> list[str]:
+    if not ctx.facts.mapping:
+        return ["grub-install on the boot disk, update-initramfs and update-grub in a chroot"]
+    kind, disk = _boot_disk(ctx)
+    if kind == "unknown":
+        return ["the manifest names no known bootloader: nothing is installed"]
+    return [f"chroot {ctx.target_root}: {' '.join(c)}" for c in _commands(kind, disk, True)]
+
+
+def _chroot(ctx: Context, argv: list[str]) -> str:
+    result = run_command(
+        ["chroot", str(ctx.target_root), *argv], env={"PATH": CHROOT_PATH}, mask_output=False
+    )
+    if result.returncode:
+        last = [ln for ln in result.output.splitlines() if ln.strip()][-1:] or ["no message"]
+        raise RecoveryStepError(f"{argv[0]} in the restored system failed: {last[0]}")
+    return result.output
+
+
+def _uuid_links(ctx: Context) -> list[Path]:
+    """Make /dev/disk/by-uuid links for the target file systems that lack one (no udev)."""
+    made = []
+    entries, _ = mount_entries(ctx.layout(), ctx.facts.mapping, str(ctx.manifest().get("root")))
+    devices = {e.device for e in entries}
+    for device in sorted(devices):
+        uuid = probe(device).get("UUID")
+        if not uuid:
+            continue
+        link = BY_UUID / uuid
+        if link.exists() and os.path.realpath(link) == os.path.realpath(device):
+            continue
+        BY_UUID.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(device)
+        made.append(link)
+    return made
+
+
+def fix_grub_cfg(path: Path, uuid_of: dict[str, str]) -> int:
+    """Replace root=/dev/X on grub.cfg's linux lines by root=UUID=..; returns how many."""
+    if not path.is_file():
+        return 0
+    text = path.read_text()
+    count = 0
+
+    def swap(match: re.Match[str]) -> str:
+        nonlocal count
+        uuid = uuid_of.get(match.group(1))
+        if not uuid:
+            return match.group(0)
+        count += 1
+        return f"root=UUID={uuid}"
+
+    new = re.sub(r"root=(/dev/[\w/.-]+)", swap, text)
+    if count:
+        path.write_text(new)
+    return count
+
+
+def run(ctx: Context) -> list[str]:
+    kind, disk = _boot_disk(ctx)
+    if kind == "unknown":
+        ctx.warn("the manifest names no known bootloader: none was installed")
+        return ["no bootloader installed"]
+    efi_vars = Path("/sys/firmware/efi/efivars").is_dir()
+    points = [ctx.target(name) for name in ("dev", "proc", "sys")]
+    links: list[Path] = []
+    done = []
+    try:
+        for source, point in zip(("/dev", "/proc", "/sys"), points, strict=True):
+            bind(source, point)
+        links = _uuid_links(ctx)
+        for argv in _commands(kind, disk, efi_vars):
+            _chroot(ctx, argv)
+            done.append(" ".join(argv))
+    finally:
+        for link in links:
+            link.unlink(missing_ok=True)
+        for point in reversed(points):
+            unmount_tree(point)
+    uuid_of = {}
+    entries, _ = mount_entries(ctx.layout(), ctx.facts.mapping, str(ctx.manifest().get("root")))
+    for entry in entries:
+        uuid = probe(entry.device).get("UUID")
+        if uuid:
+            uuid_of[entry.device] = uuid
+    fixed = fix_grub_cfg(ctx.target("boot/grub/grub.cfg"), uuid_of)
+    if fixed:
+        done.append(f"grub.cfg: {fixed} root=/dev/... replaced by root=UUID=...")
+    return done

@@ -1,0 +1,64 @@
+"""Step 1: list the disks of this machine, with size, model and stable ids, and say which ones
+hold the running system or the backup (those are never offered as targets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rescue.layout.capture import human_size, identify_disks, lsblk
+from rescue.layout.mapping import read_system_state, stable_ids, unsafe_reason
+from rescue.layout.model import Disk
+from rescue.steps.context import Context
+
+ID = "detect_disks"
+TITLE = "find the disks of this machine"
+READ_ONLY = True
+REDO_ON_RESUME = False
+
+
+def plan(ctx: Context) -> list[str]:
+    return [
+        "list the disks with size, model and stable ids (lsblk, udev, sysfs)",
+        "mark the disks that hold the running system, the rescue media or the backup",
+    ]
+
+
+def protected_paths(ctx: Context) -> list[str]:
+    """Paths whose disks must never be written: the backup (file destination), the work dir."""
+    paths = [str(ctx.work_dir)]
+    dest = ctx.settings().destination
+    if dest.method == "file":
+        paths.append(dest.path)
+    return paths
+
+
+def all_disks() -> list[Disk]:
+    """The real disks, plus attached loop devices (images an admin attached on purpose)."""
+    disks = identify_disks(None)
+    loops = [
+        str(n.get("path"))
+        for n in lsblk()
+        if n.get("type") == "loop" and int(n.get("size") or 0) > 0 and n.get("path")
+    ]
+    return disks + (identify_disks(loops) if loops else [])
+
+
+def describe(disk: Disk, role: str | None) -> dict[str, Any]:
+    return {
+        "path": disk.path,
+        "size_bytes": disk.size_bytes,
+        "model": disk.model,
+        "ids": stable_ids(disk),
+        "role": role,
+    }
+
+
+def run(ctx: Context) -> list[str]:
+    state = read_system_state(protected_paths(ctx))
+    ctx.facts.disks = [describe(d, unsafe_reason(d, state)) for d in all_disks()]
+    lines = []
+    for d in ctx.facts.disks:
+        ids = ", ".join(d["ids"]) or "no stable id"
+        role = f" -- {d['role']}" if d["role"] else ""
+        lines.append(f"{d['path']} {human_size(d['size_bytes'])} {d['model'] or ''} ({ids}){role}")
+    return lines or ["no disks found"]

@@ -1,0 +1,112 @@
+"""Step 5: map the recorded disks to disks of this machine (rules in rescue.layout.mapping).
+
+Which disks may be erased: in unattended mode only those the plan names by a stable id (serial,
+WWN, by-id name, or a loop device's image file), never a kernel name, which can change between
+boots. In guided mode the admin confirms the proposed mapping or picks each target.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rescue.errors import DiskMappingError, PlanError
+from rescue.layout.capture import capture, human_size
+from rescue.layout.mapping import (
+    describe_mapping,
+    map_disks,
+    resolve_stable_id,
+    stable_ids,
+)
+from rescue.layout.model import Disk, Layout
+from rescue.prompts import Choice, Question
+from rescue.steps.context import Context
+from rescue.steps.detect_disks import all_disks, protected_paths
+
+ID = "map_disks"
+TITLE = "map the recorded disks to this machine's disks"
+READ_ONLY = True
+REDO_ON_RESUME = False
+
+
+def plan(ctx: Context) -> list[str]:
+    if ctx.options.target_ids:
+        return [f"choose targets among {', '.join(ctx.options.target_ids)}"]
+    return ["choose target disks among this machine's disks"]
+
+
+def _resolve(ident: str, disks: list[Disk]) -> Disk:
+    """A target given as a stable id, or (guided mode only) as a device path."""
+    if ident.startswith("/"):
+        real = os.path.realpath(ident)
+        for disk in disks:
+            if os.path.realpath(disk.path) == real:
+                return disk
+        raise DiskMappingError(f"{ident} is not a disk of this machine")
+    return resolve_stable_id(ident, disks)
+
+
+def _targets(ctx: Context) -> list[Disk]:
+    known = all_disks()
+    if ctx.options.unattended:
+        if not ctx.options.target_ids:
+            lines = "; ".join(f"{d.path}: {', '.join(stable_ids(d)) or 'no id'}" for d in known)
+            raise PlanError(
+                "an unattended recovery erases only disks its plan names: add "
+                f'[disks] targets = ["serial:..."] to the plan (the disks here: {lines})'
+            )
+        paths = [i for i in ctx.options.target_ids if i.startswith("/")]
+        if paths:
+            raise PlanError(
+                f"the plan names {', '.join(paths)} by kernel name; name disks to erase by a "
+                "stable id (serial:, wwn:, by-id: or file:), which cannot change between boots"
+            )
+    if ctx.options.target_ids:
+        chosen = [_resolve(i, known).path for i in ctx.options.target_ids]
+        return capture(list(dict.fromkeys(chosen))).disks
+    return capture(None).disks
+
+
+def _ask_each(ctx: Context, layout: Layout, targets: list[Disk]) -> dict[str, str]:
+    explicit = {}
+    for src in layout.disks:
+        if not src.partitions and src.filesystem is None:
+            continue
+        question = Question(
+            "recover.target_disk",
+            "select",
+            f"Target disk for {src.path} ({human_size(src.size_bytes)})?",
+            [
+                Choice(f"{t.path} {human_size(t.size_bytes)} {t.model or ''}", t.path)
+                for t in targets
+            ],
+        )
+        explicit[src.path] = ctx.ask(question)
+    return explicit
+
+
+def run(ctx: Context) -> list[str]:
+    layout = ctx.layout()
+    targets = _targets(ctx)
+    known = {d.path: d for d in targets}
+    explicit = {src: _resolve(i, targets).path for src, i in ctx.options.map_ids.items()}
+    protected = protected_paths(ctx)
+    try:
+        mapping = map_disks(layout, targets, explicit or None, protected=protected)
+    except DiskMappingError:
+        if ctx.options.unattended or not ctx.answers.interactive:
+            raise
+        mapping = None
+    if mapping is not None and not ctx.options.unattended:
+        for line in describe_mapping(layout, targets, mapping):
+            ctx.echo(f"      {line}")
+        question = Question("recover.confirm_mapping", "confirm", "Use this mapping?", default=True)
+        if not ctx.ask(question):
+            mapping = None
+    if mapping is None:
+        mapping = map_disks(layout, targets, _ask_each(ctx, layout, targets), protected=protected)
+    ctx.facts.mapping = mapping
+    ctx.facts.mapping_lines = describe_mapping(layout, targets, mapping)
+    return [
+        *ctx.facts.mapping_lines,
+        *(f"{t}: {', '.join(stable_ids(known[t])) or 'no stable id'}" for t in mapping.values()),
+    ]

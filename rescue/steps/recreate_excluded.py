@@ -1,0 +1,40 @@
+"""Step 10: recreate every excluded directory (and mount point) with the owner and mode the
+manifest recorded: /dev, /proc, /sys, /run, /mnt, /media, and /tmp with its sticky 1777. They
+are not in the backup, but the restored system cannot boot without them."""
+
+from __future__ import annotations
+
+import os
+
+from rescue.steps.context import Context
+
+ID = "recreate_excluded"
+TITLE = "recreate the excluded directories and mount points"
+READ_ONLY = False
+REDO_ON_RESUME = False
+
+
+def plan(ctx: Context) -> list[str]:
+    if not ctx.facts.manifest_file:
+        return ["create each excluded directory with its recorded owner and mode"]
+    return [
+        f"create {e['path']} {e['mode']} {e['uid']}:{e['gid']}"
+        for e in ctx.manifest().get("excluded", [])
+        if e.get("exists") and e.get("type") == "dir"
+    ]
+
+
+def run(ctx: Context) -> list[str]:
+    done = []
+    for entry in ctx.manifest().get("excluded", []):
+        if not entry.get("exists"):
+            continue
+        if entry.get("type") != "dir":
+            ctx.warn(f"excluded {entry['path']} was a {entry.get('type')}, not recreated")
+            continue
+        path = ctx.target(entry["path"])
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, entry["uid"], entry["gid"], follow_symlinks=False)
+        os.chmod(path, int(entry["mode"], 8))
+        done.append(f"{entry['path']} {entry['mode']} {entry['uid']}:{entry['gid']}")
+    return done or ["the manifest records no excluded directory"]

@@ -1,0 +1,406 @@
+"""A small bootable Debian 12 disk image, and a QEMU harness that boots a disk and reads its marker.
+
+Why: a recovery is only proven when the restored disk boots. The source system must be a real
+one (GRUB in the MBR gap, /boot and / as separate ext4, swap, fstab by UUID), yet small enough to
+back up and restore in seconds, and it must say on the serial console that it booted and which
+system it is. Its `rescue-marker.service` prints one line,
+`RESCUE-BOOT-MARKER host=<hostname> sum=<sha256 of /etc/rescue-marker.txt or "missing">`,
+and powers the VM off, so a boot test ends by itself.
+
+The image is built once per machine (debootstrap, a few minutes) and cached under
+/var/cache/rescue-vm, keyed by a hash of every input. It is built in a work directory next to the
+cache entry and renamed into place only when complete, so a killed build never leaves an image
+that looks good. Loop devices and mounts are always released in a `finally`. The root file system
+is the LAST partition on purpose: a recovery onto a larger disk grows the last partition.
+QEMU runs with TCG (KVM hangs on this host) and no network at all; see shared/VM-NOTES.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from loopdisks import loop_devices_of, loop_disk, partition
+from vm import CACHE, MIRROR, _run
+
+MARKER_PREFIX = "RESCUE-BOOT-MARKER"
+HOSTNAME = "rescue-src"
+MARKER_FILE = "/etc/rescue-marker.txt"
+MARKER_TEXT = "rescue boot disk marker: this file must survive backup and recovery unchanged.\n"
+MARKER_SUM = hashlib.sha256(MARKER_TEXT.encode()).hexdigest()
+
+# Partition layout (MiB), in order: BIOS boot, /boot, swap, / (the rest).
+DISK_MIB = 1536
+BIOS_BOOT_MIB = 1
+BOOT_MIB = 192
+SWAP_MIB = 64
+BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"  # "Hah!IdontNeedEFI"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+SWAP_TYPE = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+SFDISK_SCRIPT = f"""label: gpt
+size={BIOS_BOOT_MIB}MiB, type={BIOS_BOOT_TYPE}, name=bios
+size={BOOT_MIB}MiB, type={LINUX_TYPE}, name=boot
+size={SWAP_MIB}MiB, type={SWAP_TYPE}, name=swap
+type={LINUX_TYPE}, name=root
+"""
+
+PACKAGES = [
+    "linux-image-amd64",
+    "grub-pc",
+    "systemd-sysv",
+    "udev",
+    "e2fsprogs",
+    "util-linux",
+    "kmod",
+    "initramfs-tools",
+]
+# Deleted after install to keep the image (and every backup of it) small: nothing that a QEMU
+# guest with virtio/SATA/IDE disks and no network needs to boot.
+TRIM_PATHS = [
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/i18n",
+]
+TRIM_MODULES = [
+    "drivers/gpu",
+    "drivers/net/ethernet",
+    "drivers/net/wireless",
+    "drivers/media",
+    "drivers/infiniband",
+    "drivers/staging",
+    "drivers/bluetooth",
+    "drivers/isdn",
+    "drivers/iio",
+    "drivers/thunderbolt",
+    "drivers/nfc",
+    "sound",
+    "net/wireless",
+    "net/mac80211",
+    "net/bluetooth",
+]
+
+MARKER_SCRIPT = f"""#!/bin/sh
+# Print the boot marker that tests read from the serial console.
+if [ -r {MARKER_FILE} ]; then
+    sum=$(sha256sum {MARKER_FILE} | cut -d' ' -f1)
+else
+    sum=missing
+fi
+echo "{MARKER_PREFIX} host=$(hostname) sum=$sum"
+"""
+MARKER_UNIT = """[Unit]
+Description=Print the rescue boot marker on the serial console, then power off
+Before=getty.target serial-getty@ttyS0.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/rescue-marker
+# Not `systemctl poweroff`: that first asks logind over D-Bus (absent here) and logs a failure.
+ExecStartPost=/bin/systemctl --no-block --job-mode=replace-irreversibly start poweroff.target
+StandardOutput=tty
+TTYPath=/dev/ttyS0
+
+[Install]
+WantedBy=multi-user.target
+"""
+DEFAULT_GRUB = """GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=ttyS0,115200n8"
+GRUB_TERMINAL="serial console"
+GRUB_SERIAL_COMMAND="serial --speed=115200 --unit=0 --word=8 --parity=no --stop=1"
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+"""
+HOSTS = f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+# No hibernation: without this the initramfs hook picks a swap device from the build host.
+INITRAMFS_RESUME = "RESUME=none\n"
+# Bump when a build step changes in a way the constants above do not show.
+RECIPE_VERSION = 1
+
+CHROOT_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"]
+
+
+def _key() -> str:
+    """Hash of every input of the image, so a changed recipe never reuses an old image."""
+    parts = [
+        str(RECIPE_VERSION),
+        MIRROR,
+        *PACKAGES,
+        *TRIM_PATHS,
+        *TRIM_MODULES,
+        SFDISK_SCRIPT,
+        str(DISK_MIB),
+        HOSTNAME,
+        HOSTS,
+        MARKER_FILE,
+        MARKER_TEXT,
+        MARKER_SCRIPT,
+        MARKER_UNIT,
+        DEFAULT_GRUB,
+        INITRAMFS_RESUME,
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def source_image() -> Path:
+    """The cached bootable source disk image (raw, sparse), built first if absent.
+
+    Callers must copy it (`cp --sparse=always`) before writing to it or booting it read-write.
+    """
+    key = _key()
+    final = CACHE / f"bootdisk-{key}"
+    image = final / "disk.img"
+    if image.exists():
+        return image
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / f"bootdisk-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be building the same image
+        if image.exists():
+            return image
+        for stale in CACHE.glob(f"bootdisk-{key}.build-*"):
+            _remove_work(stale)
+        work = Path(tempfile.mkdtemp(prefix=f"bootdisk-{key}.build-", dir=CACHE))
+        work.chmod(0o755)
+        try:
+            _build(work)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                _remove_work(work, keep_log=True)
+            raise
+    return image
+
+
+def _remove_work(work: Path, keep_log: bool = False) -> None:
+    """Delete a build directory, but never through a mount or with a loop device still on it."""
+    if _mounts_under(work) or loop_devices_of(work):
+        raise RuntimeError(f"{work} still has mounts or loop devices; release them by hand")
+    if keep_log:  # keep build.log of a failed build for the post-mortem
+        for child in work.iterdir():
+            if child.name != "build.log":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    else:
+        shutil.rmtree(work)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below path, from /proc/self/mountinfo."""
+    prefix = str(path.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return found
+
+
+def _build(work: Path) -> None:
+    """debootstrap into work/rootfs, configure and trim it, then lay it onto a partitioned disk."""
+    started = time.monotonic()
+    log = work / "build.log"
+    rootfs = work / "rootfs"
+    _run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            "bookworm",
+            str(rootfs),
+            MIRROR,
+        ],
+        log,
+    )
+    uuids = {name: str(uuid.uuid4()) for name in ("boot", "swap", "root")}
+    _configure(rootfs, uuids)
+    kernel = _trim(rootfs)
+    image = work / "disk.img"
+    with loop_disk(image, f"{DISK_MIB}M") as device:
+        _, boot, swap, root = partition(device, SFDISK_SCRIPT)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "boot", "-U", uuids["boot"], boot], log)
+        _run(["mkswap", "-L", "swap", "-U", uuids["swap"], swap], log)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", uuids["root"], root], log)
+        mnt = work / "mnt"
+        mnt.mkdir()
+        with _mounted(root, mnt), _mounted(boot, mnt / "boot", mkdir=True):
+            _run(["cp", "-a", f"{rootfs}/.", f"{mnt}/"], log)
+            shutil.rmtree(rootfs)
+            with _chroot_binds(mnt):
+                chroot = ["chroot", str(mnt), *CHROOT_ENV]
+                _run([*chroot, "depmod", "-a", kernel], log)
+                _run([*chroot, "update-initramfs", "-u", "-k", kernel], log)
+                _run([*chroot, "grub-install", "--target=i386-pc", device], log)
+                _run([*chroot, "update-grub"], log)
+            _boot_by_uuid(mnt / "boot/grub/grub.cfg", uuids["root"])
+            for path in (mnt / "boot/grub/grub.cfg", mnt / "etc/fstab"):
+                if "/dev/loop" in path.read_text():
+                    raise RuntimeError(f"{path.name} still names a loop device; see {log}")
+            usage = {
+                name: subprocess.run(
+                    ["df", "-B1M", "--output=used", str(point)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()[-1]
+                for name, point in (("root", mnt), ("boot", mnt / "boot"))
+            }
+        mnt.rmdir()
+        _run(["e2fsck", "-fn", boot], log)
+        _run(["e2fsck", "-fn", root], log)
+    seconds = time.monotonic() - started
+    (work / "info.txt").write_text(
+        f"kernel {kernel}\nused_mib root={usage['root']} boot={usage['boot']}\n"
+        f"build_seconds {seconds:.0f}\n"
+    )
+
+
+def _configure(rootfs: Path, uuids: dict[str, str]) -> None:
+    """Hostname, fstab by UUID, GRUB on the serial console, the marker unit, a locked root."""
+    (rootfs / "etc/hostname").write_text(HOSTNAME + "\n")
+    (rootfs / "etc/hosts").write_text(HOSTS)
+    (rootfs / "etc/fstab").write_text(
+        f"UUID={uuids['root']}\t/\text4\terrors=remount-ro\t0\t1\n"
+        f"UUID={uuids['boot']}\t/boot\text4\tdefaults\t0\t2\n"
+        f"UUID={uuids['swap']}\tnone\tswap\tsw\t0\t0\n"
+    )
+    (rootfs / "etc/default/grub").write_text(DEFAULT_GRUB)
+    (rootfs / "etc/initramfs-tools/conf.d/resume").write_text(INITRAMFS_RESUME)
+    (rootfs / MARKER_FILE.lstrip("/")).write_text(MARKER_TEXT)
+    script = rootfs / "usr/local/sbin/rescue-marker"
+    script.write_text(MARKER_SCRIPT)
+    script.chmod(0o755)
+    systemd = rootfs / "etc/systemd/system"
+    (systemd / "rescue-marker.service").write_text(MARKER_UNIT)
+    wants = systemd / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    (wants / "rescue-marker.service").symlink_to("/etc/systemd/system/rescue-marker.service")
+    # A first boot must not stop at an interactive prompt on the console.
+    (systemd / "systemd-firstboot.service").symlink_to("/dev/null")
+    shadow = rootfs / "etc/shadow"
+    lines = shadow.read_text().splitlines()
+    shadow.write_text(
+        "".join(
+            (re.sub(r"^root:[^:]*:", "root:!*:", line) if line.startswith("root:") else line) + "\n"
+            for line in lines
+        )
+    )
+
+
+def _trim(rootfs: Path) -> str:
+    """Delete what the guest never needs; return the kernel version (for depmod/initramfs)."""
+    for relative in TRIM_PATHS:
+        shutil.rmtree(rootfs / relative, ignore_errors=True)
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+    (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
+    (kernel,) = [p.name for p in (rootfs / "usr/lib/modules").iterdir()]
+    modules = rootfs / "usr/lib/modules" / kernel / "kernel"
+    for relative in TRIM_MODULES:
+        shutil.rmtree(modules / relative, ignore_errors=True)
+    return kernel
+
+
+@contextlib.contextmanager
+def _mounted(device: str, point: Path, mkdir: bool = False) -> Iterator[None]:
+    """Mount device on point for the block; always unmount."""
+    if mkdir:
+        point.mkdir(exist_ok=True)
+    subprocess.run(["mount", device, str(point)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(point)], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def _chroot_binds(root: Path) -> Iterator[None]:
+    """/dev, /proc and /sys bound into root (rslave, so unmounting does not hit the host's)."""
+    with contextlib.ExitStack() as stack:
+        for name in ("dev", "proc", "sys"):
+            target = root / name
+            target.mkdir(exist_ok=True)
+            subprocess.run(["mount", "--rbind", f"/{name}", str(target)], check=True)
+            stack.callback(subprocess.run, ["umount", "-R", str(target)], check=True)
+            subprocess.run(["mount", "--make-rslave", str(target)], check=True)
+        yield
+
+
+def _boot_by_uuid(grub_cfg: Path, root_uuid: str) -> None:
+    """Without udev, update-grub writes root=/dev/loopNpM: name the root by UUID instead."""
+    text = grub_cfg.read_text()
+    grub_cfg.write_text(re.sub(r"root=/dev/loop\d+p\d+", f"root=UUID={root_uuid}", text))
+
+
+FATAL = (
+    "Kernel panic",
+    "Dropping to a shell",
+    "Gave up waiting for root",
+    "error: no such device",
+    "grub rescue>",
+    "No bootable device",
+    "You are in emergency mode",
+    "Cannot open access to console",
+)
+
+
+def boot_disk(image: Path, log: Path, timeout: float = 600, *, snapshot: bool = False) -> str:
+    """Boot a raw disk (image file or block device) in QEMU; return its marker line.
+
+    The whole serial console goes to log. Fails fast with RuntimeError on a boot failure seen on
+    the console or when QEMU exits without a marker, and with TimeoutError after timeout seconds.
+    QEMU is always killed before returning; snapshot=True keeps the disk unchanged.
+    """
+    drive = f"file={str(image).replace(',', ',,')},if=virtio,format=raw"
+    argv = [
+        "qemu-system-x86_64",
+        "-accel", "tcg",
+        "-m", "1024",
+        "-smp", "2",
+        "-nographic",
+        "-no-reboot",
+        "-nic", "none",
+        "-drive", drive + (",snapshot=on" if snapshot else ""),
+    ]  # fmt: skip
+    marker = re.compile(re.escape(MARKER_PREFIX) + r"[^\r\n]*(?=[\r\n])")
+    start = time.monotonic()
+    with log.open("wb") as console, log.open("rb") as reader:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=console)
+        text = ""
+        try:
+            while True:
+                exited = proc.poll() is not None
+                text += reader.read().decode(errors="replace")
+                found = marker.search(text)
+                if found:
+                    return found[0].strip()
+                fatal = next((word for word in FATAL if word in text), None)
+                if fatal or exited:
+                    reason = f"console shows {fatal!r}" if fatal else "QEMU exited with no marker"
+                    raise RuntimeError(_failure(image, log, text, reason))
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(_failure(image, log, text, f"no marker in {timeout:.0f}s"))
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _failure(image: Path, log: Path, text: str, reason: str) -> str:
+    """An error message naming the console log, with its last lines."""
+    tail = "\n".join(text.splitlines()[-20:])
+    return f"booting {image} failed: {reason}; console log {log}; last lines:\n{tail}"

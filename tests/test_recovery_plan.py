@@ -1,0 +1,166 @@
+"""Plan files and answers by question ID: what an unattended recovery is told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rescue.errors import PlanError, UnansweredQuestionError
+from rescue.layout.devices import mount_entries, partition_node
+from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
+from rescue.prompts import Answers, Choice, Question
+from rescue.recovery_plan import load_plan
+from rescue.steps.fix_fstab import Renames, rewrite
+from rescue.steps.restore_identity import merge
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_plan_is_read(tmp_path: Path) -> None:
+    plan = load_plan(
+        write(
+            tmp_path,
+            """
+settings = "rescue.toml"
+time = "3D"
+target_root = "/mnt/t"
+grow = false
+after = "poweroff"
+[disks]
+targets = ["serial:QM1", "file:/var/tmp/d.img"]
+map = { "/dev/vda" = "serial:QM1" }
+[answers]
+"recover.erase" = "yes"
+""",
+        )
+    )
+    assert plan.settings == tmp_path / "rescue.toml"  # relative to the plan
+    assert (plan.time, str(plan.target_root), plan.grow, plan.after) == (
+        "3D",
+        "/mnt/t",
+        False,
+        "poweroff",
+    )
+    assert plan.targets == ["serial:QM1", "file:/var/tmp/d.img"]
+    assert plan.map == {"/dev/vda": "serial:QM1"}
+    assert plan.answers == {"recover.erase": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('tme = "3D"', "unknown key(s) tme"),
+        ('after = "explode"', "after: must be one of reboot, poweroff, shell, none"),
+        ("grow = 1", "grow: must be true or false, not 1"),
+        ('target_root = "mnt"', "target_root: must be an absolute path"),
+        ("[disks]\ntarget = []", "disks: unknown key(s) target"),
+        ("[disks]\ntargets = [1]", "disks.targets: must be a stable disk id, not 1"),
+        ("x = ", "invalid TOML"),
+    ],
+)
+def test_plan_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PlanError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        load_plan(write(tmp_path, text))
+    assert str(tmp_path / "plan.toml") in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_plan() -> None:
+    with pytest.raises(PlanError, match="no plan file at /nonexistent.toml"):
+        load_plan(Path("/nonexistent.toml"))
+
+
+def test_answers_come_from_the_plan_checked_or_fail_at_once_by_id() -> None:
+    answers = Answers(
+        {"recover.erase": "yes", "recover.after": "reboot", "recover.confirm_mapping": True},
+        interactive=False,
+    )
+    assert answers.ask(Question("recover.erase", "typed-yes", "Erase?")) is True
+    after = Question("recover.after", "select", "Now?", [Choice("reboot", "reboot")])
+    assert answers.ask(after) == "reboot"
+    assert answers.ask(Question("recover.confirm_mapping", "confirm", "OK?")) is True
+    with pytest.raises(UnansweredQuestionError, match="question recover.restore_point is not"):
+        answers.ask(Question("recover.restore_point", "select", "Which?"))
+    bad = Answers({"recover.after": "dance"}, interactive=False)
+    with pytest.raises(PlanError, match="'dance'; choose one of reboot"):
+        bad.ask(after)
+    with pytest.raises(PlanError, match='must be "yes" to go on'):
+        Answers({"recover.erase": "y"}, interactive=False).ask(
+            Question("recover.erase", "typed-yes", "Erase?")
+        )
+    with pytest.raises(PlanError, match="unknown question\\(s\\) recover.eras"):
+        Answers({"recover.eras": "yes"}, interactive=False)
+
+
+def test_identity_merge_keeps_the_backups_ids_and_the_rescue_systems_extra_names() -> None:
+    backup = "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
+    rescue = "root:x:0:0::/root:/bin/bash\nsshd:x:105:65534::/run/sshd:/usr/sbin/nologin\nalice:x:1000:1000::/:/bin/sh\n"
+    merged, kept = merge(backup, rescue)
+    assert kept == 1
+    assert merged.splitlines() == [
+        "root:x:0:0::/root:/bin/sh",
+        "alice:x:1001:1001::/home/alice:/bin/sh",
+        "sshd:x:105:65534::/run/sshd:/usr/sbin/nologin",
+    ]
+
+
+def test_partition_nodes_follow_the_kernels_naming() -> None:
+    assert partition_node("/dev/sdb", 2) == "/dev/sdb2"
+    assert partition_node("/dev/nvme0n1", 2) == "/dev/nvme0n1p2"
+    assert partition_node("/dev/loop3", 4) == "/dev/loop3p4"
+
+
+def _layout() -> Layout:
+    def part(n: int, fs: Filesystem | None) -> Partition:
+        return Partition(n, f"/dev/vda{n}", 2048 * n, 2048, "83", filesystem=fs)
+
+    root = Filesystem("ext4", "/dev/vda4", uuid="1111-root")
+    boot = Filesystem("ext4", "/dev/vda2", uuid="2222-boot")
+    swap = Filesystem("swap", "/dev/vda3", uuid="3333-swap")
+    disk = Disk("vda", "/dev/vda", 10**9, partitions=[part(2, boot), part(3, swap), part(4, root)])
+    fstab = [
+        FstabEntry("/dev/vda2", "/boot", "ext4"),
+        FstabEntry("UUID=1111-root", "/", "ext4", "errors=remount-ro"),
+        FstabEntry("UUID=3333-swap", "none", "swap", "sw"),
+        FstabEntry("server:/srv", "/srv", "nfs"),
+        FstabEntry("LABEL=gone", "/data", "xfs"),
+    ]
+    return Layout(disks=[disk], fstab=fstab)
+
+
+def test_mount_entries_are_the_restored_fstab_on_the_target_devices_parents_first() -> None:
+    entries, notes = mount_entries(_layout(), {"/dev/vda": "/dev/loop7"}, "/")
+    assert [(e.device, e.mountpoint, e.fstype) for e in entries] == [
+        ("/dev/loop7p4", "/", "ext4"),
+        ("/dev/loop7p2", "/boot", "ext4"),
+    ]
+    assert notes == ["LABEL=gone (/data) is on no recreated disk"]
+
+
+def test_fstab_rewrite_replaces_kernel_paths_and_changed_uuids_only() -> None:
+    names = Renames(
+        uuids={"1111-root": "9999-root"},
+        paths={"/dev/vda2": "UUID=2222-boot"},
+        present={"9999-root", "2222-boot"},
+    )
+    text = (
+        "# /dev/vda2 in a comment stays\n"
+        "/dev/vda2  /boot  ext4  defaults  0 2\n"
+        "UUID=1111-root / ext4 errors=remount-ro 0 1\n"
+        "/dev/vda22 /x ext4 defaults 0 0\n"
+    )
+    assert rewrite(text, 0, names) == (
+        "# /dev/vda2 in a comment stays\n"
+        "UUID=2222-boot  /boot  ext4  defaults  0 2\n"
+        "UUID=9999-root / ext4 errors=remount-ro 0 1\n"
+        "/dev/vda22 /x ext4 defaults 0 0\n"
+    )
+    grub = 'GRUB_CMDLINE_LINUX="resume=/dev/vda2 root=UUID=1111-ROOT"\n'
+    assert rewrite(grub, None, names) == (
+        'GRUB_CMDLINE_LINUX="resume=UUID=2222-boot root=UUID=9999-root"\n'
+    )
