@@ -45,7 +45,7 @@ class InsecureConfigError(ConfigError):
 
 class LockedError(RescueError):
     exit_code = 5
-    meaning = "another backup or restore is already running"
+    meaning = "another backup, restore or recovery is already running"
 
 
 class ManifestError(RescueError):

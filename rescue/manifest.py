@@ -11,6 +11,7 @@ each link as a separate copy). The settings are recorded without secrets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -55,10 +56,8 @@ def host_facts(root: Path) -> dict[str, Any]:
     os_release = read_os_release(root)
     hostname = socket.gethostname()
     if str(root) != "/":  # a system mounted below root: its own name, not this machine's
-        try:
+        with contextlib.suppress(OSError):
             hostname = (root / "etc/hostname").read_text().strip() or hostname
-        except OSError:
-            pass
     return {
         "hostname": hostname,
         "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},

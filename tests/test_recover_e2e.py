@@ -492,4 +492,15 @@ def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_pa
         assert f"mount {device}p4 (ext4) at {tmp_path / 'target'}" in done.stdout
         assert "grub-install --target=i386-pc --recheck " + device in done.stdout
         assert _untouched(device)
+        # -t picks an older restore point: the full set, not the newest incremental.
+        status = rescue(scenario.file_settings, "status", "--json")
+        assert status.code == 0, status.err
+        full = status.json()["sets"][0]
+        assert full["kind"] == "full"
+        older = run_recover(
+            scenario.file_settings, tmp_path, "--plan", str(plan), "--dry-run", "-t", full["date"]
+        )
+        assert older.returncode == 0, older.stdout + older.stderr
+        assert re.search(rf"chosen: {re.escape(full['date'])}\s+full ", older.stdout), older.stdout
+        assert _untouched(device)
     assert not (tmp_path / "work/state.json").exists()

@@ -142,7 +142,7 @@ def test_a_fresh_start_refuses_to_overwrite_an_unfinished_recovery(tmp_path: Pat
     runner.start({})
     with pytest.raises(UsageError):
         runner.run(runner.selection())
-    with pytest.raises(RecoveryStateError, match="--resume.*--restart"):
+    with pytest.raises(RecoveryStateError, match=r"--resume.*--restart"):
         Runner(workflow(), Ctx(), tmp_path / "s").start({})
 
 
@@ -172,7 +172,7 @@ def test_step_by_step_asks_by_id_and_stops_with_state_saved(tmp_path: Path) -> N
     ctx2 = Ctx()
     runner2 = Runner(workflow(), ctx2, tmp_path / "state.json")
     runner2.load()
-    with pytest.raises(UnansweredQuestionError, match="question recover.step is not answered"):
+    with pytest.raises(UnansweredQuestionError, match=r"question recover\.step is not answered"):
         runner2.run(runner2.selection(), step_by_step=True)
 
 

@@ -7,6 +7,7 @@ system is continued with --resume.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import sys
@@ -18,6 +19,7 @@ from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.errors import PlanError, UsageError
+from rescue.lock import exclusive
 from rescue.prompts import QUESTIONS, Answers
 from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
 from rescue.runner import Runner, State, Stopped, report, step_ids
@@ -31,6 +33,8 @@ from rescue.steps.context import (
     write_json,
 )
 
+# One recovery per machine: it puts the backup's passwd and group on this system for a while.
+LOCK_DIR = Path("/run/rescue-recover")
 STEP_LIST = "\n".join(f"  {n:>2}. {s.ID:<18} {s.TITLE}" for n, s in enumerate(RECOVER, start=1))
 QUESTION_LIST = "\n".join(f"  {qid:<24} {text}" for qid, text in QUESTIONS.items())
 EPILOG = f"""\b
@@ -197,12 +201,14 @@ def recover(
         )  # fmt: skip
     answers = Answers(plan.answers if plan else {}, interactive=False if plan else None)
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    with progress(not as_json) as callback:
+    with contextlib.ExitStack() as stack:
+        callback = stack.enter_context(progress(not as_json))
         ctx = Context(options, answers, echo=echo, progress=callback)
         runner = Runner(RECOVER, ctx, ctx.state_path)
         if dry_run:
             _dry_run(runner, ctx)
             return
+        stack.enter_context(exclusive(LOCK_DIR, "recover"))
         if restart:
             _forget(ctx)
         if continuing:

@@ -1,0 +1,116 @@
+"""Each recovery step's plan: concrete about the real disks once the facts are known, generic
+before, and pure (planning writes nothing anywhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from loopdisks import loop_disk, require_loop_disks
+
+from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition, layout_to_dict
+from rescue.prompts import Answers
+from rescue.steps import RECOVER
+from rescue.steps.context import Context, Options
+
+
+def _manifest(path: Path) -> Path:
+    def part(n: int, start: int, size: int, fs: Filesystem | None, kind: str = "83") -> Partition:
+        return Partition(n, f"/dev/vda{n}", start, size, kind, filesystem=fs)
+
+    disk = Disk(
+        "vda",
+        "/dev/vda",
+        64 * 2**20,
+        table="dos",
+        table_id="0x1234abcd",
+        partitions=[
+            part(1, 2048, 20480, Filesystem("ext4", "/dev/vda1", uuid="aaaa-boot")),
+            part(2, 22528, 40960, Filesystem("ext4", "/dev/vda2", uuid="bbbb-root")),
+        ],
+    )
+    layout = Layout(
+        disks=[disk],
+        fstab=[
+            FstabEntry("UUID=bbbb-root", "/", "ext4"),
+            FstabEntry("UUID=aaaa-boot", "/boot", "ext4"),
+        ],
+    )
+    data = {
+        "format_version": 1,
+        "root": "/",
+        "host": {"hostname": "web1", "boot_mode": "bios"},
+        "bootloader": {"kind": "grub-pc", "disk": "/dev/vda"},
+        "layout": layout_to_dict(layout),
+        "users": {"root": 0},
+        "groups": {"root": 0},
+        "excluded": [
+            {"path": "/tmp", "exists": True, "type": "dir", "uid": 0, "gid": 0, "mode": "1777"},
+        ],
+        "hardlinks": [["srv/a", "srv/b"]],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _snapshot(*roots: Path) -> str:
+    """Every path and mtime under roots, and this machine's passwd and group."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for dirpath, dirnames, filenames in sorted(os.walk(root)):
+            for name in sorted(dirnames + filenames):
+                st = os.lstat(os.path.join(dirpath, name))
+                digest.update(f"{dirpath}/{name} {st.st_mtime_ns} {st.st_size}".encode())
+    for name in ("/etc/passwd", "/etc/group"):
+        digest.update(Path(name).read_bytes())
+    return digest.hexdigest()
+
+
+def test_every_step_has_a_generic_plan_before_anything_is_known(tmp_path: Path) -> None:
+    ctx = Context(Options(work_dir=str(tmp_path / "w")), Answers({}, interactive=False))
+    for step in RECOVER:
+        actions = step.plan(ctx)
+        assert actions and all(isinstance(a, str) and a for a in actions), step.ID
+    assert not (tmp_path / "w").exists()
+
+
+def test_plans_name_the_real_devices_and_write_nothing(tmp_path: Path) -> None:
+    require_loop_disks({"sfdisk": "fdisk"})
+    work, target_root = tmp_path / "work", tmp_path / "target"
+    work.mkdir()
+    options = Options(work_dir=str(work), target_root=str(target_root), time="3D", after="reboot")
+    ctx = Context(options, Answers({}, interactive=False))
+    ctx.facts.manifest_file = str(_manifest(work / "manifest.json"))
+    ctx.facts.restore_set = {"kind": "incremental", "time": 1_790_000_000}
+    with loop_disk(tmp_path / "t.img", "80M") as device:
+        ctx.facts.mapping = {"/dev/vda": device}
+        before = _snapshot(tmp_path)
+        plans = {step.ID: step.plan(ctx) for step in RECOVER}
+        assert _snapshot(tmp_path) == before
+    assert plans["choose_backup"] == [
+        "read the backup's collection status; restore point: the newest set at or before 3D"
+    ]
+    assert plans["recreate_layout"][0] == f"ERASE {device} (for /dev/vda)"
+    assert any("partition" in a for a in plans["recreate_layout"])
+    assert plans["mount_target"] == [
+        f"mount {device}p2 (ext4) at {target_root}",
+        f"mount {device}p1 (ext4) at {target_root}/boot",
+    ]
+    assert plans["restore_full"][0].startswith("duplicity restore of the incremental set of 2026")
+    assert plans["recreate_excluded"] == ["create /tmp 1777 0:0"]
+    assert plans["relink"] == ["link 1 groups (2 paths) back together"]
+    assert (
+        f"chroot {target_root}: grub-install --target=i386-pc --recheck {device}"
+        in (plans["bootloader"])
+    )
+    assert plans["finish"][-1] == "then: reboot"
+
+
+@pytest.mark.parametrize("step", RECOVER, ids=lambda s: s.ID)
+def test_step_modules_follow_the_contract(step: object) -> None:
+    for name in ("ID", "TITLE", "READ_ONLY", "REDO_ON_RESUME", "plan", "run"):
+        assert hasattr(step, name), name
+    assert step.__doc__ and len(step.__doc__) > 40  # why the step exists
