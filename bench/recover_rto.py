@@ -1,7 +1,7 @@
 """Benchmark: the time to recover (RTO) of a bare-metal recovery, against bare duplicity restore.
 
 It builds the end-to-end test's source once (tests/bootdisk.py's bootable Debian on a loop disk,
-populated like tests/test_recover_e2e.py, `rescue backup --full` to a file destination with a
+populated like tests/scenario.py, `rescue backup --full` to a file destination with a
 symmetric passphrase), then in each round, on fresh blank loop disks of the same size:
 
 - `rescue recover --plan plan.toml --json` with a fresh work dir and an empty duplicity cache
@@ -43,12 +43,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from bootdisk import source_image  # noqa: E402
 from clirun import rescue  # noqa: E402
 from loopdisks import attached_image, loop_disk, missing_tools, sh  # noqa: E402
-from test_recover_e2e import (  # noqa: E402
+from scenario import (  # noqa: E402
     PASSPHRASE,
     TOOLS,
-    _populate,
-    _settings,
+    populate,
     recover_argv,
+    scenario_settings,
     write_plan,
 )
 
@@ -87,14 +87,14 @@ def build_source(work: Path) -> tuple[Path, Path]:
     root, dest = work / "src", work / "dest-file"
     root.mkdir()
     (work / "backup").mkdir()
-    settings = _settings(
+    settings = scenario_settings(
         work / "backup/rescue.toml", {"method": "file", "path": str(dest)}, root, work / "cache"
     )
     with attached_image(image) as (_, parts):
         try:
             sh("mount", parts[3], str(root))
             sh("mount", parts[1], str(root / "boot"))
-            _populate(root)
+            populate(root)
             start = time.monotonic()
             run = rescue(settings, "backup", "--full", timeout=TIMEOUT)
             if run.code:
@@ -109,7 +109,7 @@ def build_source(work: Path) -> tuple[Path, Path]:
 def run_rescue(folder: Path, dest: Path, root: Path) -> tuple[float, dict[str, Any]]:
     """One `rescue recover --plan` onto a blank disk: wall seconds and the JSON report."""
     folder.mkdir()
-    settings = _settings(
+    settings = scenario_settings(
         folder / "rescue.toml", {"method": "file", "path": str(dest)}, root, folder / "cache"
     )
     target = folder / "target.img"

@@ -51,7 +51,22 @@ def read_os_release(root: Path) -> dict[str, str]:
     return {}
 
 
-def host_facts(root: Path) -> dict[str, Any]:
+def boot_mode(root: Path, layout: dict[str, Any] | None) -> str:
+    """How the backed-up system boots: the running firmware's mode for /; for a system mounted
+    below root, what it holds (GRUB's EFI modules, an EFI directory, an ESP in its fstab)."""
+    if str(root) == "/":
+        return "uefi" if Path("/sys/firmware/efi").exists() else "bios"
+    fstab_points = {e.get("mountpoint") for e in (layout or {}).get("fstab", [])}
+    if (
+        (root / "boot/grub/x86_64-efi").is_dir()
+        or (root / "boot/efi/EFI").is_dir()
+        or "/boot/efi" in fstab_points
+    ):
+        return "uefi"
+    return "bios"
+
+
+def host_facts(root: Path, layout: dict[str, Any] | None = None) -> dict[str, Any]:
     """Name, OS, kernel, architecture and boot mode of the machine being backed up."""
     os_release = read_os_release(root)
     hostname = socket.gethostname()
@@ -63,7 +78,7 @@ def host_facts(root: Path) -> dict[str, Any]:
         "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
         "kernel": platform.release(),
         "architecture": platform.machine(),
-        "boot_mode": "uefi" if Path("/sys/firmware/efi").exists() else "bios",
+        "boot_mode": boot_mode(root, layout),
     }
 
 
@@ -194,7 +209,7 @@ def bootloader(
 ) -> dict[str, Any]:
     """What boots the host: GRUB for EFI (on the disk of the ESP) or for BIOS (on the disk whose
     boot sector holds GRUB)."""
-    if boot_mode == "uefi" or (root / "boot/efi/EFI").is_dir():
+    if boot_mode == "uefi":
         return {"kind": "grub-efi", "disk": esp_disk(layout, root)}
     if (root / "boot/grub/i386-pc").is_dir():
         return {"kind": "grub-pc", "disk": grub_disk(disks)}
@@ -221,8 +236,8 @@ def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
 def build(settings: Settings) -> dict[str, Any]:
     """The manifest of the host and selection that settings describe."""
     root = Path(str(settings.selection.root))
-    facts = host_facts(root)
     layout, layout_error, disks = _layout(root)
+    facts = host_facts(root, layout)
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,

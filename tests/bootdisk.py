@@ -7,6 +7,15 @@ system it is. Its `rescue-marker.service` prints one line,
 `RESCUE-BOOT-MARKER host=<hostname> sum=<sha256 of /etc/rescue-marker.txt or "missing">`,
 and powers the VM off, so a boot test ends by itself.
 
+Two variants, each cached under its own key: `source_image("bios")` (GRUB for BIOS in the GPT
+BIOS boot partition) and `source_image("uefi")` (grub-efi-amd64, an EFI system partition as p1,
+mounted at /boot/efi by fstab). The host cannot mount vfat, so the UEFI image's ESP is left EMPTY
+and grub-install is not run: the image is only a source to back up, and the recovery under test
+installs GRUB onto the recovered ESP itself. What the image does hold is what a UEFI system that
+boots by GRUB holds: grub-efi-amd64-bin's /usr/lib/grub/x86_64-efi and grub-install's copy of its
+modules in /boot/grub/x86_64-efi, which is how a recovery can tell that it boots by UEFI.
+`boot_disk(..., firmware="uefi")` boots a disk with OVMF (package `ovmf`).
+
 The image is built once per machine (debootstrap, a few minutes) and cached under
 /var/cache/rescue-vm, keyed by a hash of every input. It is built in a work directory next to the
 cache entry and renamed into place only when complete, so a killed build never leaves an image
@@ -52,6 +61,19 @@ size={BOOT_MIB}MiB, type={LINUX_TYPE}, name=boot
 size={SWAP_MIB}MiB, type={SWAP_TYPE}, name=swap
 type={LINUX_TYPE}, name=root
 """
+# The UEFI variant: the same layout with an EFI system partition in place of the BIOS boot one,
+# so /boot, swap and / keep their partition numbers (2, 3, 4).
+ESP_MIB = 64
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ESP_LABEL = "EFI"
+ESP_FSTAB_OPTIONS = "umask=0077"
+UEFI_SFDISK_SCRIPT = f"""label: gpt
+size={ESP_MIB}MiB, type={ESP_TYPE}, name=esp
+size={BOOT_MIB}MiB, type={LINUX_TYPE}, name=boot
+size={SWAP_MIB}MiB, type={SWAP_TYPE}, name=swap
+type={LINUX_TYPE}, name=root
+"""
+FIRMWARES = ("bios", "uefi")
 
 PACKAGES = [
     "linux-image-amd64",
@@ -63,6 +85,20 @@ PACKAGES = [
     "kmod",
     "initramfs-tools",
 ]
+UEFI_PACKAGES = ["grub-efi-amd64" if name == "grub-pc" else name for name in PACKAGES]
+# Where grub-efi-amd64-bin keeps GRUB's EFI modules, and where grub-install copies them (*.mod and
+# *.lst): their presence under /boot/grub is how a backed-up system shows that it boots by UEFI.
+GRUB_EFI_LIB = "usr/lib/grub/x86_64-efi"
+GRUB_EFI_BOOT = "boot/grub/x86_64-efi"
+# Modules the guest needs to mount the ESP (vfat, default codepage 437, iocharset ascii, utf8):
+# checked after trimming, because without them the boot ends in emergency mode.
+ESP_MODULES = (
+    "fs/fat/fat",
+    "fs/fat/vfat",
+    "fs/nls/nls_cp437",
+    "fs/nls/nls_ascii",
+    "fs/nls/nls_utf8",
+)
 # Deleted after install to keep the image (and every backup of it) small: nothing that a QEMU
 # guest with virtio/SATA/IDE disks and no network needs to boot.
 TRIM_PATHS = [
@@ -131,19 +167,25 @@ HOSTS = f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localh
 INITRAMFS_RESUME = "RESUME=none\n"
 # Bump when a build step changes in a way the constants above do not show.
 RECIPE_VERSION = 1
+# The same, for the steps only the UEFI variant has (not part of the BIOS key).
+UEFI_RECIPE_VERSION = 1
 
 CHROOT_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"]
 
 
-def _key() -> str:
-    """Hash of every input of the image, so a changed recipe never reuses an old image."""
+def _key(firmware: str = "bios") -> str:
+    """Hash of every input of the image, so a changed recipe never reuses an old image.
+
+    The BIOS key hashes exactly what it always did (changing it would rebuild every cached image).
+    """
+    uefi = _check_firmware(firmware) == "uefi"
     parts = [
         str(RECIPE_VERSION),
         MIRROR,
-        *PACKAGES,
+        *(UEFI_PACKAGES if uefi else PACKAGES),
         *TRIM_PATHS,
         *TRIM_MODULES,
-        SFDISK_SCRIPT,
+        UEFI_SFDISK_SCRIPT if uefi else SFDISK_SCRIPT,
         str(DISK_MIB),
         HOSTNAME,
         HOSTS,
@@ -154,15 +196,35 @@ def _key() -> str:
         DEFAULT_GRUB,
         INITRAMFS_RESUME,
     ]
+    if uefi:
+        parts += [
+            "uefi",
+            str(UEFI_RECIPE_VERSION),
+            ESP_LABEL,
+            ESP_FSTAB_OPTIONS,
+            GRUB_EFI_LIB,
+            GRUB_EFI_BOOT,
+            *ESP_MODULES,
+        ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def source_image() -> Path:
-    """The cached bootable source disk image (raw, sparse), built first if absent.
+def _check_firmware(firmware: str) -> str:
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
+    return firmware
+
+
+def source_image(firmware: str = "bios") -> Path:
+    """The cached bootable source disk image (raw, sparse) for firmware "bios" or "uefi", built
+    first if absent. The UEFI image's ESP is empty (see the module's docstring): it boots only
+    after a recovery (or a test) has put a loader on it.
 
     Callers must copy it (`cp --sparse=always`) before writing to it or booting it read-write.
     """
-    key = _key()
+    key = _key(firmware)
+    # The BIOS name is the historical one; the UEFI variant has its own cache entry.
+    key = key if firmware == "bios" else f"{firmware}-{key}"
     final = CACHE / f"bootdisk-{key}"
     image = final / "disk.img"
     if image.exists():
@@ -177,7 +239,7 @@ def source_image() -> Path:
         work = Path(tempfile.mkdtemp(prefix=f"bootdisk-{key}.build-", dir=CACHE))
         work.chmod(0o755)
         try:
-            _build(work)
+            _build(work, firmware)
             shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
         except BaseException:
@@ -210,16 +272,17 @@ def _mounts_under(path: Path) -> list[str]:
     return found
 
 
-def _build(work: Path) -> None:
+def _build(work: Path, firmware: str) -> None:
     """debootstrap into work/rootfs, configure and trim it, then lay it onto a partitioned disk."""
     started = time.monotonic()
+    uefi = firmware == "uefi"
     log = work / "build.log"
     rootfs = work / "rootfs"
     _run(
         [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
+            f"--include={','.join(UEFI_PACKAGES if uefi else PACKAGES)}",
             "bookworm",
             str(rootfs),
             MIRROR,
@@ -227,11 +290,24 @@ def _build(work: Path) -> None:
         log,
     )
     uuids = {name: str(uuid.uuid4()) for name in ("boot", "swap", "root")}
+    if uefi:  # a FAT volume ID: fstab and blkid show it as XXXX-XXXX
+        volume_id = uuid.uuid4().hex[:8].upper()
+        uuids["esp"] = f"{volume_id[:4]}-{volume_id[4:]}"
     _configure(rootfs, uuids)
     kernel = _trim(rootfs)
+    if uefi:
+        modules = rootfs / "usr/lib/modules" / kernel / "kernel"
+        for name in ESP_MODULES:
+            if not list(modules.glob(f"{name}.ko*")):
+                raise RuntimeError(f"module {name} is missing: the guest could not mount the ESP")
+        if not any((rootfs / GRUB_EFI_LIB).glob("*.mod")):
+            raise RuntimeError(f"/{GRUB_EFI_LIB} has no GRUB modules (grub-efi-amd64-bin)")
     image = work / "disk.img"
     with loop_disk(image, f"{DISK_MIB}M") as device:
-        _, boot, swap, root = partition(device, SFDISK_SCRIPT)
+        first, boot, swap, root = partition(device, UEFI_SFDISK_SCRIPT if uefi else SFDISK_SCRIPT)
+        if uefi:  # the ESP stays empty: the host cannot mount vfat (see the module's docstring)
+            volume_id = uuids["esp"].replace("-", "")
+            _run(["mkfs.vfat", "-F", "32", "-n", ESP_LABEL, "-i", volume_id, first], log)
         _run(["mkfs.ext4", "-q", "-F", "-L", "boot", "-U", uuids["boot"], boot], log)
         _run(["mkswap", "-L", "swap", "-U", uuids["swap"], swap], log)
         _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", uuids["root"], root], log)
@@ -240,11 +316,15 @@ def _build(work: Path) -> None:
         with _mounted(root, mnt), _mounted(boot, mnt / "boot", mkdir=True):
             _run(["cp", "-a", f"{rootfs}/.", f"{mnt}/"], log)
             shutil.rmtree(rootfs)
+            if uefi:
+                (mnt / "boot/efi").mkdir(mode=0o755)  # the ESP's mount point, on /boot
+                _copy_grub_efi_modules(mnt)
             with _chroot_binds(mnt):
                 chroot = ["chroot", str(mnt), *CHROOT_ENV]
                 _run([*chroot, "depmod", "-a", kernel], log)
                 _run([*chroot, "update-initramfs", "-u", "-k", kernel], log)
-                _run([*chroot, "grub-install", "--target=i386-pc", device], log)
+                if not uefi:
+                    _run([*chroot, "grub-install", "--target=i386-pc", device], log)
                 _run([*chroot, "update-grub"], log)
             _boot_by_uuid(mnt / "boot/grub/grub.cfg", uuids["root"])
             for path in (mnt / "boot/grub/grub.cfg", mnt / "etc/fstab"):
@@ -262,22 +342,37 @@ def _build(work: Path) -> None:
         mnt.rmdir()
         _run(["e2fsck", "-fn", boot], log)
         _run(["e2fsck", "-fn", root], log)
+        if uefi and shutil.which("fsck.vfat"):
+            _run(["fsck.vfat", "-n", first], log)
     seconds = time.monotonic() - started
-    (work / "info.txt").write_text(
-        f"kernel {kernel}\nused_mib root={usage['root']} boot={usage['boot']}\n"
-        f"build_seconds {seconds:.0f}\n"
-    )
+    info = [f"kernel {kernel}", f"used_mib root={usage['root']} boot={usage['boot']}"]
+    if uefi:
+        info += [f"firmware {firmware}", f"esp_uuid {uuids['esp']}"]
+    info.append(f"build_seconds {seconds:.0f}")
+    (work / "info.txt").write_text("".join(line + "\n" for line in info))
+
+
+def _copy_grub_efi_modules(root: Path) -> None:
+    """What grub-install --target=x86_64-efi leaves in /boot/grub: GRUB's modules and lists."""
+    target = root / GRUB_EFI_BOOT
+    target.mkdir(parents=True)
+    for pattern in ("*.mod", "*.lst"):
+        for source in (root / GRUB_EFI_LIB).glob(pattern):
+            shutil.copy2(source, target / source.name)
 
 
 def _configure(rootfs: Path, uuids: dict[str, str]) -> None:
     """Hostname, fstab by UUID, GRUB on the serial console, the marker unit, a locked root."""
     (rootfs / "etc/hostname").write_text(HOSTNAME + "\n")
     (rootfs / "etc/hosts").write_text(HOSTS)
-    (rootfs / "etc/fstab").write_text(
+    fstab = (
         f"UUID={uuids['root']}\t/\text4\terrors=remount-ro\t0\t1\n"
         f"UUID={uuids['boot']}\t/boot\text4\tdefaults\t0\t2\n"
         f"UUID={uuids['swap']}\tnone\tswap\tsw\t0\t0\n"
     )
+    if "esp" in uuids:  # the UEFI variant
+        fstab += f"UUID={uuids['esp']}\t/boot/efi\tvfat\t{ESP_FSTAB_OPTIONS}\t0\t1\n"
+    (rootfs / "etc/fstab").write_text(fstab)
     (rootfs / "etc/default/grub").write_text(DEFAULT_GRUB)
     (rootfs / "etc/initramfs-tools/conf.d/resume").write_text(INITRAMFS_RESUME)
     (rootfs / MARKER_FILE.lstrip("/")).write_text(MARKER_TEXT)
@@ -355,16 +450,54 @@ FATAL = (
     "You are in emergency mode",
     "Cannot open access to console",
 )
+# OVMF's words for a disk it cannot boot. The disk is its first boot option (bootindex=0), so the
+# first "failed to load" is this disk's; OVMF then falls back to its UEFI shell and waits there
+# for ever. OVMF builds without a shell print the last one instead.
+UEFI_FATAL = (
+    "BdsDxe: failed to load Boot",
+    "UEFI Interactive Shell",
+    "No bootable option or device was found",
+)
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
-def boot_disk(image: Path, log: Path, timeout: float = 600, *, snapshot: bool = False) -> str:
+def boot_disk(
+    image: Path,
+    log: Path,
+    timeout: float = 600,
+    *,
+    snapshot: bool = False,
+    firmware: str = "bios",
+) -> str:
     """Boot a raw disk (image file or block device) in QEMU; return its marker line.
 
     The whole serial console goes to log. Fails fast with RuntimeError on a boot failure seen on
     the console or when QEMU exits without a marker, and with TimeoutError after timeout seconds.
     QEMU is always killed before returning; snapshot=True keeps the disk unchanged.
+    firmware="uefi" boots with OVMF (package `ovmf`), its variable store a fresh copy next to log.
     """
-    drive = f"file={str(image).replace(',', ',,')},if=virtio,format=raw"
+    fatal_words = FATAL
+    file = f"file={str(image).replace(',', ',,')}"
+    snap = ",snapshot=on" if snapshot else ""
+    if _check_firmware(firmware) == "bios":
+        disk = ["-drive", f"{file},if=virtio,format=raw{snap}"]
+    else:
+        missing = [str(path) for path in (OVMF_CODE, OVMF_VARS) if not path.exists()]
+        if missing:
+            raise RuntimeError(
+                f"UEFI boot needs OVMF, but {', '.join(missing)} is missing: apt-get install ovmf"
+            )
+        variables = log.with_name(log.name + ".OVMF_VARS.fd")
+        shutil.copyfile(OVMF_VARS, variables)
+        pflash = "if=pflash,format=raw,file="
+        disk = [
+            "-drive", f"{pflash}{OVMF_CODE},readonly=on",
+            "-drive", pflash + str(variables).replace(",", ",,"),
+            "-drive", f"{file},if=none,id=disk0,format=raw{snap}",
+            "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
+        ]  # fmt: skip
+        fatal_words = FATAL + UEFI_FATAL
     argv = [
         "qemu-system-x86_64",
         "-accel", "tcg",
@@ -373,7 +506,7 @@ def boot_disk(image: Path, log: Path, timeout: float = 600, *, snapshot: bool = 
         "-nographic",
         "-no-reboot",
         "-nic", "none",
-        "-drive", drive + (",snapshot=on" if snapshot else ""),
+        *disk,
     ]  # fmt: skip
     marker = re.compile(re.escape(MARKER_PREFIX) + r"[^\r\n]*(?=[\r\n])")
     start = time.monotonic()
@@ -387,7 +520,7 @@ def boot_disk(image: Path, log: Path, timeout: float = 600, *, snapshot: bool = 
                 found = marker.search(text)
                 if found:
                     return found[0].strip()
-                fatal = next((word for word in FATAL if word in text), None)
+                fatal = next((word for word in fatal_words if word in text), None)
                 if fatal or exited:
                     reason = f"console shows {fatal!r}" if fatal else "QEMU exited with no marker"
                     raise RuntimeError(_failure(image, log, text, reason))

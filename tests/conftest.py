@@ -77,3 +77,18 @@ def sample_tree(tmp_path: Path) -> Path:
     root = tmp_path / "src"
     make_sample_tree(root)
     return root
+
+
+@pytest.fixture
+def host_identity() -> Iterator[None]:
+    """The recovery puts merged passwd/group files on this machine for a while: check that it
+    gives the originals back, and restore them here whatever happens."""
+    saved = {name: Path(f"/etc/{name}").read_bytes() for name in ("passwd", "group")}
+    try:
+        yield
+        for name, data in saved.items():
+            assert Path(f"/etc/{name}").read_bytes() == data, f"/etc/{name} was not put back"
+    finally:
+        for name, data in saved.items():
+            if Path(f"/etc/{name}").read_bytes() != data:
+                Path(f"/etc/{name}").write_bytes(data)

@@ -195,7 +195,14 @@ def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
             },
         ]
     }
-    assert manifest.bootloader(root, "bios", [], layout) == {"kind": "grub-efi", "disk": "/dev/sdb"}
+    # A system below root that holds an EFI directory boots by UEFI, whatever this host does.
+    assert manifest.boot_mode(root, layout) == "uefi"
+    assert manifest.bootloader(root, "uefi", [], layout) == {"kind": "grub-efi", "disk": "/dev/sdb"}
+    # GRUB's EFI modules, or an ESP in its fstab, say the same when the ESP is not mounted.
+    modules_only = tmp_path / "modules"
+    (modules_only / "boot/grub/x86_64-efi").mkdir(parents=True)
+    assert manifest.boot_mode(modules_only, None) == "uefi"
+    assert manifest.boot_mode(tmp_path / "x", {"fstab": [{"mountpoint": "/boot/efi"}]}) == "uefi"
 
     bios_root = tmp_path / "bios"
     (bios_root / "boot/grub/i386-pc").mkdir(parents=True)
@@ -203,6 +210,7 @@ def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
     disk.write_bytes(b"\xeb\x63\x90" + b"\0" * 380 + b"GRUB \0Geom\0" + b"\0" * 118 + b"\x55\xaa")
     blank = tmp_path / "blank.img"
     blank.write_bytes(b"\0" * 512)
+    assert manifest.boot_mode(bios_root, {"fstab": [{"mountpoint": "/"}]}) == "bios"
     found = manifest.bootloader(bios_root, "bios", [str(blank), str(disk)])
     assert found == {"kind": "grub-pc", "disk": str(disk)}
     assert manifest.bootloader(tmp_path / "none", "bios", [])["kind"] == "unknown"

@@ -28,9 +28,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bootdisk import HOSTNAME, MARKER_FILE, boot_disk, source_image
-from clirun import RESCUE, rescue, write_settings
+from bootdisk import HOSTNAME, boot_disk, source_image
+from clirun import rescue
 from loopdisks import attached_image, loop_disk, require_loop_disks, sh
+from scenario import (
+    CHANGED_MARKER,
+    EXCLUDE_GLOB,
+    GAMES_ID,
+    SOURCE_EXCLUDES,
+    TOOLS,
+    change,
+    mark_disk,
+    populate,
+    recover_argv,
+    recovery_state,
+    run_recover,
+    scenario_settings,
+    step_record,
+    untouched,
+    write_plan,
+)
 from servers import SshServer
 
 from rescue.manifest import MANIFEST_REL, hardlink_groups
@@ -38,24 +55,6 @@ from rescue.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 
-TOOLS = {
-    "sfdisk": "fdisk",
-    "partx": "util-linux",
-    "wipefs": "util-linux",
-    "mkfs.ext4": "e2fsprogs",
-    "mkswap": "util-linux",
-    "qemu-system-x86_64": "qemu-system-x86",
-    "debootstrap": "debootstrap",
-    "chroot": "coreutils",
-}
-PASSPHRASE = "correct horse battery staple 42"
-CHANGED_MARKER = "changed before the incremental backup: recovery must bring this back\n"
-# The source's "games" has other ids than this machine's (5:60): only the identity step makes
-# duplicity give its files the source's numbers.
-GAMES_ID = 1500
-EXCLUDE_GLOB = "*.avi"
-SOURCE_EXCLUDES = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
-# What recovery itself writes, named with the reason; nothing else may differ.
 REGENERATED = (
     "boot/grub/",  # grub-install and update-grub (the bootloader step)
     "boot/initrd.img-",  # update-initramfs (the bootloader step)
@@ -70,74 +69,6 @@ class Scenario:
     source: Path  # the source disk image, as it was at the incremental backup
     file_settings: Path  # recovery settings: file destination, empty cache
     sftp_settings: Path  # recovery settings: sftp destination, empty cache
-
-
-def _settings(path: Path, destination: dict[str, object], root: Path, cache: Path) -> Path:
-    secret = path.parent / "passphrase"
-    secret.write_text(PASSPHRASE)
-    secret.chmod(0o600)
-    return write_settings(
-        path,
-        {
-            "destination": destination,
-            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
-            "selection": {
-                "root": str(root),
-                "exclude": [str(root / d) for d in SOURCE_EXCLUDES],
-                "exclude_globs": [EXCLUDE_GLOB],
-            },
-            "duplicity": {"archive_dir": str(cache)},
-        },
-    )
-
-
-def _populate(root: Path) -> None:
-    """Owners with and without names, modes, links, a FIFO, data, and excluded content."""
-    with (root / "etc/passwd").open("a") as f:
-        f.write("alice:x:1001:1001:Alice:/home/alice:/bin/sh\n")
-    with (root / "etc/group").open("a") as f:
-        f.write("alice:x:1001:\nshared:x:1002:alice\n")
-    for rel in ("etc/passwd", "etc/group"):
-        text = (root / rel).read_text()
-        text = re.sub(r"^games:x:5:60:", f"games:x:{GAMES_ID}:{GAMES_ID}:", text, flags=re.M)
-        text = re.sub(r"^games:x:60:", f"games:x:{GAMES_ID}:", text, flags=re.M)
-        (root / rel).write_text(text)
-    home = root / "home/alice"
-    home.mkdir(parents=True)
-    (home / "notes.txt").write_text("alice's notes\n")
-    os.chmod(home / "notes.txt", 0o600)
-    for path in (home, home / "notes.txt"):
-        os.chown(path, 1001, 1001)
-    data = root / "srv/data"
-    (data / "sub").mkdir(parents=True)
-    (data / "blob.bin").write_bytes(hashlib.sha256(b"seed").digest() * 100_000)  # 3.2 MB
-    os.symlink("blob.bin", data / "blob.link")
-    (data / "h1").write_text("one inode, three names\n")
-    os.link(data / "h1", data / "h2")
-    os.link(data / "h1", data / "sub/h3")
-    os.mkfifo(data / "fifo")
-    (data / "nameless-owner").write_text("uid 4242 has no name\n")
-    os.chown(data / "nameless-owner", 4242, 4242)
-    (data / "games-save").write_text("owned by the source's games user\n")
-    os.chown(data / "games-save", GAMES_ID, GAMES_ID)
-    (data / "delete-me").write_text("gone in the incremental\n")
-    (data / "movie.avi").write_bytes(b"\0" * 1000)  # excluded by glob
-    shared = root / "srv/shared"
-    shared.mkdir()
-    os.chown(shared, 0, 1002)
-    os.chmod(shared, 0o2775)
-    (root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
-    (root / "usr/local/bin/suid-tool").write_text("#!/bin/sh\n")
-    os.chmod(root / "usr/local/bin/suid-tool", 0o4755)
-    (root / "tmp/scratch.txt").write_text("excluded: not in the backup\n")
-
-
-def _change(root: Path) -> None:
-    """What happens between the full and the incremental backup."""
-    (root / MARKER_FILE.lstrip("/")).write_text(CHANGED_MARKER)
-    (root / "srv/data/delete-me").unlink()
-    (root / "srv/data/new.txt").write_text("made after the full backup\n")
-    (root / "home/alice/notes.txt").write_text("alice's notes, edited\n")
 
 
 def _sftp_destination(work: Path, sshd: SshServer) -> dict[str, object]:
@@ -168,19 +99,19 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Itera
     settings = {}
     for kind, dest in destinations.items():
         (work / f"backup-{kind}").mkdir()
-        settings[kind] = _settings(
+        settings[kind] = scenario_settings(
             work / f"backup-{kind}/rescue.toml", dest, root, work / f"backup-{kind}/cache"
         )
     with attached_image(image) as (_, parts):
         sh("mount", parts[3], str(root))
         try:
             sh("mount", parts[1], str(root / "boot"))
-            _populate(root)
+            populate(root)
             for path in settings.values():
                 run = rescue(path, "backup", "--full")
                 assert run.code == 0, run.err
             time.sleep(1)  # duplicity set times have one-second resolution
-            _change(root)
+            change(root)
             for path in settings.values():
                 run = rescue(path, "backup", "--incremental")
                 assert run.code == 0, run.err
@@ -190,60 +121,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Itera
     for kind, dest in destinations.items():
         folder = work / f"recover-{kind}"
         folder.mkdir()
-        recovery[kind] = _settings(folder / "rescue.toml", dest, root, folder / "cache")
+        recovery[kind] = scenario_settings(folder / "rescue.toml", dest, root, folder / "cache")
     yield Scenario(work, image, recovery["file"], recovery["sftp"])
-
-
-@pytest.fixture
-def host_identity() -> Iterator[None]:
-    """The recovery puts merged passwd/group files on this machine for a while: check that it
-    gives the originals back, and restore them here whatever happens."""
-    saved = {name: Path(f"/etc/{name}").read_bytes() for name in ("passwd", "group")}
-    try:
-        yield
-        for name, data in saved.items():
-            assert Path(f"/etc/{name}").read_bytes() == data, f"/etc/{name} was not put back"
-    finally:
-        for name, data in saved.items():
-            if Path(f"/etc/{name}").read_bytes() != data:
-                Path(f"/etc/{name}").write_bytes(data)
-
-
-def write_plan(folder: Path, settings: Path, targets: list[Path], **extra: object) -> Path:
-    lines = [
-        f"settings = {json.dumps(str(settings))}",
-        f"target_root = {json.dumps(str(folder / 'target'))}",
-        'after = "none"',
-        *(f"{k} = {json.dumps(v)}" for k, v in extra.items()),
-        "[disks]",
-        f"targets = {json.dumps([f'file:{t}' for t in targets])}",
-        "[answers]",
-        '"recover.erase" = "yes"',
-    ]
-    plan = folder / "plan.toml"
-    plan.write_text("\n".join(lines) + "\n")
-    return plan
-
-
-def recover_argv(settings: Path, folder: Path, *args: str) -> list[str]:
-    return [
-        *RESCUE,
-        "--config", str(settings),
-        "--log-file", str(folder / "rescue.log"),
-        "recover",
-        "--work-dir", str(folder / "work"),
-        *args,
-    ]  # fmt: skip
-
-
-def run_recover(settings: Path, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        recover_argv(settings, folder, *args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
 
 
 def _mount_tree(parts: list[str], point: Path) -> None:
@@ -320,18 +199,6 @@ def assert_boots(target: Path, folder: Path) -> None:
     assert f"sum={hashlib.sha256(CHANGED_MARKER.encode()).hexdigest()}" in words, line
 
 
-def _state(folder: Path) -> dict[str, object]:
-    try:
-        return json.loads((folder / "work/state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _step(state: dict[str, object], step_id: str) -> dict[str, object]:
-    steps = state.get("steps") or []
-    return next((s for s in steps if s["id"] == step_id), {})  # type: ignore[union-attr]
-
-
 def test_same_size_disk_killed_mid_restore_resumes_and_boots(
     scenario: Scenario, tmp_path: Path, host_identity: None
 ) -> None:
@@ -346,14 +213,14 @@ def test_same_size_disk_killed_mid_restore_resumes_and_boots(
             start_new_session=True,
         )
         deadline = time.monotonic() + 600
-        while _step(_state(tmp_path), "restore_full").get("outcome") != "running":
+        while step_record(recovery_state(tmp_path), "restore_full").get("outcome") != "running":
             assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
             assert time.monotonic() < deadline, "the restore never started"
             time.sleep(0.2)
         time.sleep(2)  # duplicity is writing files now
         os.killpg(proc.pid, signal.SIGKILL)  # a crash: no cleanup runs, duplicity dies too
         proc.wait()
-        assert _step(_state(tmp_path), "restore_full")["outcome"] == "running"
+        assert step_record(recovery_state(tmp_path), "restore_full")["outcome"] == "running"
         assert Path("/etc/passwd").read_text().count("games:x:1500") == 1  # still swapped
 
         resumed = run_recover(scenario.file_settings, tmp_path, "--resume", "--json")
@@ -390,20 +257,6 @@ def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
     assert grown["start"] + grown["size"] > source["lastlba"] + 1000_000  # took the new 512 MiB
     assert_same_system(scenario, target, tmp_path)
     assert_boots(target, tmp_path)
-
-
-PATTERN = b"\xab" * (1 << 20)
-
-
-def _mark(device: str) -> None:
-    """Fill the first MiB of a disk with a pattern, so any write to it shows."""
-    with open(device, "r+b") as disk:
-        disk.write(PATTERN)
-
-
-def _untouched(device: str) -> bool:
-    with open(device, "rb") as disk:
-        return disk.read(len(PATTERN)) == PATTERN
 
 
 def test_guided_mode_through_a_terminal_reaches_the_same_result(
@@ -452,16 +305,16 @@ def test_wrong_passphrase_stops_before_any_disk_is_written(
     settings.chmod(0o600)
     target = tmp_path / "target.img"
     with loop_disk(target, "1536M") as device:
-        _mark(device)
+        mark_disk(device)
         done = run_recover(
             settings, tmp_path, "--plan", str(write_plan(tmp_path, settings, [target]))
         )
         assert done.returncode == 10, done.stdout + done.stderr
         assert "rescue: error: " in done.stderr and "passphrase" in done.stderr
         assert "not the passphrase" not in done.stdout + done.stderr
-        assert _untouched(device)
-    state = _state(tmp_path)
-    assert _step(state, "recreate_layout")["outcome"] == "pending"
+        assert untouched(device)
+    state = recovery_state(tmp_path)
+    assert step_record(state, "recreate_layout")["outcome"] == "pending"
     assert not (tmp_path / "target").exists() or not any((tmp_path / "target").iterdir())
 
 
@@ -470,20 +323,20 @@ def test_ambiguous_mapping_fails_unattended_and_names_the_candidates(
 ) -> None:
     one, two = tmp_path / "one.img", tmp_path / "two.img"
     with loop_disk(one, "1600M") as first, loop_disk(two, "1600M") as second:
-        _mark(first)
-        _mark(second)
+        mark_disk(first)
+        mark_disk(second)
         plan = write_plan(tmp_path, scenario.file_settings, [one, two])
         done = run_recover(scenario.file_settings, tmp_path, "--plan", str(plan))
         assert done.returncode == 61, done.stdout + done.stderr
         error = next(ln for ln in done.stderr.splitlines() if ln.startswith("rescue: error: "))
         assert first in error and second in error and "does not guess" in error
-        assert _untouched(first) and _untouched(second)
+        assert untouched(first) and untouched(second)
 
 
 def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     with loop_disk(target, "1536M") as device:
-        _mark(device)
+        mark_disk(device)
         plan = write_plan(tmp_path, scenario.file_settings, [target])
         done = run_recover(scenario.file_settings, tmp_path, "--plan", str(plan), "--dry-run")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -491,7 +344,7 @@ def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_pa
         assert f"ERASE {device} (for " in done.stdout
         assert f"mount {device}p4 (ext4) at {tmp_path / 'target'}" in done.stdout
         assert "grub-install --target=i386-pc --recheck " + device in done.stdout
-        assert _untouched(device)
+        assert untouched(device)
         # -t picks an older restore point: the full set, not the newest incremental.
         status = rescue(scenario.file_settings, "status", "--json")
         assert status.code == 0, status.err
@@ -502,5 +355,5 @@ def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_pa
         )
         assert older.returncode == 0, older.stdout + older.stderr
         assert re.search(rf"chosen: {re.escape(full['date'])}\s+full ", older.stdout), older.stdout
-        assert _untouched(device)
+        assert untouched(device)
     assert not (tmp_path / "work/state.json").exists()

@@ -34,6 +34,9 @@ PACKAGES = [
     "btrfs-progs",
     "cryptsetup-bin",
     "kmod",
+    # what `rescue` itself needs, run from the host's virtualenv (same Debian, same Python)
+    "librsync2",
+    "gnupg",
 ]
 INIT = """#!/bin/sh
 # rescue test guest: mount the basics, share the project, run one guest test, power off.
@@ -44,9 +47,18 @@ mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /run /tmp
 mount -t tmpfs run /run
 mount -t tmpfs tmp /tmp
-for module in 9p 9pnet_virtio dm_mod md_mod raid1 loop; do modprobe "$module" 2>/dev/null; done
+for module in 9p 9pnet_virtio dm_mod md_mod raid1 loop vfat nls_cp437 nls_ascii; do
+    modprobe "$module" 2>/dev/null
+done
 mkdir -p /src
 mount -t 9p -o trans=virtio,version=9p2000.L,ro src /src
+# The project (and its virtualenv) also at its host path, and a writable work share if given.
+if [ -n "$rescuesrc" ]; then mkdir -p "$rescuesrc" && mount --bind /src "$rescuesrc"; fi
+if [ -n "$rescuework" ]; then
+    mkdir -p "$rescuework"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 work "$rescuework"
+fi
+export TMPDIR=/var/tmp
 echo "RESCUE-GUEST-START $rescuetest"
 cd /tmp && PYTHONPATH=/src python3 "/src/tests/guest/$rescuetest.py"
 echo "RESCUE-GUEST-EXIT $?"
@@ -141,13 +153,37 @@ class GuestRun:
 FATAL = ("Kernel panic", "Dropping to a shell", "Gave up waiting for root")
 
 
-def run_guest(test: str, disks: list[Path], log: Path, timeout: float = 900) -> GuestRun:
-    """Boot the guest with disks as vdb, vdc, ... and run tests/guest/<test>.py in it."""
+def run_guest(
+    test: str,
+    disks: list[Path],
+    log: Path,
+    timeout: float = 900,
+    *,
+    serials: list[str] | None = None,
+    work: Path | None = None,
+    memory_mib: int = 1024,
+) -> GuestRun:
+    """Boot the guest with disks as vdb, vdc, ... and run tests/guest/<test>.py in it.
+
+    serials gives the disks virtio serial numbers (their stable ids); work is a host directory
+    shared read-write at the same path in the guest, as the project is (read-only), so paths in
+    settings and plans mean the same on both sides.
+    """
     image = guest_image()
+    serials = serials or [""] * len(disks)
+    drives = [
+        f"file={d},if=virtio,format=raw" + (f",serial={s}" if s else "")
+        for d, s in zip(disks, serials, strict=True)
+    ]
+    shares = []
+    append = f"rescuesrc={PROJECT}"
+    if work is not None:
+        shares = ["-virtfs", f"local,path={work},mount_tag=work,security_model=none"]
+        append += f" rescuework={work}"
     argv = [
         "qemu-system-x86_64",
         "-accel", "tcg",
-        "-m", "1024",
+        "-m", str(memory_mib),
         "-smp", "2",
         "-nographic",
         "-no-reboot",
@@ -155,10 +191,12 @@ def run_guest(test: str, disks: list[Path], log: Path, timeout: float = 900) -> 
         "-kernel", str(image.kernel),
         "-initrd", str(image.initrd),
         "-append",
-        f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet",
+        f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet "
+        + append,
         "-drive", f"file={image.root},if=virtio,format=raw,snapshot=on",
-        *[a for d in disks for a in ("-drive", f"file={d},if=virtio,format=raw")],
+        *[a for d in drives for a in ("-drive", d)],
         "-virtfs", f"local,path={PROJECT},mount_tag=src,security_model=none,readonly=on",
+        *shares,
     ]  # fmt: skip
     start = time.monotonic()
     with log.open("wb") as console:
