@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pexpect
 import pytest
 from bootdisk import HOSTNAME, boot_disk, source_image
 from clirun import rescue
@@ -35,6 +36,7 @@ from scenario import (
     CHANGED_MARKER,
     EXCLUDE_GLOB,
     GAMES_ID,
+    PASSPHRASE,
     SOURCE_EXCLUDES,
     TOOLS,
     change,
@@ -177,6 +179,7 @@ def assert_same_system(scenario: Scenario, target: Path, folder: Path) -> None:
                 assert "/dev/loop" not in grub_cfg
                 assert "root=UUID=" in grub_cfg
                 assert list((target_view / "var/log/rescue").glob("recover-*.json"))
+                assert list((target_view / "var/log/rescue").glob("recover-*.log"))
                 # Hard links: the same groups, each one inode.
                 groups = hardlink_groups(source_view)
                 assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
@@ -259,10 +262,19 @@ def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
     assert_boots(target, tmp_path)
 
 
+def spawn(argv: list[str], folder: Path) -> pexpect.spawn:
+    """A command on a pseudo-terminal, as an admin at the console runs it."""
+    child = pexpect.spawn(
+        argv[0], argv[1:], env={**os.environ, "TERM": "xterm"}, dimensions=(50, 200),
+        encoding="utf-8", codec_errors="replace", timeout=300,
+    )  # fmt: skip
+    child.logfile_read = (folder / "terminal.log").open("w")
+    return child
+
+
 def test_guided_mode_through_a_terminal_reaches_the_same_result(
     scenario: Scenario, tmp_path: Path, host_identity: None
 ) -> None:
-    pexpect = pytest.importorskip("pexpect")
     target = tmp_path / "target.img"
     with loop_disk(target, "1536M"):
         argv = recover_argv(
@@ -271,11 +283,7 @@ def test_guided_mode_through_a_terminal_reaches_the_same_result(
             "--target", f"file:{target}",
             "--target-root", str(tmp_path / "target"),
         )  # fmt: skip
-        child = pexpect.spawn(
-            argv[0], argv[1:], env={**os.environ, "TERM": "xterm"}, dimensions=(50, 200),
-            encoding="utf-8", codec_errors="replace", timeout=300,
-        )  # fmt: skip
-        child.logfile_read = (tmp_path / "terminal.log").open("w")
+        child = spawn(argv, tmp_path)
         child.expect("Restore which backup set")
         child.send("\r")  # the default: the newest
         child.expect("Use this mapping")
@@ -291,6 +299,41 @@ def test_guided_mode_through_a_terminal_reaches_the_same_result(
     assert report["outcome"] == "success"
     assert report["restore_point"]["kind"] == "incremental"
     assert_same_system(scenario, target, tmp_path)
+
+
+def test_guided_mode_asks_for_the_destination_when_there_are_no_settings(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """A new machine with only the rescue system: the destination and passphrase are typed (a
+    dry run, so it ends after the plan); the passphrase never reaches the screen or the log."""
+    target = tmp_path / "target.img"
+    with loop_disk(target, "1536M") as device:
+        argv = recover_argv(tmp_path / "no-such-settings.toml", tmp_path, "--dry-run")
+        argv += ["--target", f"file:{target}"]
+        child = spawn(argv, tmp_path)
+        child.expect("Settings file")
+        child.sendline("")  # none: type them
+        child.expect("Where is the backup")
+        child.send("\x1b[A")  # up from the default (sftp) to file
+        child.send("\r")
+        child.expect("Directory of the backups")
+        child.sendline(str(scenario.work / "dest-file"))
+        child.expect("How is the backup encrypted")
+        child.send("\r")  # the default: symmetric
+        child.expect("Passphrase of the backup")
+        child.sendline(PASSPHRASE)
+        child.expect("Restore which backup set")
+        child.send("\r")
+        child.expect("Use this mapping")
+        child.send("y")
+        child.expect(pexpect.EOF, timeout=300)
+        child.close()
+        screen = (tmp_path / "terminal.log").read_text()
+        assert child.exitstatus == 0, screen[-3000:]
+        assert f"ERASE {device} (for " in screen
+        assert "host rescue-src" in screen  # the manifest came from the typed destination
+        assert PASSPHRASE not in screen
+        assert PASSPHRASE not in (tmp_path / "rescue.log").read_text()
 
 
 def test_wrong_passphrase_stops_before_any_disk_is_written(

@@ -171,10 +171,13 @@ def run_guest(
     """
     image = guest_image()
     serials = serials or [""] * len(disks)
-    drives = [
-        f"file={d},if=virtio,format=raw" + (f",serial={s}" if s else "")
-        for d, s in zip(disks, serials, strict=True)
-    ]
+    drives: list[str] = []
+    for number, (disk, serial) in enumerate(zip(disks, serials, strict=True)):
+        # Every disk as an explicit device, in order after the root (vda): QEMU would put
+        # -device disks before if=virtio ones. A serial is a property of the device.
+        drives += ["-drive", f"file={disk},if=none,id=disk{number},format=raw"]
+        device = f"virtio-blk-pci,drive=disk{number}" + (f",serial={serial}" if serial else "")
+        drives += ["-device", device]
     shares = []
     append = f"rescuesrc={PROJECT}"
     if work is not None:
@@ -193,8 +196,9 @@ def run_guest(
         "-append",
         f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet "
         + append,
-        "-drive", f"file={image.root},if=virtio,format=raw,snapshot=on",
-        *[a for d in drives for a in ("-drive", d)],
+        "-drive", f"file={image.root},if=none,id=root,format=raw,snapshot=on",
+        "-device", "virtio-blk-pci,drive=root",
+        *drives,
         "-virtfs", f"local,path={PROJECT},mount_tag=src,security_model=none,readonly=on",
         *shares,
     ]  # fmt: skip

@@ -31,14 +31,20 @@ def _age(seconds: float) -> str:
     return f"{days:.1f} days" if days >= 1 else f"{seconds / 3600:.1f} hours"
 
 
-def _position(status: Status, chosen: BackupSet) -> int:
+def _place(status: Status, chosen: BackupSet) -> tuple[int, int]:
+    """The set's number in its chain, and the chain's length."""
     chain = next(c for c in status.chains if c.index == chosen.chain)
-    return chain.sets.index(chosen) + 1
+    return chain.sets.index(chosen) + 1, len(chain.sets)
+
+
+def _position(status: Status, chosen: BackupSet) -> int:
+    return _place(status, chosen)[0]
 
 
 def _title(status: Status, s: BackupSet, now: float) -> str:
+    number, length = _place(status, s)
     return (
-        f"{iso(s.time)}  {s.kind:<11}  chain {s.chain}, set {_position(status, s)}  "
+        f"{iso(s.time)}  {s.kind:<11}  chain {s.chain}, set {number} of {length}  "
         f"({_age(now - s.time)} old)"
     )
 
