@@ -244,4 +244,5 @@ def _forget(ctx: Context) -> None:
     restore_identity.put_back(ctx)
     for name in ("state.json", "manifest.json", "report.json"):
         (ctx.work_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(ctx.work_dir / "identity", ignore_errors=True)
+    for name in ("identity", "from-backup"):
+        shutil.rmtree(ctx.work_dir / name, ignore_errors=True)

@@ -1,10 +1,16 @@
 """Step 4: restore the manifest alone from the chosen point: it says what the machine was
 (layout, boot mode, ids, excluded directories, hard links), so the rescue system stays generic.
-A wrong passphrase fails here, before any disk is touched."""
+A wrong passphrase fails here, before any disk is touched. The backup's etc/passwd and
+etc/group come in the same run, for the restore_identity step."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from rescue import manifest
+from rescue.errors import ManifestError
 from rescue.layout.capture import human_size
 from rescue.steps.context import Context
 
@@ -15,13 +21,37 @@ REDO_ON_RESUME = False
 
 
 def plan(ctx: Context) -> list[str]:
-    return [f"restore {manifest.MANIFEST_REL} into {ctx.work_dir}"]
+    return [
+        f"restore {manifest.MANIFEST_REL}, etc/passwd and etc/group into {ctx.work_dir} "
+        "(one duplicity run)"
+    ]
+
+
+IDENTITY_FILES = ("etc/passwd", "etc/group")
+
+
+def identity_dir(ctx: Context) -> Path:
+    """Where the backup's etc/passwd and etc/group wait for the restore_identity step."""
+    return ctx.work_dir / "from-backup"
 
 
 def run(ctx: Context) -> list[str]:
-    path = ctx.work_dir / "manifest.json"
     ctx.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ctx.engine().restore(manifest.MANIFEST_REL, path, ctx.restore_time(), force=True)
+    folder = identity_dir(ctx)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    # The identity files come in the same duplicity run: each run costs seconds (a minute
+    # under emulation), and restore_identity needs them next.
+    found = ctx.engine().restore_files(
+        [manifest.MANIFEST_REL, *IDENTITY_FILES], folder, ctx.restore_time()
+    )
+    if manifest.MANIFEST_REL not in found:
+        raise ManifestError(
+            "the backup holds no manifest (was it made by rescue?); recreate the disks by "
+            "hand, mount them at the target root and resume with --from restore_identity"
+        )
+    path = ctx.work_dir / "manifest.json"
+    os.replace(folder / manifest.MANIFEST_REL, path)
     ctx.facts.manifest_file = str(path)
     data = ctx.manifest()
     host = data.get("host", {})

@@ -15,7 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
+from rescue.errors import RecoveryStepError
 from rescue.steps.context import Context
+from rescue.steps.load_manifest import identity_dir
 
 ID = "restore_identity"
 TITLE = "restore etc/passwd and etc/group first, so owners map to the right ids"
@@ -28,7 +30,7 @@ SYSTEM_ETC = Path("/etc")
 
 def plan(ctx: Context) -> list[str]:
     return [
-        "restore etc/passwd and etc/group from the backup into the work directory",
+        "take the backup's etc/passwd and etc/group (restored with the manifest)",
         f"save {SYSTEM_ETC}/passwd and group, and merge the backup's entries into them",
     ]
 
@@ -71,13 +73,17 @@ def put_back(ctx: Context) -> list[str]:
 
 
 def run(ctx: Context) -> list[str]:
-    folder = ctx.work_dir / "identity"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    engine = ctx.engine()
-    for name in FILES:
-        got = folder / name
-        if not got.exists():
-            engine.restore(f"etc/{name}", got, ctx.restore_time(), force=True)
+    (ctx.work_dir / "identity").mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = identity_dir(ctx) / "etc"  # restored with the manifest, in load_manifest
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        found = ctx.engine().restore_files(
+            [f"etc/{name}" for name in missing], identity_dir(ctx), ctx.restore_time()
+        )
+        if len(found) != len(missing):
+            raise RecoveryStepError(
+                "the backup holds no etc/passwd or etc/group: owners cannot be mapped by name"
+            )
     ctx.drop_cleanup(CLEANUP)
     ctx.add_cleanup(CLEANUP, lambda: put_back(ctx))
     done = []
