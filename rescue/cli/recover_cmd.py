@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import sys
 from pathlib import Path
 
 import click
@@ -28,6 +27,7 @@ from rescue.steps.context import (
     DEFAULT_TARGET_ROOT,
     DEFAULT_WORK_DIR,
     REPORT_FILE,
+    STATE_FILE,
     Context,
     Options,
     write_json,
@@ -187,7 +187,7 @@ def recover(
         if name and name not in step_ids(RECOVER):
             raise UsageError(f"no step {name!r}; the steps are: {', '.join(step_ids(RECOVER))}")
     plan = load_plan(plan_file) if plan_file else None
-    state_path = work_dir / "state.json"
+    state_path = work_dir / STATE_FILE
     continuing = resume or ((from_step or only) and state_path.exists() and not restart)
     if continuing:
         options = Options(**State.load(state_path).options)
@@ -226,8 +226,6 @@ def recover(
             echo(f"stopped before {stop.step_id}; continue with: rescue recover --resume")
         finally:
             _print_report(report(runner.state), as_json, ctx.work_dir)
-    if report(runner.state)["outcome"] == "failed":
-        sys.exit(1)
 
 
 def _dry_run(runner: Runner, ctx: Context) -> None:
@@ -242,7 +240,7 @@ def _dry_run(runner: Runner, ctx: Context) -> None:
 def _forget(ctx: Context) -> None:
     """--restart: put the rescue system's identity back and drop the recorded state."""
     restore_identity.put_back(ctx)
-    for name in ("state.json", "manifest.json", "report.json"):
+    for name in (STATE_FILE, "manifest.json", REPORT_FILE):
         (ctx.work_dir / name).unlink(missing_ok=True)
     for name in ("identity", "from-backup"):
         shutil.rmtree(ctx.work_dir / name, ignore_errors=True)

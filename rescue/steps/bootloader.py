@@ -17,7 +17,6 @@ from pathlib import Path
 from rescue.errors import RecoveryStepError
 from rescue.execute import run as run_command
 from rescue.layout.capture import probe
-from rescue.layout.devices import mount_entries
 from rescue.mounts import bind, unmount_tree
 from rescue.steps.context import Context
 
@@ -73,15 +72,17 @@ def _chroot(ctx: Context, argv: list[str]) -> str:
     return result.output
 
 
-def _uuid_links(ctx: Context) -> list[Path]:
+def _target_uuids(ctx: Context) -> dict[str, str]:
+    """device -> file-system UUID of everything the restored system mounts."""
+    entries, _ = ctx.mount_entries()
+    found = {e.device: probe(e.device).get("UUID") for e in entries}
+    return {device: uuid for device, uuid in found.items() if uuid}
+
+
+def _uuid_links(uuid_of: dict[str, str]) -> list[Path]:
     """Make /dev/disk/by-uuid links for the target file systems that lack one (no udev)."""
     made = []
-    entries, _ = mount_entries(ctx.layout(), ctx.facts.mapping, str(ctx.manifest().get("root")))
-    devices = {e.device for e in entries}
-    for device in sorted(devices):
-        uuid = probe(device).get("UUID")
-        if not uuid:
-            continue
+    for device, uuid in sorted(uuid_of.items()):
         link = BY_UUID / uuid
         if link.exists() and os.path.realpath(link) == os.path.realpath(device):
             continue
@@ -123,10 +124,11 @@ def run(ctx: Context) -> list[str]:
     points = [ctx.target(name) for name in ("dev", "proc", "sys")]
     links: list[Path] = []
     done = []
+    uuid_of = _target_uuids(ctx)
     try:
         for source, point in zip(("/dev", "/proc", "/sys"), points, strict=True):
             bind(source, point)
-        links = _uuid_links(ctx)
+        links = _uuid_links(uuid_of)
         for argv in _commands(kind, disk, efi_vars):
             _chroot(ctx, argv)
             done.append(" ".join(argv))
@@ -135,12 +137,6 @@ def run(ctx: Context) -> list[str]:
             link.unlink(missing_ok=True)
         for point in reversed(points):
             unmount_tree(point)
-    uuid_of = {}
-    entries, _ = mount_entries(ctx.layout(), ctx.facts.mapping, str(ctx.manifest().get("root")))
-    for entry in entries:
-        uuid = probe(entry.device).get("UUID")
-        if uuid:
-            uuid_of[entry.device] = uuid
     fixed = fix_grub_cfg(ctx.target("boot/grub/grub.cfg"), uuid_of)
     if fixed:
         done.append(f"grub.cfg: {fixed} root=/dev/... replaced by root=UUID=...")

@@ -19,6 +19,7 @@ from rescue import manifest
 from rescue.config import Settings, load_settings
 from rescue.engine import Engine, ProgressCallback
 from rescue.errors import ManifestError, RecoveryStateError
+from rescue.layout.devices import MountEntry, mount_entries
 from rescue.layout.model import Layout, layout_from_dict
 from rescue.prompts import Answers, Question
 
@@ -156,6 +157,11 @@ class Context:
                 "mount them at the target root, and resume with --from mount_target"
             )
         return layout_from_dict(data["layout"])
+
+    def mount_entries(self) -> tuple[list[MountEntry], list[str]]:
+        """What the restored system mounts, on the mapped target devices (see layout.devices)."""
+        root = str(self.manifest().get("root", "/"))
+        return mount_entries(self.layout(), self.facts.mapping, root)
 
     # -- cleanups ----------------------------------------------------------------------------
 

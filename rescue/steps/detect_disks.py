@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rescue.layout.capture import human_size, identify_disks, lsblk
+from rescue.layout.capture import identify_disks, lsblk
 from rescue.layout.mapping import read_system_state, stable_ids, unsafe_reason
 from rescue.layout.model import Disk
 from rescue.steps.context import Context
+from rescue.units import human_size
 
 ID = "detect_disks"
 TITLE = "find the disks of this machine"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rescue import manifest
 from rescue.errors import ManifestError
-from rescue.layout.capture import human_size
 from rescue.steps.context import Context
+from rescue.units import human_size
 
 ID = "load_manifest"
 TITLE = "restore the host manifest from the backup"

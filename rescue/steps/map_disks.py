@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from rescue.errors import DiskMappingError, PlanError
-from rescue.layout.capture import capture, human_size
+from rescue.layout.capture import capture
 from rescue.layout.mapping import (
     describe_mapping,
     map_disks,
@@ -21,6 +21,7 @@ from rescue.layout.model import Disk, Layout
 from rescue.prompts import Choice, Question
 from rescue.steps.context import Context
 from rescue.steps.detect_disks import all_disks, protected_paths
+from rescue.units import human_size
 
 ID = "map_disks"
 TITLE = "map the recorded disks to this machine's disks"

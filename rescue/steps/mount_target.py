@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.layout.devices import mount_entries
 from rescue.mounts import mount, unmount_tree
 from rescue.steps.context import Context
 
@@ -18,14 +17,10 @@ REDO_ON_RESUME = True
 CLEANUP = "unmount the target"
 
 
-def _entries(ctx: Context):  # type: ignore[no-untyped-def]
-    return mount_entries(ctx.layout(), ctx.facts.mapping, str(ctx.manifest().get("root", "/")))
-
-
 def plan(ctx: Context) -> list[str]:
     if not ctx.facts.mapping:
         return [f"mount the restored system's file systems under {ctx.target_root}"]
-    entries, notes = _entries(ctx)
+    entries, notes = ctx.mount_entries()
     return [
         *(f"mount {e.device} ({e.fstype}) at {ctx.target(e.mountpoint)}" for e in entries),
         *notes,
@@ -33,7 +28,7 @@ def plan(ctx: Context) -> list[str]:
 
 
 def run(ctx: Context) -> list[str]:
-    entries, notes = _entries(ctx)
+    entries, notes = ctx.mount_entries()
     if not any(e.mountpoint == "/" for e in entries):
         raise RecoveryStepError(
             "the layout names no root file system to mount; mount it at "

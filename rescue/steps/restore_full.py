@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shutil
 
-from rescue.layout.capture import human_size
 from rescue.steps.context import Context
 from rescue.timespec import iso
+from rescue.units import human_size
 
 ID = "restore_full"
 TITLE = "restore every file of the backup into the target root"
