@@ -125,6 +125,17 @@ def run(
     return Completed(argv, returncode, output, seconds)
 
 
+def run_checked(
+    argv: Sequence[str], what: str, error: type[RescueError] = RescueError
+) -> Completed:
+    """run(), where a failure is one line: what was being done and the command's last words."""
+    result = run(argv, mask_output=False)
+    if result.returncode:
+        last = result.output.strip().splitlines()[-1:] or ["no message"]
+        raise error(f"{what} failed: {last[0]}")
+    return result
+
+
 def _pump(
     proc: subprocess.Popen[bytes],
     logfd: int,

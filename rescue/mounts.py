@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import run
+from rescue.execute import run, run_checked
 from rescue.layout.capture import PROC_MOUNTINFO, _read_text, parse_mountinfo
 
 
@@ -32,10 +32,7 @@ def mounts_below(path: Path) -> list[str]:
 
 
 def _check(argv: list[str], what: str) -> None:
-    result = run(argv, mask_output=False)
-    if result.returncode:
-        last = result.output.strip().splitlines()[-1:] or ["no message"]
-        raise RecoveryStepError(f"{what} failed: {last[0]}")
+    run_checked(argv, what, RecoveryStepError)
 
 
 def mount(device: str, point: Path, fstype: str | None = None, options: str = "") -> bool:
@@ -74,3 +71,16 @@ def unmount_tree(path: Path) -> None:
             lazy = run(["umount", "-l", point], mask_output=False)
             if lazy.returncode:
                 raise RecoveryStepError(f"cannot unmount {point}: {result.output.strip()}")
+
+
+def filesystem_device(spec: str) -> str | None:
+    """The device of a file system named `label:NAME` or `uuid:UUID`, or None if absent.
+
+    blkid asks the disks themselves, so this works before (or without) udev's by-label links."""
+    kind, _, value = spec.partition(":")
+    flags = {"label": "-L", "uuid": "-U"}
+    if kind not in flags or not value:
+        raise RecoveryStepError(f"{spec!r}: name a file system as label:NAME or uuid:UUID")
+    found = run(["blkid", flags[kind], value], mask_output=False)
+    device = found.output.strip()
+    return device if found.returncode == 0 and device.startswith("/dev/") else None

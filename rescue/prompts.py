@@ -10,6 +10,8 @@ Answers from a plan are checked like typed ones (a choice must be one of the cho
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ QUESTIONS: dict[str, str] = {
     "destination.host_key": "trust the SSH host key shown (yes/no)",
     "encryption.mode": "none or symmetric (a GPG-key backup needs a settings file)",
     "encryption.passphrase": "the backup's passphrase",
+    "net.config": "no address yet: dhcp, or static IFACE:ADDR/PREFIX,GW,DNS",
     "recover.restore_point": "which backup set to restore (a time such as 'now', '3D', a date)",
     "recover.confirm_mapping": "use the disk mapping shown (yes/no)",
     "recover.target_disk": "the target disk for a source disk (asked per disk)",
@@ -119,21 +122,53 @@ def _check(question: Question, value: Any) -> Any:
 
 
 def _ask_terminal(question: Question) -> Any:
-    """Ask with questionary; Ctrl-C or an empty stdin aborts the recovery, never guesses."""
-    import questionary  # only when someone is there to answer
-
-    if question.kind == "confirm":
-        prompt = questionary.confirm(question.message, default=bool(question.default))
-    elif question.kind == "select":
-        choices = [questionary.Choice(c.title, value=c.value) for c in question.choices]
-        prompt = questionary.select(question.message, choices=choices, default=question.default)
-    elif question.kind == "password":
-        prompt = questionary.password(question.message)
-    elif question.kind == "typed-yes":
-        prompt = questionary.text(question.message + ' Type "yes" to go on:')
-    else:
-        prompt = questionary.text(question.message, default=str(question.default or ""))
-    answer = prompt.unsafe_ask()
+    """Ask with questionary. Ctrl-C offers a shell (then the same question again) or stopping;
+    an empty stdin aborts the recovery, never guesses."""
+    while True:
+        try:
+            answer = _prompt(question).unsafe_ask()
+            break
+        except KeyboardInterrupt:
+            if not _interrupted(question):
+                raise
     if question.kind == "typed-yes":
         return answer.strip() == "yes"
     return answer
+
+
+INTERRUPTED = """
+Stopped at question {id}.
+  s      a shell; `exit` comes back to this question
+  q      stop the recovery (what is done is kept: `rescue recover --resume` continues it)
+  Enter  ask again
+"""
+
+
+def _interrupted(question: Question) -> bool:
+    """After Ctrl-C at a prompt: True to ask again (after a shell, maybe), False to stop."""
+    while True:
+        print(INTERRUPTED.format(id=question.id), flush=True)
+        try:
+            choice = input("> ").strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            return False
+        if choice == "q":
+            return False
+        if choice == "s":
+            subprocess.call([os.environ.get("SHELL") or "/bin/bash"])
+        return True
+
+
+def _prompt(question: Question) -> Any:
+    import questionary  # only when someone is there to answer
+
+    if question.kind == "confirm":
+        return questionary.confirm(question.message, default=bool(question.default))
+    if question.kind == "select":
+        choices = [questionary.Choice(c.title, value=c.value) for c in question.choices]
+        return questionary.select(question.message, choices=choices, default=question.default)
+    if question.kind == "password":
+        return questionary.password(question.message)
+    if question.kind == "typed-yes":
+        return questionary.text(question.message + ' Type "yes" to go on:')
+    return questionary.text(question.message, default=str(question.default or ""))

@@ -15,6 +15,9 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
     targets = ["serial:QM00001"]           # the only disks that may be erased
     map = { "/dev/vda" = "serial:QM00001" } # optional: source disk -> target, by stable id
 
+    [mounts]                               # file systems to mount (read-only) first,
+    "/backup" = "label:BACKUPS"            # e.g. a disk holding a file destination
+
     [answers]
     "recover.erase" = "yes"
 """
@@ -29,7 +32,7 @@ from typing import Any
 from rescue.errors import PlanError
 
 AFTER_CHOICES = ("reboot", "poweroff", "shell", "none")
-TOP_KEYS = {"settings", "time", "target_root", "grow", "after", "disks", "answers"}
+TOP_KEYS = {"settings", "time", "target_root", "grow", "after", "disks", "mounts", "answers"}
 DISK_KEYS = {"targets", "map"}
 
 
@@ -45,6 +48,7 @@ class RecoveryPlan:
     after: str | None = None
     targets: list[str] = field(default_factory=list)
     map: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,5 +102,14 @@ def load_plan(path: Path) -> RecoveryPlan:
     mapping = _expect(disks.get("map", {}), dict, where("disks.map"), "a table")
     for source, target in mapping.items():
         plan.map[source] = _expect(target, str, where(f"disks.map.{source}"), "a stable disk id")
+    mounts = _expect(data.get("mounts", {}), dict, where("mounts"), "a table")
+    for point, spec in mounts.items():
+        _expect(spec, str, where(f"mounts.{point}"), "label:NAME or uuid:UUID")
+        if not point.startswith("/") or not spec.startswith(("label:", "uuid:")):
+            raise PlanError(
+                f"{where(f'mounts.{point}')}: must map an absolute path to label:NAME or "
+                f"uuid:UUID, not {point!r} = {spec!r}"
+            )
+        plan.mounts[point] = spec
     plan.answers = dict(_expect(data.get("answers", {}), dict, where("answers"), "a table"))
     return plan

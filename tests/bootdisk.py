@@ -86,6 +86,10 @@ PACKAGES = [
     "initramfs-tools",
 ]
 UEFI_PACKAGES = ["grub-efi-amd64" if name == "grub-pc" else name for name in PACKAGES]
+# The "server" variant runs rescue itself (vm-tests back it up from inside the VM): the Python and
+# the native parts rescue's virtualenv needs, sfdisk for the layout capture, and networkd (part of
+# systemd) for DHCP. Its virtualenv is copied in per test, from the ISO's layer.
+SERVER_PACKAGES = ["python3", "librsync2", "gnupg", "fdisk"]
 # Where grub-efi-amd64-bin keeps GRUB's EFI modules, and where grub-install copies them (*.mod and
 # *.lst): their presence under /boot/grub is how a backed-up system shows that it boots by UEFI.
 GRUB_EFI_LIB = "usr/lib/grub/x86_64-efi"
@@ -173,7 +177,7 @@ UEFI_RECIPE_VERSION = 1
 CHROOT_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"]
 
 
-def _key(firmware: str = "bios") -> str:
+def _key(firmware: str = "bios", server: bool = False) -> str:
     """Hash of every input of the image, so a changed recipe never reuses an old image.
 
     The BIOS key hashes exactly what it always did (changing it would rebuild every cached image).
@@ -206,6 +210,8 @@ def _key(firmware: str = "bios") -> str:
             GRUB_EFI_BOOT,
             *ESP_MODULES,
         ]
+    if server:
+        parts += ["server", *SERVER_PACKAGES]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -215,16 +221,19 @@ def _check_firmware(firmware: str) -> str:
     return firmware
 
 
-def source_image(firmware: str = "bios") -> Path:
+def source_image(firmware: str = "bios", *, server: bool = False) -> Path:
     """The cached bootable source disk image (raw, sparse) for firmware "bios" or "uefi", built
     first if absent. The UEFI image's ESP is empty (see the module's docstring): it boots only
     after a recovery (or a test) has put a loader on it.
 
+    server=True adds SERVER_PACKAGES, so that rescue can run inside it.
+
     Callers must copy it (`cp --sparse=always`) before writing to it or booting it read-write.
     """
-    key = _key(firmware)
-    # The BIOS name is the historical one; the UEFI variant has its own cache entry.
+    key = _key(firmware, server)
+    # The BIOS name is the historical one; the other variants have their own cache entries.
     key = key if firmware == "bios" else f"{firmware}-{key}"
+    key = f"server-{key}" if server else key
     final = CACHE / f"bootdisk-{key}"
     image = final / "disk.img"
     if image.exists():
@@ -239,7 +248,7 @@ def source_image(firmware: str = "bios") -> Path:
         work = Path(tempfile.mkdtemp(prefix=f"bootdisk-{key}.build-", dir=CACHE))
         work.chmod(0o755)
         try:
-            _build(work, firmware)
+            _build(work, firmware, server)
             shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
         except BaseException:
@@ -272,17 +281,18 @@ def _mounts_under(path: Path) -> list[str]:
     return found
 
 
-def _build(work: Path, firmware: str) -> None:
+def _build(work: Path, firmware: str, server: bool = False) -> None:
     """debootstrap into work/rootfs, configure and trim it, then lay it onto a partitioned disk."""
     started = time.monotonic()
     uefi = firmware == "uefi"
     log = work / "build.log"
     rootfs = work / "rootfs"
+    packages = [*(UEFI_PACKAGES if uefi else PACKAGES), *(SERVER_PACKAGES if server else [])]
     _run(
         [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(UEFI_PACKAGES if uefi else PACKAGES)}",
+            f"--include={','.join(packages)}",
             "bookworm",
             str(rootfs),
             MIRROR,

@@ -1,27 +1,27 @@
 """The rescue ISO: built (or reused) by image/build, carrying the rescue layer, booting.
 
-The boot runs the real ISO in QEMU (TCG, no network) from the CD-ROM, through isolinux, and waits
-on the serial console for the line rescue-console.service prints once rescue runs in the guest.
+The boots run the real ISO in QEMU (TCG, no network) from the CD-ROM, through isolinux (BIOS) and
+through GRUB (UEFI, with OVMF), with the VM driver of vm-tests/, and wait on the serial console for
+the line rescue-console@ttyS0 prints once rescue runs in the guest, then for its menu.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
+from bootdisk import OVMF_CODE
+from isoimage import PROJECT, missing_for_iso, rescue_iso
 
 from rescue import __version__
 
-PROJECT = Path(__file__).resolve().parent.parent
-BUILD = PROJECT / "image" / "build"
+sys.path.insert(0, str(PROJECT / "vm-tests"))
+from machine import Machine  # the VM driver of the VM scenarios
+
 BOOT_TIMEOUT = 600
-FATAL = ("Kernel panic", "Dropping to a shell", "Gave up waiting")
-TOOLS = {"lb": "live-build", "xorriso": "xorriso", "qemu-system-x86_64": "qemu-system-x86"}
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +29,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def iso() -> Path:
     """The ISO path from image/build, which reuses its cache when nothing changed."""
-    if os.geteuid() != 0:
-        pytest.skip("building the ISO needs root (lb build, chroot, mounts)")
-    missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
-    if shutil.which("mksquashfs") is None:
-        missing.append("squashfs-tools")
-    if missing:
-        pytest.skip(f"needs the packages {' '.join(missing)}")
-    out = subprocess.run(
-        [str(PROJECT / ".venv/bin/python"), str(BUILD), "--print-path"],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    path = Path(out.stdout.strip().splitlines()[-1])
-    assert path.is_file(), out.stdout
-    return path
+    reason = missing_for_iso()
+    if reason:
+        pytest.skip(reason)
+    return rescue_iso()
 
 
 def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
@@ -67,44 +54,24 @@ def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
     for path in (
         "/opt/rescue/venv/bin/rescue",
         "/usr/local/bin/rescue",
-        "/etc/systemd/system/rescue-console.service",
-        "/etc/systemd/system/multi-user.target.wants/rescue-console.service",
+        "/etc/systemd/system/rescue-console@.service",
+        "/etc/systemd/system/multi-user.target.wants/rescue-console@tty1.service",
+        "/etc/systemd/system/multi-user.target.wants/rescue-console@ttyS0.service",
+        "/etc/systemd/system/serial-getty@ttyS0.service",
     ):
         assert f"squashfs-root{path}\n" in listing, path
 
 
-def test_iso_boots_to_the_rescue_marker(iso: Path, tmp_path: Path) -> None:
-    """BIOS boot from the CD to the marker, whose version is this tree's rescue."""
-    log = tmp_path / "console.log"
-    argv = [
-        "qemu-system-x86_64",
-        "-accel", "tcg",
-        "-smp", "2",
-        "-m", "2048",
-        "-cdrom", str(iso),
-        "-boot", "d",
-        "-nographic",
-        "-nic", "none",
-        "-no-reboot",
-    ]  # fmt: skip
-    start = time.monotonic()
-    marker = None
-    with log.open("wb") as console:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=console)
-        try:
-            while marker is None:
-                text = log.read_text(errors="replace")
-                marker = re.search(r"RESCUE-ISO-READY version=(.*)", text)
-                if marker:
-                    break
-                fatal = [word for word in FATAL if word in text]
-                assert not fatal, f"boot failed ({fatal[0]}); console:\n{text[-3000:]}"
-                assert proc.poll() is None, f"QEMU exited; console:\n{text[-3000:]}"
-                elapsed = time.monotonic() - start
-                assert elapsed < BOOT_TIMEOUT, f"no marker after {elapsed:.0f} s:\n{text[-3000:]}"
-                time.sleep(2)
-        finally:
-            proc.kill()
-            proc.wait()
-    print(f"boot to marker: {time.monotonic() - start:.0f} s (console log {log})")
-    assert re.search(rf"\b{re.escape(__version__)}\b", marker.group(1)), marker.group(0)
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_iso_boots_from_the_cd_to_the_rescue_console(
+    iso: Path, tmp_path: Path, firmware: str
+) -> None:
+    """The hybrid ISO from the CD, as an admin boots it (isolinux on BIOS, GRUB on UEFI with
+    OVMF), to the console's marker, whose version is this tree's rescue, and to its menu."""
+    if firmware == "uefi" and not OVMF_CODE.exists():
+        pytest.skip("needs OVMF (apt-get install ovmf)")
+    with Machine("iso", tmp_path, cdrom=iso, firmware=firmware, network=False) as vm:
+        marker = vm.wait_for(r"RESCUE-ISO-READY version=([^\r\n]*)", BOOT_TIMEOUT)
+        vm.wait_for(r"rescue> ", 120)
+        print(f"{firmware}: boot to the menu: {vm.elapsed():.0f} s (console log {vm.console_log})")
+    assert re.search(rf"\b{re.escape(__version__)}\b", marker[1]), marker[0]

@@ -35,6 +35,8 @@ after = "poweroff"
 [disks]
 targets = ["serial:QM1", "file:/var/tmp/d.img"]
 map = { "/dev/vda" = "serial:QM1" }
+[mounts]
+"/backup" = "label:BACKUPS"
 [answers]
 "recover.erase" = "yes"
 """,
@@ -49,6 +51,7 @@ map = { "/dev/vda" = "serial:QM1" }
     )
     assert plan.targets == ["serial:QM1", "file:/var/tmp/d.img"]
     assert plan.map == {"/dev/vda": "serial:QM1"}
+    assert plan.mounts == {"/backup": "label:BACKUPS"}
     assert plan.answers == {"recover.erase": "yes"}
 
 
@@ -62,6 +65,9 @@ map = { "/dev/vda" = "serial:QM1" }
         ("[disks]\ntarget = []", "disks: unknown key(s) target"),
         ("[disks]\ntargets = [1]", "disks.targets: must be a stable disk id, not 1"),
         ("x = ", "invalid TOML"),
+        ('[mounts]\n"/backup" = "/dev/vdb"', "must map an absolute path to label:NAME or uuid"),
+        ('[mounts]\n"backup" = "label:B"', "must map an absolute path to label:NAME or uuid"),
+        ('[mounts]\n"/backup" = 1', "mounts./backup: must be label:NAME or uuid:UUID, not 1"),
     ],
 )
 def test_plan_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:

@@ -7,7 +7,9 @@ from rescue.cli import (
     config_cmd,
     drill_cmd,
     layout_cmd,
+    live_cmd,
     manifest_cmd,
+    net_cmd,
     recover_cmd,
     restore_cmd,
     status_cmd,
@@ -24,6 +26,8 @@ cli.add_command(drill_cmd.drill)
 cli.add_command(manifest_cmd.manifest_group)
 cli.add_command(layout_cmd.layout_group)
 cli.add_command(recover_cmd.recover)
+cli.add_command(net_cmd.net_group)
+cli.add_command(live_cmd.live_group)
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ def _options(
         assume_yes=bool(given["yes"]),
         target_ids=list(given["targets"] or (plan.targets if plan else [])),  # type: ignore[call-overload]
         map_ids=dict(plan.map) if plan else {},
+        source_mounts=dict(plan.mounts) if plan else {},
         log_file=str(app.log_path) if app.log_path else None,
     )
 

@@ -44,13 +44,20 @@ def _boot_disk(ctx: Context) -> tuple[str, str]:
 
 
 def _commands(kind: str, disk: str, efi_vars: bool) -> list[list[str]]:
-    if kind == "grub-pc":
-        install = ["grub-install", "--target=i386-pc", "--recheck", disk]
-    else:
+    if kind != "grub-pc":
         install = ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--recheck"]
-        if not efi_vars:
-            install += ["--no-nvram", "--removable"]
-    return [install, ["update-initramfs", "-u", "-k", "all"], ["update-grub"]]
+        # The removable path (EFI/BOOT/BOOTX64.EFI) always: new hardware, a reset NVRAM or
+        # a disk moved to another machine still boots. With efivars, a boot entry as well.
+        removable = [*install, "--no-nvram", "--removable"]
+        if efi_vars:
+            return [install, removable, *_refresh()]
+        return [removable, *_refresh()]
+    return [["grub-install", "--target=i386-pc", "--recheck", disk], *_refresh()]
+
+
+def _refresh() -> list[list[str]]:
+    """The initramfs (new UUIDs, crypttab, mdadm.conf) and grub.cfg, after grub-install."""
+    return [["update-initramfs", "-u", "-k", "all"], ["update-grub"]]
 
 
 def plan(ctx: Context) -> list[str]:

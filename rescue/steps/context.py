@@ -46,6 +46,7 @@ class Options:
     assume_yes: bool = False
     target_ids: list[str] = field(default_factory=list)
     map_ids: dict[str, str] = field(default_factory=dict)
+    source_mounts: dict[str, str] = field(default_factory=dict)  # plan [mounts]: path -> fs id
     log_file: str | None = None
 
 

@@ -1,0 +1,52 @@
+"""Fixtures of the VM scenarios: the ISO, the accelerator, the backup server (sshd on 127.0.0.1).
+
+The scenarios reuse the host tests' helpers (tests/: the boot disks, loop disks, servers and the
+runner scenario's content), so there is one way to build each of them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from isoimage import extract, missing_for_iso, rescue_iso
+from machine import accelerator
+from servers import SshServer
+
+
+@pytest.fixture(scope="session")
+def iso() -> Path:
+    reason = missing_for_iso()
+    if reason:
+        pytest.skip(reason)
+    return rescue_iso()
+
+
+@pytest.fixture(scope="session")
+def iso_kernel(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The ISO's kernel and initramfs, for boots that set the kernel command line."""
+    folder = tmp_path_factory.mktemp("iso-kernel")
+    kernel, initrd = folder / "vmlinuz", folder / "initrd.img"
+    extract(iso, {"/live/vmlinuz": kernel, "/live/initrd.img": initrd})
+    return kernel, initrd
+
+
+@pytest.fixture(scope="session")
+def accel(iso_kernel: tuple[Path, Path]) -> str:
+    return accelerator(iso_kernel[0])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """OpenSSH sshd on 127.0.0.1, key-only root login: the backup server."""
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

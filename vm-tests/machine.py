@@ -1,0 +1,294 @@
+"""The VM test driver: one QEMU machine, its serial console, and commands run through it.
+
+In the spirit of the NixOS test driver, kept small:
+- `Machine(...)` describes disks (with virtio serial numbers, the stable ids recovery plans use),
+  an optional CD-ROM, an optional direct kernel boot, BIOS or UEFI (OVMF) firmware, and QEMU user
+  networking with `restrict=on`: the guest reaches nothing but the guestfwd relays (vm-tests/
+  relay.py, one process per connection, to a server on 127.0.0.1).
+- The serial console goes to a Unix socket and, through QEMU's own logfile, to `console.log`,
+  which is the one place every wait reads; it survives the test and QEMU.
+- `wait_for(pattern)` reads the console until the pattern shows, failing fast on words that mean
+  the boot failed, on QEMU's exit, and on the timeout, naming the log with its last lines.
+- `execute(command)` runs a command in the guest's root shell on the console (the source VM's
+  vmtest-shell unit, or the rescue ISO's shell) with a marker protocol: the command goes in
+  base64, its output comes back in base64 on one line with its exit code after a random nonce,
+  so neither the terminal's echo nor its line endings can fake or garble a result.
+- The machine is killed on leaving the `with` block, whatever happened; the logs stay in logdir.
+
+The accelerator is KVM only if a short boot under KVM shows the kernel's first words (KVM hangs
+on this host): probed once per host boot and remembered in /run.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from bootdisk import FATAL, OVMF_CODE, OVMF_VARS, UEFI_FATAL  # noqa: E402
+
+RELAY = HERE / "relay.py"
+ACCEL_FILE = Path("/run/rescue-vm-tests/accel")
+GUEST_SERVER = "10.0.2.100"  # where the guest finds the relayed servers
+ISO_FATAL = ("Unable to find a medium containing a live file system",)
+
+
+@dataclass
+class Disk:
+    path: Path
+    serial: str | None = None
+    snapshot: bool = False  # writes go to a throw-away overlay
+    bootindex: int | None = None
+
+
+@dataclass
+class Forward:
+    """A guestfwd: guest_port on GUEST_SERVER reaches 127.0.0.1:host_port."""
+
+    guest_port: int
+    host_port: int
+
+
+def accelerator(kernel: Path) -> str:
+    """ "kvm" if a guest kernel gets going under KVM within 30 s, else "tcg"; probed once."""
+    if ACCEL_FILE.exists():
+        return ACCEL_FILE.read_text().strip()
+    choice = "tcg"
+    if Path("/dev/kvm").exists():
+        argv = ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-display", "none",
+                "-no-reboot", "-nic", "none", "-serial", "stdio", "-kernel", str(kernel),
+                "-append", "console=ttyS0 panic=-1"]  # fmt: skip
+        try:
+            out = subprocess.run(argv, capture_output=True, timeout=30).stdout
+            if b"Linux version" in out:
+                choice = "kvm"
+        except subprocess.TimeoutExpired:
+            pass
+    ACCEL_FILE.parent.mkdir(parents=True, exist_ok=True)
+    ACCEL_FILE.write_text(choice + "\n")
+    return choice
+
+
+class Machine:
+    """One QEMU VM; use it as a context manager."""
+
+    def __init__(
+        self,
+        name: str,
+        logdir: Path,
+        *,
+        disks: list[Disk] | None = None,
+        cdrom: Path | None = None,
+        kernel: tuple[Path, Path, str] | None = None,
+        firmware: str = "bios",
+        forwards: list[Forward] | None = None,
+        host_forwards: dict[int, int] | None = None,
+        network: bool = True,
+        memory_mib: int = 2048,
+        accel: str = "tcg",
+    ) -> None:
+        self.name = name
+        self.logdir = logdir
+        self.disks = disks or []
+        self.cdrom = cdrom
+        self.kernel = kernel
+        self.firmware = firmware
+        self.forwards = forwards or []
+        self.host_forwards = host_forwards or {}  # 127.0.0.1:host port -> guest port
+        self.network = network
+        self.memory_mib = memory_mib
+        self.accel = accel
+        self.console_log = logdir / f"{name}.console.log"
+        self.qemu_log = logdir / f"{name}.qemu.log"
+        self.socket_path = logdir / f"{name}.serial.sock"
+        self.fatal = FATAL + ISO_FATAL + (UEFI_FATAL if firmware == "uefi" else ())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.serial: socket.socket | None = None
+        self.started = 0.0
+        self._seen = 0  # console offset already searched by wait_for
+
+    def argv(self) -> list[str]:
+        """The QEMU command line."""
+        argv = ["qemu-system-x86_64", "-accel", self.accel, "-m", str(self.memory_mib),
+                "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot",
+                "-chardev", f"socket,id=serial0,path={self.socket_path},server=on,wait=off,"
+                f"logfile={self.console_log},logappend=on",
+                "-serial", "chardev:serial0"]  # fmt: skip
+        if self.firmware == "uefi":
+            variables = self.logdir / f"{self.name}.OVMF_VARS.fd"
+            if not variables.exists():
+                shutil.copyfile(OVMF_VARS, variables)
+            argv += ["-drive", f"if=pflash,format=raw,file={OVMF_CODE},readonly=on",
+                     "-drive", f"if=pflash,format=raw,file={variables}"]  # fmt: skip
+        for number, disk in enumerate(self.disks):
+            drive = f"file={disk.path},if=none,id=disk{number},format=raw"
+            device = f"virtio-blk-pci,drive=disk{number}"
+            drive += ",snapshot=on" if disk.snapshot else ""
+            device += f",serial={disk.serial}" if disk.serial else ""
+            device += f",bootindex={disk.bootindex}" if disk.bootindex is not None else ""
+            argv += ["-drive", drive, "-device", device]
+        if self.cdrom is not None:
+            # First in the boot order, unless the kernel is given (it boots first then).
+            boot = "" if self.kernel is not None else ",bootindex=0"
+            argv += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
+                     "-device", f"ide-cd,drive=cd0{boot}"]  # fmt: skip
+        if self.kernel is not None:
+            vmlinuz, initrd, append = self.kernel
+            argv += ["-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append]
+        if self.network:
+            netdev = "user,id=net0,restrict=on"
+            for forward in self.forwards:
+                netdev += (
+                    f",guestfwd=tcp:{GUEST_SERVER}:{forward.guest_port}-cmd:"
+                    f"/usr/bin/python3 {RELAY} 127.0.0.1 {forward.host_port}"
+                )
+            for host_port, guest_port in self.host_forwards.items():
+                netdev += f",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"
+            argv += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+        else:
+            argv += ["-nic", "none"]
+        return argv
+
+    def start(self) -> None:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.console_log.write_bytes(b"")
+        self._seen = 0
+        self.socket_path.unlink(missing_ok=True)
+        with self.qemu_log.open("ab") as qemu_log:
+            qemu_log.write(("$ " + " ".join(self.argv()) + "\n").encode())
+            qemu_log.flush()
+            self.proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log
+            )
+        self.started = time.monotonic()
+        deadline = self.started + 30
+        while self.serial is None:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(self.socket_path))
+                self.serial = sock
+            except OSError:
+                sock.close()
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(self._failure("QEMU did not start")) from None
+                time.sleep(0.2)
+        # QEMU writes the console to the socket too: unread, it fills and stalls the guest.
+        threading.Thread(target=self._drain, args=(self.serial,), daemon=True).start()
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
+        """Read and drop what the socket gets; the console log (QEMU's logfile) keeps it."""
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def console(self) -> str:
+        return self.console_log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float, *, fresh: bool = True) -> re.Match[str]:
+        """The first match of pattern (a regex) in console output not yet searched (fresh) or in
+        the whole console; fails on a fatal boot message, QEMU's exit or the timeout."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console()
+            found = regex.search(text, self._seen if fresh else 0)
+            if found:
+                self._seen = found.end()
+                return found
+            fatal = next((word for word in self.fatal if word in text), None)
+            if fatal:
+                raise RuntimeError(self._failure(f"the console shows {fatal!r}"))
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(self._failure(f"QEMU exited while waiting for {pattern!r}"))
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._failure(f"no {pattern!r} after {timeout:.0f} s"))
+            time.sleep(0.5)
+
+    def send(self, text: str) -> None:
+        """Type text on the serial console."""
+        assert self.serial is not None, "the machine is not running"
+        self.serial.sendall(text.encode())
+
+    def execute(self, command: str, timeout: float = 600) -> tuple[int, str]:
+        """Run command in the guest's shell on the console; its exit code and output."""
+        nonce = secrets.token_hex(6)
+        encoded = base64.b64encode(command.encode()).decode()
+        line = (
+            f'{{ eval "$(printf %s {encoded} | base64 -d)"; }} 2>&1 | tee /tmp/vmt.out; '
+            f"rc=${{PIPESTATUS[0]}}; printf '\\nVMT-%s-END %s %s\\n' {nonce} \"$rc\" "
+            f'"$(base64 -w0 /tmp/vmt.out)"\n'
+        )
+        self.send(line)
+        found = self.wait_for(rf"VMT-{nonce}-END (\d+) ([A-Za-z0-9+/=]*)\r?\n", timeout)
+        return int(found[1]), base64.b64decode(found[2]).decode(errors="replace")
+
+    def succeed(self, command: str, timeout: float = 600) -> str:
+        """execute(), which must exit 0."""
+        code, output = self.execute(command, timeout)
+        if code != 0:
+            raise AssertionError(
+                f"{self.name}: `{command}` exited {code}:\n{output[-3000:]}\n"
+                f"(console log {self.console_log})"
+            )
+        return output
+
+    def wait_for_shutdown(self, timeout: float) -> int:
+        """QEMU's exit code once the guest powered off (-no-reboot: a reboot exits too)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            text = self.console()
+            fatal = next((word for word in self.fatal if word in text), None)
+            if fatal:
+                raise RuntimeError(self._failure(f"the console shows {fatal!r}"))
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._failure(f"still running after {timeout:.0f} s"))
+            time.sleep(1)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.serial is not None:
+            self.serial.close()
+            self.serial = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def _failure(self, reason: str) -> str:
+        tail = "\n".join(self.console().splitlines()[-25:])
+        return (
+            f"{self.name}: {reason} ({self.elapsed():.0f} s in); console log {self.console_log}, "
+            f"QEMU log {self.qemu_log}; last lines:\n{tail}"
+        )
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.kill()

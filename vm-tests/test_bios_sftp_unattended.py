@@ -1,0 +1,105 @@
+"""Scenario 1, bios_sftp_unattended: the whole disaster-recovery story, in virtual machines.
+
+1. The source server (vm-tests/server.py: a real Debian on a BIOS/GPT disk, users with their own
+   ids, a service, hard links, symlinks, a sparse file, odd modes, rescue installed from the
+   ISO's own layer) boots and backs itself up with `rescue backup --full` over sftp, through
+   QEMU's guestfwd relay to OpenSSH on 127.0.0.1; its data changes and an incremental follows.
+2. It powers off, and its disk is lost: a blank disk of the same size takes its place.
+3. The rescue ISO boots with `rescue.plan=/plan.toml` found on a small disk labelled RESCUEPLAN,
+   sets up the network by DHCP, recovers unattended and powers off.
+4. The recovered disk boots by GRUB and prints its marker, and its tree matches the source.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from bootdisk import DISK_MIB, source_image
+from loopdisks import require_loop_disks, sh
+from machine import GUEST_SERVER, Disk, Forward, Machine
+from scenario import TOOLS
+from scenario_vm import (
+    Figures,
+    assert_boots,
+    assert_same_system,
+    plan_disk,
+    recover_from_iso,
+    recovered_report,
+)
+from server import CHANGE_IN_GUEST, SHELL_READY, SHELL_WORD, prepare_server
+from servers import SshServer
+
+pytestmark = pytest.mark.slow
+BACKUP_TIMEOUT = 1800
+
+
+def test_bios_sftp_unattended(
+    iso: Path,
+    iso_kernel: tuple[Path, Path],
+    accel: str,
+    sshd: SshServer,
+    tmp_path: Path,
+) -> None:
+    require_loop_disks(TOOLS)
+    figures = Figures()
+    source = tmp_path / "server.img"
+    sh("cp", "--sparse=always", str(source_image("bios", server=True)), str(source))
+    destination: dict[str, object] = {
+        "method": "sftp",
+        "host": GUEST_SERVER,
+        "port": 22,
+        "user": sshd.user,
+        "host_key_fingerprint": sshd.host_key_fingerprint,
+        "path": str(tmp_path / "backups"),
+    }
+    key = sshd.client_key.read_text()
+    boot = prepare_server(
+        source, iso, {**destination, "ssh_key_file": "/etc/rescue/backup-key"},
+        {"backup-key": key}, tmp_path,
+    )  # fmt: skip
+    forwards = [Forward(22, sshd.port)]
+
+    append = boot.append(SHELL_WORD, "systemd.mask=serial-getty@ttyS0.service")
+    with Machine(
+        "source",
+        tmp_path,
+        disks=[Disk(source)],
+        kernel=(boot.kernel, boot.initrd, append),
+        forwards=forwards,
+        accel=accel,
+    ) as vm:
+        vm.wait_for(SHELL_READY, 600)
+        vm.succeed("/lib/systemd/systemd-networkd-wait-online --timeout=120", 180)
+        started = time.monotonic()
+        vm.succeed("rescue backup --full", BACKUP_TIMEOUT)
+        figures.seconds["backup --full in the source VM"] = time.monotonic() - started
+        time.sleep(1)  # duplicity's set times have one-second resolution
+        vm.succeed(CHANGE_IN_GUEST, 60)
+        started = time.monotonic()
+        vm.succeed("rescue backup --incremental", BACKUP_TIMEOUT)
+        figures.seconds["backup --incremental in the source VM"] = time.monotonic() - started
+        status = vm.succeed("rescue status", 600)
+        assert "full" in status and "incremental" in status, status
+        vm.send("systemctl poweroff\n")
+        vm.wait_for_shutdown(300)
+
+    target = tmp_path / "target.img"
+    sh("truncate", "-s", f"{DISK_MIB}M", str(target))
+    plan = plan_disk(
+        tmp_path,
+        {**destination, "ssh_key_file": "/run/rescue/plan/disk/backup-key"},
+        {"backup-key": key},
+    )
+    started = time.monotonic()
+    recover_from_iso(
+        tmp_path, iso, iso_kernel, target, plan, forwards=forwards, accel=accel, figures=figures
+    )
+    report = recovered_report(target, tmp_path)
+    assert report["restore_point"]["kind"] == "incremental", report["restore_point"]
+    figures.steps = {s["id"]: s["seconds"] or 0.0 for s in report["steps"]}
+    figures.seconds["recovered system boot to marker"] = assert_boots(target, tmp_path)
+    figures.seconds["ISO boot to recovered marker"] = time.monotonic() - started
+    assert_same_system(source, target, tmp_path)
+    print("\n".join(["bios_sftp_unattended:", *figures.lines()]))
