@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -69,6 +70,16 @@ def compare_trees(expected: Path, actual: Path) -> list[str]:
             collapsed.add(rel)
         diffs.extend(lines)
     return diffs
+
+
+def difference_path(line: str) -> str:
+    """The path a compare_trees line is about, so callers can explain differences by path."""
+    found = re.match(r"only in \w+: (.*?)(?: \(directory, and \d+ entries below it\))?$", line)
+    if found is None:
+        found = re.match(r"[a-z ]+ differs: (.*?): expected", line)
+    if found is None:
+        raise ValueError(f"not a line of compare_trees: {line}")
+    return found.group(1)
 
 
 def compare_file(expected: Path, actual: Path, rel: str) -> list[str]:

@@ -19,9 +19,32 @@ from isoimage import PROJECT, missing_for_iso, rescue_iso
 from rescue import __version__
 
 sys.path.insert(0, str(PROJECT / "vm-tests"))
-from machine import Machine  # the VM driver of the VM scenarios
+from machine import Disk, Machine  # the VM driver of the VM scenarios
 
 BOOT_TIMEOUT = 600
+# What a recovery may need, in the base: the issue's list, by the files that provide it.
+RESCUE_TOOLS = [
+    "/usr/bin/gpg",
+    "/usr/bin/ssh",
+    "/usr/sbin/sshd",
+    "/usr/sbin/parted",
+    "/usr/sbin/sgdisk",
+    "/usr/sbin/sfdisk",
+    "/usr/sbin/lvm",
+    "/usr/sbin/mdadm",
+    "/usr/sbin/cryptsetup",
+    "/usr/sbin/mkfs.ext4",
+    "/usr/sbin/mkfs.xfs",
+    "/usr/sbin/mkfs.vfat",
+    "/usr/sbin/mkfs.btrfs",
+    "/usr/sbin/grub-install",
+    "/usr/lib/grub/i386-pc/boot.img",
+    "/usr/lib/grub/x86_64-efi/normal.mod",
+    "/usr/bin/efibootmgr",
+    "/usr/bin/rsync",
+    "/usr/sbin/dhclient",
+    "/usr/lib/x86_64-linux-gnu/librsync.so.2",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -60,18 +83,32 @@ def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
         "/etc/systemd/system/serial-getty@ttyS0.service",
     ):
         assert f"squashfs-root{path}\n" in listing, path
+    base = subprocess.run(
+        ["unsquashfs", "-l", str(live / "filesystem.squashfs")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    missing = [tool for tool in RESCUE_TOOLS if f"squashfs-root{tool}\n" not in base]
+    assert missing == [], f"the ISO lacks {missing}"
+    # Generic: no SSH host keys (each boot makes its own), no rescue settings.
+    assert "squashfs-root/etc/ssh/ssh_host_" not in base
+    assert "squashfs-root/etc/rescue/" not in base + listing
 
 
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_iso_boots_from_the_cd_to_the_rescue_console(
-    iso: Path, tmp_path: Path, firmware: str
+@pytest.mark.parametrize(("firmware", "medium"), [("bios", "cd"), ("uefi", "cd"), ("bios", "usb")])
+def test_iso_boots_to_the_rescue_console(
+    iso: Path, tmp_path: Path, firmware: str, medium: str
 ) -> None:
-    """The hybrid ISO from the CD, as an admin boots it (isolinux on BIOS, GRUB on UEFI with
-    OVMF), to the console's marker, whose version is this tree's rescue, and to its menu."""
+    """The hybrid ISO as an admin boots it: from a CD (isolinux on BIOS, GRUB on UEFI with
+    OVMF) and written to a USB stick or disk (its MBR), to the console's marker, whose version
+    is this tree's rescue, and to its menu."""
     if firmware == "uefi" and not OVMF_CODE.exists():
         pytest.skip("needs OVMF (apt-get install ovmf)")
-    with Machine("iso", tmp_path, cdrom=iso, firmware=firmware, network=False) as vm:
+    cdrom = iso if medium == "cd" else None
+    disks = [] if medium == "cd" else [Disk(iso, snapshot=True, bootindex=0)]
+    with Machine("iso", tmp_path, cdrom=cdrom, disks=disks, firmware=firmware, network=False) as vm:
         marker = vm.wait_for(r"RESCUE-ISO-READY version=([^\r\n]*)", BOOT_TIMEOUT)
         vm.wait_for(r"rescue> ", 120)
-        print(f"{firmware}: boot to the menu: {vm.elapsed():.0f} s (console log {vm.console_log})")
+        print(f"{firmware} {medium}: boot to the menu: {vm.elapsed():.0f} s ({vm.console_log})")
     assert re.search(rf"\b{re.escape(__version__)}\b", marker[1]), marker[0]

@@ -1,7 +1,8 @@
 """The rescue ISO's boot side on the host: kernel parameters, where a plan comes from, consoles.
 
 The plan disk is a real ext4 file system labelled RESCUEPLAN on a loop device, found by blkid as
-the rescue system finds it; the URL plan comes from a real HTTP server on 127.0.0.1. The whole
+the rescue system finds it; URL plans come from a real HTTP server and a real OpenSSH server on
+127.0.0.1. The whole
 boot is proven in QEMU by vm-tests/.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -17,8 +19,9 @@ from pathlib import Path
 import pytest
 from clirun import rescue
 from loopdisks import loop_disk, need
+from servers import SshServer
 
-from rescue.errors import PlanError
+from rescue.errors import AuthenticationError, ChangedHostKeyError, PlanError
 from rescue.live.cmdline import parse_cmdline
 from rescue.live.console import console_enabled, primary_console
 from rescue.live.plan_source import LABEL, fetch_plan
@@ -160,7 +163,7 @@ def test_plan_url_errors_are_one_line(web: tuple[str, Path], tmp_path: Path) -> 
     (root / "escape.toml").write_text('settings = "../../etc/rescue.toml"\n')
     with pytest.raises(PlanError, match="names settings outside its directory"):
         fetch_plan(f"{url}/escape.toml", work=tmp_path / "work")
-    with pytest.raises(PlanError, match=r"only http://, https:// and paths are supported"):
+    with pytest.raises(PlanError, match=r"only http://, https://, sftp:// and paths are supported"):
         fetch_plan("ftp://host/plan.toml", work=tmp_path / "work")
 
 
@@ -172,3 +175,41 @@ def test_live_show_prints_the_parameters_as_understood() -> None:
     assert run.code == 0, run.err
     assert "plan:    (none: guided recovery)" in run.out
     assert "rescue.plan=PATH|URL" in rescue(None, "live", "--help").out
+
+
+def test_plan_from_sftp_with_a_pinned_host_key(sshd: SshServer, tmp_path: Path) -> None:
+    """A real OpenSSH server on 127.0.0.1; the plan and its settings come over one session."""
+    folder = tmp_path / "plans/web1"
+    folder.mkdir(parents=True)
+    (folder / "plan.toml").write_text(PLAN)
+    (folder / "rescue.toml").write_text("[destination]\nmethod = 'file'\n")
+    base = f"sftp://root@127.0.0.1:{sshd.port}{folder}/plan.toml"
+    url = f"{base}?fingerprint={sshd.host_key_fingerprint}&key={sshd.client_key}"
+    work = tmp_path / "work"
+    path, origin = fetch_plan(url, work=work)
+    assert path.read_text() == PLAN and origin == f"downloaded from {base}"
+    assert (work / "rescue.toml").read_text() == "[destination]\nmethod = 'file'\n"
+    assert (work / "rescue.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_sftp_plan_refusals(sshd: SshServer, tmp_path: Path) -> None:
+    base = f"sftp://root@127.0.0.1:{sshd.port}/nowhere/plan.toml"
+    with pytest.raises(PlanError, match=r"add \?fingerprint=SHA256"):
+        fetch_plan(base, work=tmp_path)
+    wrong = "SHA256:" + "A" * 43
+    with pytest.raises(ChangedHostKeyError, match="has CHANGED"):
+        fetch_plan(f"{base}?fingerprint={wrong}", work=tmp_path)
+    asked = []
+
+    def typed(prompt: str) -> str:
+        asked.append(prompt)
+        return "typed-password-123"
+
+    with pytest.raises(AuthenticationError) as refused:  # this server takes keys only
+        fetch_plan(f"{base}?fingerprint={sshd.host_key_fingerprint}", work=tmp_path,
+                   ask_password=typed)  # fmt: skip
+    assert asked == ["Password of root@127.0.0.1 (for the plan): "]
+    assert "typed-password-123" not in str(refused.value)
+    key = f"{base}?fingerprint={sshd.host_key_fingerprint}&key={sshd.client_key}"
+    with pytest.raises(PlanError, match=re.escape("cannot read /nowhere/plan.toml on 127.0.0.1")):
+        fetch_plan(key, work=tmp_path)

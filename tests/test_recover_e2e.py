@@ -53,7 +53,7 @@ from scenario import (
 from servers import SshServer
 
 from rescue.manifest import MANIFEST_REL, hardlink_groups
-from rescue.treecompare import compare_trees
+from rescue.treecompare import compare_trees, difference_path
 
 pytestmark = pytest.mark.slow
 
@@ -133,21 +133,12 @@ def _mount_tree(parts: list[str], point: Path) -> None:
     sh("mount", "-o", "ro", parts[1], str(point / "boot"))
 
 
-def _difference_path(line: str) -> str:
-    """The path a compare_trees line is about."""
-    found = re.match(r"only in \w+: (.*?)(?: \(directory, and \d+ entries below it\))?$", line)
-    if found is None:
-        found = re.match(r"[a-z ]+ differs: (.*?): expected", line)
-    assert found is not None, f"unexpected comparison line: {line}"
-    return found.group(1)
-
-
 def _allowed(line: str) -> bool:
     """A difference the recovery explains: what the selection leaves out (the excluded
     directories' content and the glob exclusions, both recorded in the manifest), a file the
     bootloader step regenerates, the recovery's own log, or the manifest itself (each backup
     rewrites it in the source; the source's copy is from the last backup of the two)."""
-    path = _difference_path(line)
+    path = difference_path(line)
     excluded = tuple(f"{d}/" for d in SOURCE_EXCLUDES)
     if path.startswith(excluded) or fnmatch.fnmatch(os.path.basename(path), EXCLUDE_GLOB):
         return True

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rescue.treecompare import compare_file, compare_trees, tree_totals
+from rescue.treecompare import compare_file, compare_trees, difference_path, tree_totals
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 
@@ -194,3 +194,11 @@ def test_tree_totals(tmp_path: Path) -> None:
     os.symlink("h", tmp_path / "link")
     os.symlink("d", tmp_path / "dirlink")
     assert tree_totals(tmp_path) == (5, 8)
+
+
+def test_difference_path_names_the_path_of_each_kind_of_line() -> None:
+    assert difference_path("only in actual: root/.x") == "root/.x"
+    assert difference_path("only in expected: tmp (directory, and 3 entries below it)") == "tmp"
+    assert difference_path("mode differs: proc: expected 0755, actual 0555") == "proc"
+    with pytest.raises(ValueError, match="not a line of compare_trees"):
+        difference_path("something else")

@@ -44,9 +44,6 @@ def accel(iso_kernel: tuple[Path, Path]) -> str:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """OpenSSH sshd on 127.0.0.1, key-only root login: the backup server."""
-    server = SshServer(tmp_path_factory.mktemp("sshd"))
-    try:
+    with SshServer(tmp_path_factory.mktemp("sshd")) as server:
         server.start()
         yield server
-    finally:
-        server.stop()

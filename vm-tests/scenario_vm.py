@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from rescue.config import DEFAULT_EXCLUDES
 from rescue.live.console import DONE_MARKER, READY_MARKER
 from rescue.live.plan_source import LABEL, PLAN_DIR
 from rescue.manifest import MANIFEST_REL, hardlink_groups
-from rescue.treecompare import compare_trees
+from rescue.treecompare import compare_trees, difference_path
 
 PLAN_MOUNT = PLAN_DIR / "disk"  # where the rescue system mounts the RESCUEPLAN disk
 TARGET_SERIAL = "RESCUE-TARGET"
@@ -157,16 +156,8 @@ def assert_boots(target: Path, folder: Path, firmware: str = "bios") -> float:
     return time.monotonic() - started
 
 
-def _difference_path(line: str) -> str:
-    found = re.match(r"only in \w+: (.*?)(?: \(directory, and \d+ entries below it\))?$", line)
-    if found is None:
-        found = re.match(r"[a-z ]+ differs: (.*?): expected", line)
-    assert found is not None, f"unexpected comparison line: {line}"
-    return found.group(1)
-
-
 def _allowed(line: str) -> bool:
-    path = _difference_path(line)
+    path = difference_path(line)
     excluded = tuple(f"{d.strip('/')}/" for d in (*DEFAULT_EXCLUDES, ARCHIVE_DIR))
     if path.startswith(excluded) or fnmatch.fnmatch(os.path.basename(path), EXCLUDE_GLOB):
         return True

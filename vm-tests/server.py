@@ -18,15 +18,18 @@ the first boot:
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootdisk import MARKER_FILE
+from bootdisk import MARKER_FILE, source_image
 from clirun import write_settings
 from loopdisks import attached_image, sh
+from machine import Disk, Forward, Machine
 from scenario import CHANGED_MARKER, EXCLUDE_GLOB, PASSPHRASE, populate
 
 from rescue.config import DEFAULT_EXCLUDES
@@ -69,6 +72,7 @@ SPARSE_DATA_AT = 8 << 20
 SPARSE_DATA = b"sparse file data\n" * 4096
 ODD_MODES = {"srv/odd/no-access": 0o000, "srv/odd/group-only": 0o070, "srv/odd/sticky": 0o1777}
 SERVICE_LINK = "etc/systemd/system/multi-user.target.wants/rescue-demo.service"
+BACKUP_TIMEOUT = 1800
 # The server keeps its own duplicity cache out of its backup, as an admin would.
 ARCHIVE_DIR = "/var/cache/rescue"
 
@@ -209,3 +213,72 @@ CHANGE_IN_GUEST = "\n".join(
         'printf %s "alice\'s notes, edited\n" > /home/alice/notes.txt',
     ]
 )
+
+
+def backup_story(
+    folder: Path,
+    source: Path,
+    boot: BootFiles,
+    *,
+    firmware: str = "bios",
+    accel: str = "tcg",
+    forwards: list[Forward] | None = None,
+    backup_disk: Disk | None = None,
+) -> tuple[list[dict[str, object]], dict[str, float]]:
+    """Boot the server, back it up in full, change its data, back it up again (incremental)
+    and power it off; the backup sets as `rescue status --json` lists them, and the seconds of
+    each backup. A backup_disk (see backup_disk()) is mounted at /backup for a file destination;
+    forwards reach an sftp server."""
+    append = boot.append(SHELL_WORD, "systemd.mask=serial-getty@ttyS0.service")
+    disks = [Disk(source), *([backup_disk] if backup_disk else [])]
+    seconds = {}
+    with Machine(
+        "source",
+        folder,
+        disks=disks,
+        kernel=(boot.kernel, boot.initrd, append),
+        firmware=firmware,
+        forwards=forwards,
+        accel=accel,
+    ) as vm:
+        vm.wait_for(SHELL_READY, 600)
+        if firmware == "uefi":
+            vm.succeed("test -d /sys/firmware/efi", 30)  # the source really runs on UEFI
+        if backup_disk:
+            vm.succeed(f"mkdir -p /backup && mount LABEL={BACKUP_LABEL} /backup", 60)
+        if forwards:
+            vm.succeed("/lib/systemd/systemd-networkd-wait-online --timeout=120", 180)
+        for kind, change in (("full", ""), ("incremental", CHANGE_IN_GUEST)):
+            if change:
+                time.sleep(1)  # duplicity's set times have one-second resolution
+                vm.succeed(change, 60)
+            started = time.monotonic()
+            vm.succeed(f"rescue backup --{kind}", BACKUP_TIMEOUT)
+            seconds[f"backup --{kind} in the source VM"] = time.monotonic() - started
+        sets = json.loads(vm.succeed("rescue status --json", 600))["sets"]
+        if backup_disk:
+            vm.succeed("umount /backup && sync", 60)
+        vm.send("systemctl poweroff\n")
+        vm.wait_for_shutdown(300)
+    assert [s["kind"] for s in sets] == ["full", "incremental"], sets
+    return sets, seconds
+
+
+BACKUP_LABEL = "BACKUPS"
+FILE_DESTINATION: dict[str, object] = {"method": "file", "path": "/backup/rescue"}
+
+
+def server_disk(folder: Path, firmware: str = "bios") -> Path:
+    """A fresh copy of the cached server disk, for one scenario."""
+    source = folder / "server.img"
+    sh("cp", "--sparse=always", str(source_image(firmware, server=True)), str(source))
+    return source
+
+
+def backup_disk(folder: Path) -> Disk:
+    """An empty ext4 disk labelled BACKUPS, for a file destination (FILE_DESTINATION) at
+    /backup on it; backup_story mounts it there."""
+    image = folder / "backups.img"
+    sh("truncate", "-s", "2G", str(image))
+    sh("mkfs.ext4", "-q", "-F", "-L", BACKUP_LABEL, str(image))
+    return Disk(image, serial=BACKUP_LABEL)

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from bootdisk import DISK_MIB, source_image
+from bootdisk import DISK_MIB
 from loopdisks import require_loop_disks, sh
-from machine import GUEST_SERVER, Disk, Forward, Machine
+from machine import GUEST_SERVER, Forward
 from scenario import TOOLS
 from scenario_vm import (
     Figures,
@@ -28,11 +28,10 @@ from scenario_vm import (
     recover_from_iso,
     recovered_report,
 )
-from server import CHANGE_IN_GUEST, SHELL_READY, SHELL_WORD, prepare_server
+from server import backup_story, prepare_server, server_disk
 from servers import SshServer
 
 pytestmark = pytest.mark.slow
-BACKUP_TIMEOUT = 1800
 
 
 def test_bios_sftp_unattended(
@@ -44,8 +43,7 @@ def test_bios_sftp_unattended(
 ) -> None:
     require_loop_disks(TOOLS)
     figures = Figures()
-    source = tmp_path / "server.img"
-    sh("cp", "--sparse=always", str(source_image("bios", server=True)), str(source))
+    source = server_disk(tmp_path)
     destination: dict[str, object] = {
         "method": "sftp",
         "host": GUEST_SERVER,
@@ -61,29 +59,7 @@ def test_bios_sftp_unattended(
     )  # fmt: skip
     forwards = [Forward(22, sshd.port)]
 
-    append = boot.append(SHELL_WORD, "systemd.mask=serial-getty@ttyS0.service")
-    with Machine(
-        "source",
-        tmp_path,
-        disks=[Disk(source)],
-        kernel=(boot.kernel, boot.initrd, append),
-        forwards=forwards,
-        accel=accel,
-    ) as vm:
-        vm.wait_for(SHELL_READY, 600)
-        vm.succeed("/lib/systemd/systemd-networkd-wait-online --timeout=120", 180)
-        started = time.monotonic()
-        vm.succeed("rescue backup --full", BACKUP_TIMEOUT)
-        figures.seconds["backup --full in the source VM"] = time.monotonic() - started
-        time.sleep(1)  # duplicity's set times have one-second resolution
-        vm.succeed(CHANGE_IN_GUEST, 60)
-        started = time.monotonic()
-        vm.succeed("rescue backup --incremental", BACKUP_TIMEOUT)
-        figures.seconds["backup --incremental in the source VM"] = time.monotonic() - started
-        status = vm.succeed("rescue status", 600)
-        assert "full" in status and "incremental" in status, status
-        vm.send("systemctl poweroff\n")
-        vm.wait_for_shutdown(300)
+    _, figures.seconds = backup_story(tmp_path, source, boot, accel=accel, forwards=forwards)
 
     target = tmp_path / "target.img"
     sh("truncate", "-s", f"{DISK_MIB}M", str(target))

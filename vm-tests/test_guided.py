@@ -12,57 +12,38 @@ boots and holds the data of the full backup, not the incremental's.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
-from bootdisk import DISK_MIB, HOSTNAME, MARKER_SUM, MARKER_TEXT, boot_disk, source_image
+from bootdisk import DISK_MIB, HOSTNAME, MARKER_SUM, MARKER_TEXT, boot_disk
 from loopdisks import attached_image, require_loop_disks, sh
 from machine import Disk, Machine
 from scenario import CHANGED_MARKER, PASSPHRASE, TOOLS
 from scenario_vm import TARGET_SERIAL, Figures, recovered_report
-from server import CHANGE_IN_GUEST, SHELL_READY, SHELL_WORD, prepare_server
+from server import (
+    BACKUP_LABEL,
+    FILE_DESTINATION,
+    backup_disk,
+    backup_story,
+    prepare_server,
+    server_disk,
+)
 
 from rescue.live.console import READY_MARKER
 
 pytestmark = pytest.mark.slow
-BACKUP_TIMEOUT = 1800
-BACKUP_LABEL = "BACKUPS"
 DOWN = "\x1b[B"
 
 
 def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
     require_loop_disks(TOOLS)
     figures = Figures()
-    source = tmp_path / "server.img"
-    sh("cp", "--sparse=always", str(source_image("bios", server=True)), str(source))
-    backups = tmp_path / "backups.img"
-    sh("truncate", "-s", "2G", str(backups))
-    sh("mkfs.ext4", "-q", "-F", "-L", BACKUP_LABEL, str(backups))
-    destination: dict[str, object] = {"method": "file", "path": "/backup/rescue"}
+    source = server_disk(tmp_path, "bios")
+    destination = FILE_DESTINATION
     boot = prepare_server(source, iso, destination, {}, tmp_path, excludes=("/backup",))
-    backup_disk = Disk(backups, serial=BACKUP_LABEL)
+    backups = backup_disk(tmp_path)
 
-    append = boot.append(SHELL_WORD, "systemd.mask=serial-getty@ttyS0.service")
-    with Machine(
-        "source",
-        tmp_path,
-        disks=[Disk(source), backup_disk],
-        kernel=(boot.kernel, boot.initrd, append),
-        accel=accel,
-    ) as vm:
-        vm.wait_for(SHELL_READY, 600)
-        vm.succeed(f"mkdir -p /backup && mount LABEL={BACKUP_LABEL} /backup", 60)
-        vm.succeed("rescue backup --full", BACKUP_TIMEOUT)
-        time.sleep(1)
-        vm.succeed(CHANGE_IN_GUEST, 60)
-        vm.succeed("rescue backup --incremental", BACKUP_TIMEOUT)
-        sets = json.loads(vm.succeed("rescue status --json", 600))["sets"]
-        vm.succeed("umount /backup && sync", 60)
-        vm.send("systemctl poweroff\n")
-        vm.wait_for_shutdown(300)
-    assert [s["kind"] for s in sets] == ["full", "incremental"], sets
+    sets, figures.seconds = backup_story(tmp_path, source, boot, accel=accel, backup_disk=backups)
     full_date = sets[0]["date"]
 
     target = tmp_path / "target.img"
@@ -70,7 +51,7 @@ def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
     with Machine(
         "rescue-iso",
         tmp_path,
-        disks=[Disk(target, serial=TARGET_SERIAL), backup_disk],
+        disks=[Disk(target, serial=TARGET_SERIAL), backups],
         cdrom=iso,  # booted as an admin boots it: the isolinux menu's default entry
         accel=accel,
     ) as vm:

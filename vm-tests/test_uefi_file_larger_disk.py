@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bootdisk import DISK_MIB, OVMF_CODE, source_image
+from bootdisk import DISK_MIB, OVMF_CODE
 from loopdisks import require_loop_disks, sh
-from machine import Disk, Machine
 from scenario import TOOLS
 from scenario_vm import (
     Figures,
@@ -29,12 +28,17 @@ from scenario_vm import (
     recover_from_iso,
     recovered_report,
 )
-from server import CHANGE_IN_GUEST, SHELL_READY, SHELL_WORD, prepare_server
+from server import (
+    BACKUP_LABEL,
+    FILE_DESTINATION,
+    backup_disk,
+    backup_story,
+    prepare_server,
+    server_disk,
+)
 
 pytestmark = pytest.mark.slow
-BACKUP_TIMEOUT = 1800
 TARGET_MIB = DISK_MIB + 512
-BACKUP_LABEL = "BACKUPS"
 
 
 def _partitions(image: Path) -> list[dict[str, object]]:
@@ -48,38 +52,15 @@ def test_uefi_file_larger_disk(
     if not OVMF_CODE.exists():
         pytest.skip("needs OVMF (apt-get install ovmf)")
     figures = Figures()
-    source = tmp_path / "server.img"
-    sh("cp", "--sparse=always", str(source_image("uefi", server=True)), str(source))
-    backups = tmp_path / "backups.img"
-    sh("truncate", "-s", "2G", str(backups))
-    sh("mkfs.ext4", "-q", "-F", "-L", BACKUP_LABEL, str(backups))
-    destination: dict[str, object] = {"method": "file", "path": "/backup/rescue"}
+    source = server_disk(tmp_path, "uefi")
+    destination = FILE_DESTINATION
     boot = prepare_server(source, iso, destination, {}, tmp_path, excludes=("/backup",))
-    backup_disk = Disk(backups, serial=BACKUP_LABEL)
+    backups = backup_disk(tmp_path)
 
-    append = boot.append(SHELL_WORD, "systemd.mask=serial-getty@ttyS0.service")
-    with Machine(
-        "source",
-        tmp_path,
-        disks=[Disk(source), backup_disk],
-        kernel=(boot.kernel, boot.initrd, append),
-        firmware="uefi",
-        accel=accel,
-    ) as vm:
-        vm.wait_for(SHELL_READY, 600)
-        vm.succeed(f"mkdir -p /backup && mount LABEL={BACKUP_LABEL} /backup", 60)
-        vm.succeed("test -d /sys/firmware/efi", 30)  # the source really runs on UEFI
-        started = time.monotonic()
-        vm.succeed("rescue backup --full", BACKUP_TIMEOUT)
-        figures.seconds["backup --full in the source VM"] = time.monotonic() - started
-        time.sleep(1)
-        vm.succeed(CHANGE_IN_GUEST, 60)
-        started = time.monotonic()
-        vm.succeed("rescue backup --incremental", BACKUP_TIMEOUT)
-        figures.seconds["backup --incremental in the source VM"] = time.monotonic() - started
-        vm.succeed("umount /backup && sync", 60)
-        vm.send("systemctl poweroff\n")
-        vm.wait_for_shutdown(300)
+    _, figures.seconds = backup_story(
+        tmp_path, source, boot, firmware="uefi", accel=accel,
+        backup_disk=backups,
+    )  # fmt: skip
 
     target = tmp_path / "target.img"
     sh("truncate", "-s", f"{TARGET_MIB}M", str(target))
@@ -93,7 +74,7 @@ def test_uefi_file_larger_disk(
         plan,
         firmware="uefi",
         accel=accel,
-        extra_disks=[backup_disk],
+        extra_disks=[backups],
         figures=figures,
     )
     report = recovered_report(target, tmp_path)

@@ -12,7 +12,8 @@ from rescue.live.console import console_enabled, primary_console, run_console
 PARAMETERS = """\b
 Kernel parameters (add them at the boot menu: Tab in isolinux, e in GRUB):
   rescue.plan=PATH|URL   unattended recovery with this plan: PATH on a disk labelled
-                         RESCUEPLAN, on the ISO or in the rescue system; or an http(s) URL
+                         RESCUEPLAN, on the ISO or in the rescue system; or an http(s) URL,
+                         or sftp://USER@HOST/PATH?fingerprint=SHA256:...[&key=KEYFILE]
   rescue.net=dhcp        the network (default), or IFACE:ADDR/PREFIX,GW,DNS, as in
                          rescue.net=ens3:192.0.2.10/24,192.0.2.1,192.0.2.53
   rescue.after=reboot|poweroff|shell
