@@ -3,6 +3,7 @@ and comparing the recovered disk with the source, with the figures the benchmark
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -177,32 +178,30 @@ def assert_same_system(source: Path, target: Path, folder: Path) -> None:
     with (
         attached_image(source, read_only=True) as (_, source_parts),
         attached_image(target, read_only=True) as (_, target_parts),
+        contextlib.ExitStack() as mounted,
     ):
         for parts, view in ((source_parts, source_view), (target_parts, target_view)):
             view.mkdir(exist_ok=True)
             sh("mount", "-o", "ro", parts[3], str(view))
+            mounted.callback(sh, "umount", "-R", str(view))
             sh("mount", "-o", "ro", parts[1], str(view / "boot"))
-        try:
-            differences = compare_trees(source_view, target_view)
-            unexplained = [d for d in differences if not _allowed(d)]
-            assert unexplained == [], "\n".join(unexplained)
-            assert (target_view / "etc/rescue-marker.txt").read_text() == CHANGED_MARKER
-            assert not (target_view / "srv/data/delete-me").exists()
-            assert (target_view / "srv/data/new.txt").exists()
-            assert not (target_view / "srv/data/movie.avi").exists()
-            groups = hardlink_groups(source_view)
-            assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
-            for group in groups:
-                inodes = {(target_view / p).lstat().st_ino for p in group}
-                assert len(inodes) == 1, f"{group} are {len(inodes)} files"
-            assert (target_view / "srv/data/games-save").stat().st_uid == GAMES_ID
-            assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
-            for rel, mode in ODD_MODES.items():
-                assert (target_view / rel).lstat().st_mode & 0o7777 == mode, rel
-            assert (target_view / SERVICE_LINK).is_symlink()
-            with (target_view / SPARSE_REL).open("rb") as sparse:
-                sparse.seek(SPARSE_DATA_AT)
-                assert sparse.read(len(SPARSE_DATA)) == SPARSE_DATA
-        finally:
-            sh("umount", "-R", str(source_view))
-            sh("umount", "-R", str(target_view))
+        differences = compare_trees(source_view, target_view)
+        unexplained = [d for d in differences if not _allowed(d)]
+        assert unexplained == [], "\n".join(unexplained)
+        assert (target_view / "etc/rescue-marker.txt").read_text() == CHANGED_MARKER
+        assert not (target_view / "srv/data/delete-me").exists()
+        assert (target_view / "srv/data/new.txt").exists()
+        assert not (target_view / "srv/data/movie.avi").exists()
+        groups = hardlink_groups(source_view)
+        assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
+        for group in groups:
+            inodes = {(target_view / p).lstat().st_ino for p in group}
+            assert len(inodes) == 1, f"{group} are {len(inodes)} files"
+        assert (target_view / "srv/data/games-save").stat().st_uid == GAMES_ID
+        assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
+        for rel, mode in ODD_MODES.items():
+            assert (target_view / rel).lstat().st_mode & 0o7777 == mode, rel
+        assert (target_view / SERVICE_LINK).is_symlink()
+        with (target_view / SPARSE_REL).open("rb") as sparse:
+            sparse.seek(SPARSE_DATA_AT)
+            assert sparse.read(len(SPARSE_DATA)) == SPARSE_DATA
