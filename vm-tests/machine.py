@@ -11,8 +11,8 @@ In the spirit of the NixOS test driver, kept small:
   the boot failed, on QEMU's exit, and on the timeout, naming the log with its last lines.
 - `execute(command)` runs a command in the guest's root shell on the console (the source VM's
   vmtest-shell unit, or the rescue ISO's shell) with a marker protocol: the command goes in
-  base64, its output comes back in base64 on one line with its exit code after a random nonce,
-  so neither the terminal's echo nor its line endings can fake or garble a result.
+  base64; its exit code comes back after a random nonce, then its output in base64 with a
+  sha256, so neither the terminal's echo nor a garbled character can fake a result.
 - The machine is killed on leaving the `with` block, whatever happened; the logs stay in logdir.
 
 The accelerator is KVM only if a short boot under KVM shows the kernel's first words (KVM hangs
@@ -22,6 +22,7 @@ on this host): probed once per host boot and remembered in /run.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 import shutil
@@ -42,6 +43,7 @@ from bootdisk import FATAL, OVMF_CODE, OVMF_VARS, UEFI_FATAL  # noqa: E402
 
 RELAY = HERE / "relay.py"
 ACCEL_FILE = Path("/run/rescue-vm-tests/accel")
+OUTPUT_TRIES = 5
 GUEST_SERVER = "10.0.2.100"  # where the guest finds the relayed servers
 ISO_FATAL = ("Unable to find a medium containing a live file system",)
 
@@ -229,17 +231,32 @@ class Machine:
         self.serial.sendall(text.encode())
 
     def execute(self, command: str, timeout: float = 600) -> tuple[int, str]:
-        """Run command in the guest's shell on the console; its exit code and output."""
+        """Run command in the guest's shell on the console; its exit code and output.
+
+        The output comes back with its sha256: an emulated UART under a loaded host has been
+        seen to garble a character now and then, so a result that does not match is fetched
+        again (the file, not the command: that runs once)."""
         nonce = secrets.token_hex(6)
         encoded = base64.b64encode(command.encode()).decode()
-        line = (
+        self.send(
             f'{{ eval "$(printf %s {encoded} | base64 -d)"; }} 2>&1 | tee /tmp/vmt.out; '
-            f"rc=${{PIPESTATUS[0]}}; printf '\\nVMT-%s-END %s %s\\n' {nonce} \"$rc\" "
-            f'"$(base64 -w0 /tmp/vmt.out)"\n'
+            f"rc=${{PIPESTATUS[0]}}; printf '\\nVMT-%s-END %s\\n' {nonce} \"$rc\"\n"
         )
-        self.send(line)
-        found = self.wait_for(rf"VMT-{nonce}-END (\d+) ([A-Za-z0-9+/=]*)\r?\n", timeout)
-        return int(found[1]), base64.b64decode(found[2]).decode(errors="replace")
+        code = int(self.wait_for(rf"VMT-{nonce}-END (\d+)\r?\n", timeout)[1])
+        for _ in range(OUTPUT_TRIES):
+            nonce = secrets.token_hex(6)
+            self.send(
+                f"printf '\\nVMT-%s-OUT %s %s\\n' {nonce} "
+                f'"$(sha256sum </tmp/vmt.out | cut -c1-64)" "$(base64 -w0 /tmp/vmt.out)"\n'
+            )
+            found = self.wait_for(rf"VMT-{nonce}-OUT (\S+) (\S*)\r?\n", 120)
+            try:
+                output = base64.b64decode(found[2], validate=True)
+            except ValueError:
+                continue
+            if hashlib.sha256(output).hexdigest() == found[1]:
+                return code, output.decode(errors="replace")
+        raise RuntimeError(self._failure(f"the output of `{command}` came back garbled"))
 
     def succeed(self, command: str, timeout: float = 600) -> str:
         """execute(), which must exit 0."""
