@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, human_seconds, progress
+from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.errors import PlanError, UsageError
 from rescue.lock import exclusive
@@ -204,7 +204,7 @@ def recover(
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     with contextlib.ExitStack() as stack:
         callback = stack.enter_context(progress(not as_json))
-        ctx = Context(options, answers, echo=echo, progress=callback)
+        ctx = Context(options, answers, echo=echo, progress=callback, quiet=paused)
         runner = Runner(RECOVER, ctx, ctx.state_path)
         if dry_run:
             _dry_run(runner, ctx)

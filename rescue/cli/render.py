@@ -61,11 +61,34 @@ def _line(p: Progress) -> Text:
     )
 
 
+_live: Live | None = None  # the status line being drawn, so a question can pause it
+
+
 @contextmanager
 def progress(enabled: bool) -> Iterator[ProgressCallback | None]:
     """A progress callback that redraws one status line, or None when nobody watches."""
+    global _live
     if not enabled or not sys.stderr.isatty():
         yield None
         return
     with Live(Text(""), console=stderr, refresh_per_second=4, transient=True) as live:
-        yield lambda p: live.update(_line(p))
+        _live = live
+        try:
+            yield lambda p: live.update(_line(p))
+        finally:
+            _live = None
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No status line while a question is on the screen: its redraw (a carriage return and
+    erase-line, four times a second) would wipe the prompt the admin must answer."""
+    live = _live
+    if live is None:
+        yield
+        return
+    live.stop()
+    try:
+        yield
+    finally:
+        live.start()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,10 @@ class Context:
         echo: Callable[[str], None] = print,
         progress: ProgressCallback | None = None,
         settings: Settings | None = None,
+        quiet: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.options = options
+        self.quiet = quiet  # pauses the progress display while a question is asked
         self.answers = answers
         self.facts = Facts()
         self._echo = echo
@@ -114,7 +117,8 @@ class Context:
         self._echo(text)
 
     def ask(self, question: Question) -> Any:
-        return self.answers.ask(question)
+        with self.quiet():
+            return self.answers.ask(question)
 
     def warn(self, text: str) -> None:
         """A problem that does not stop the recovery, but must reach the report."""

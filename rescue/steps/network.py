@@ -51,7 +51,8 @@ def run(ctx: Context) -> list[str]:
     lines: list[str] = []
     can_ask = ctx.answers.has(QUESTION.id) or ctx.answers.interactive
     if can_ask and not is_loopback(host) and not has_address():
-        lines += ask_and_bring_up(ctx.answers, echo=ctx.echo)
+        with ctx.quiet():
+            lines += ask_and_bring_up(ctx.answers, echo=ctx.echo)
     lines += check_reachable(host, dest.port or DEFAULT_PORTS[dest.method])
     with prepare(settings) as target:
         return [*mounted, *lines, f"reached {target.display}"]
