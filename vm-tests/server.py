@@ -36,6 +36,7 @@ from rescue.config import DEFAULT_EXCLUDES
 
 SHELL_WORD = "rescue.vmtest=shell"
 SHELL_READY = "VMTEST-SHELL-READY"
+SHELL_PROMPT = "vmtest# "
 SHELL_UNIT = f"""[Unit]
 Description=vm-tests: a root shell on ttyS0 for the test driver ({SHELL_WORD} only)
 ConditionKernelCommandLine={SHELL_WORD}
@@ -242,6 +243,7 @@ def backup_story(
         accel=accel,
     ) as vm:
         vm.wait_for(SHELL_READY, 600)
+        vm.wait_for(SHELL_PROMPT, 120)  # typed before bash owns the tty, keys are lost
         if firmware == "uefi":
             vm.succeed("test -d /sys/firmware/efi", 30)  # the source really runs on UEFI
         if backup_disk:

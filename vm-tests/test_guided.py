@@ -32,7 +32,7 @@ from server import (
 from rescue.live.console import READY_MARKER
 
 pytestmark = pytest.mark.slow
-DOWN = "\x1b[B"
+LIVE_PROMPT = r"root@[\w.-]+:[^#\r\n]*# "
 
 
 def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
@@ -59,6 +59,7 @@ def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
         vm.wait_for("rescue> ", 300)
         figures.seconds["ISO boot to the first prompt"] = vm.elapsed()
         vm.send("s\n")
+        vm.wait_for(LIVE_PROMPT, 120)  # keys typed before bash owns the tty are lost
         vm.succeed(f"mkdir -p /backup && mount -o ro LABEL={BACKUP_LABEL} /backup", 60)
         vm.send(f"rescue recover -t {full_date}\n")
         vm.wait_for("Settings file", 300)
@@ -75,6 +76,7 @@ def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
         vm.send("\x03")  # Ctrl-C at a prompt: a shell, then the same question again
         vm.wait_for("Stopped at question", 60)
         vm.send("s\r")
+        vm.wait_for(LIVE_PROMPT, 120)
         assert "console=ttyS0" in vm.succeed("cat /proc/cmdline", 60)
         vm.send("exit\r")
         vm.wait_for("Use this mapping", 120)
