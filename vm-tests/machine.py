@@ -145,11 +145,18 @@ class Machine:
         if self.cdrom is not None:
             # First in the boot order, unless the kernel is given (it boots first then).
             boot = "" if self.kernel is not None else ",bootindex=0"
-            # On SATA (AHCI), as on today's machines: under OVMF the guest kernel found no
-            # drive on the legacy IDE controller, so live-boot found no medium.
-            argv += ["-device", "ahci,id=ahci0",
-                     "-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
-                     "-device", f"ide-cd,drive=cd0,bus=ahci0.0{boot}"]  # fmt: skip
+            argv += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on"]
+            if self.firmware == "uefi":
+                # On SATA (AHCI): booted with -kernel under OVMF, the guest kernel found no
+                # drive on the legacy IDE controller, so live-boot found no medium.
+                argv += [
+                    "-device",
+                    "ahci,id=ahci0",
+                    "-device",
+                    f"ide-cd,drive=cd0,bus=ahci0.0{boot}",
+                ]
+            else:
+                argv += ["-device", f"ide-cd,drive=cd0{boot}"]
         if self.kernel is not None:
             vmlinuz, initrd, append = self.kernel
             argv += ["-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append]
