@@ -58,6 +58,12 @@ def iso() -> Path:
     return rescue_iso()
 
 
+def _listing(squashfs: Path) -> str:
+    """Every path in a squashfs, one per line, as `unsquashfs -l` prints them."""
+    listed = subprocess.run(["unsquashfs", "-l", str(squashfs)], check=True, capture_output=True)
+    return listed.stdout.decode()
+
+
 def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
     """The layer must sit next to filesystem.squashfs, or live-boot would not stack it."""
     live = tmp_path / "live"
@@ -68,12 +74,7 @@ def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
     )
     names = {path.name for path in live.iterdir()}
     assert {"filesystem.squashfs", "rescue.squashfs", "vmlinuz", "initrd.img"} <= names, names
-    listing = subprocess.run(
-        ["unsquashfs", "-l", str(live / "rescue.squashfs")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    listing = _listing(live / "rescue.squashfs")
     for path in (
         "/opt/rescue/venv/bin/rescue",
         "/usr/local/bin/rescue",
@@ -83,12 +84,7 @@ def test_iso_carries_the_rescue_layer(iso: Path, tmp_path: Path) -> None:
         "/etc/systemd/system/serial-getty@ttyS0.service",
     ):
         assert f"squashfs-root{path}\n" in listing, path
-    base = subprocess.run(
-        ["unsquashfs", "-l", str(live / "filesystem.squashfs")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    base = _listing(live / "filesystem.squashfs")
     missing = [tool for tool in RESCUE_TOOLS if f"squashfs-root{tool}\n" not in base]
     assert missing == [], f"the ISO lacks {missing}"
     # Generic: no SSH host keys (each boot makes its own), no rescue settings.
