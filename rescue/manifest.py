@@ -282,3 +282,10 @@ def load(path: Path) -> dict[str, Any]:
             f"{path} has manifest format {version!r}; this rescue reads up to {FORMAT_VERSION}"
         )
     return data
+
+
+def excluded_mount_paths(data: dict[str, Any]) -> list[str]:
+    """The excluded paths of a loaded manifest as host paths (the root joined on), the form the
+    layout records mount points in: the disk mapping leaves out disks mounted only there."""
+    root = PurePosixPath(str(data.get("root", "/")))
+    return [str(root / str(e["path"]).lstrip("/")) for e in data.get("excluded", []) if "path" in e]

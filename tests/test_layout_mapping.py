@@ -24,6 +24,7 @@ from rescue.layout.capture import capture
 from rescue.layout.mapping import (
     SystemState,
     describe_mapping,
+    left_out_disks,
     map_disks,
     read_in_use,
     read_mapping_file,
@@ -277,6 +278,73 @@ def test_blank_source_disks_are_skipped() -> None:
         "/dev/vdc": "/dev/sdc",
     }
     assert map_disks(layout(disk("vdb", 50 * GiB, blank=True)), [], state=SAFE) == {}
+
+
+def _mounted_at(name: str, size: int, *points: str) -> Disk:
+    """A source disk with one partition per mount point, each an ext4 mounted there."""
+    src = disk(name, size)
+    src.partitions = [
+        Partition(
+            n, f"/dev/{name}{n}", 2048 * n, 2048, LINUX,
+            filesystem=Filesystem("ext4", f"/dev/{name}{n}", mountpoint=point),
+        )
+        for n, point in enumerate(points, start=1)
+    ]  # fmt: skip
+    return src
+
+
+def test_a_disk_holding_only_excluded_file_systems_is_left_out() -> None:
+    """The disk of a file destination (/backup, excluded) is not the restored system's: mapping
+    it would erase the backup. The scenario: one target for the system disk, and the backup
+    disk, same serial, back as well."""
+    system = _mounted_at("vda", 4 * GiB, "/boot", "/")
+    backups = _mounted_at("vdb", 2 * GiB, "/backup")
+    backups.serial = "BACKUPS"
+    source = layout(system, backups)
+    targets = [disk("sda", 6 * GiB), disk("sdb", 2 * GiB, serial="BACKUPS")]
+    excluded = ["/proc", "/backup", "/mnt"]
+    assert map_disks(source, targets, state=SAFE, excluded=excluded) == {"/dev/vda": "/dev/sda"}
+    assert describe_mapping(source, targets, {"/dev/vda": "/dev/sda"}, excluded)[1] == (
+        "/dev/vdb (2.0 GiB, serial BACKUPS): holds only excluded file systems (/backup), "
+        "nothing is written for it"
+    )
+    # Without the exclusion, it is the restored system's disk and comes back on its own disk.
+    assert map_disks(source, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sda",
+        "/dev/vdb": "/dev/sdb",
+    }
+    # An explicit mapping still takes it.
+    explicit = {"/dev/vdb": "/dev/sdb"}
+    assert map_disks(source, targets, explicit, state=SAFE, excluded=excluded) == {
+        "/dev/vda": "/dev/sda",
+        "/dev/vdb": "/dev/sdb",
+    }
+
+
+@pytest.mark.parametrize(
+    "points",
+    [("/backup", "/srv"), ("/backup", None), ("/backupx",)],
+    ids=["an included mount", "an unmounted file system", "a mere prefix"],
+)
+def test_a_disk_with_anything_else_on_it_stays_in(points: tuple[str | None, ...]) -> None:
+    src = _mounted_at("vdb", 2 * GiB, *(p or "/x" for p in points))
+    for part, point in zip(src.partitions, points, strict=True):
+        assert part.filesystem is not None
+        part.filesystem.mountpoint = point
+    source = layout(src)
+    assert left_out_disks(source, ["/backup"]) == {}
+    assert map_disks(source, [disk("sdb", 2 * GiB)], state=SAFE, excluded=["/backup"]) == {
+        "/dev/vdb": "/dev/sdb"
+    }
+
+
+def test_a_swap_or_member_partition_keeps_a_disk_in() -> None:
+    src = _mounted_at("vdb", 2 * GiB, "/backup")
+    src.partitions.append(Partition(2, "/dev/vdb2", 8192, 2048, SWAP))
+    assert left_out_disks(layout(src), ["/backup"]) == {}
+    assert left_out_disks(
+        layout(_mounted_at("vdc", GiB, "/backup/a", "/backup")), ["/backup/"]
+    ) == {"/dev/vdc": ["/backup", "/backup/a"]}
 
 
 def test_protected_paths_are_added_to_a_given_state() -> None:

@@ -153,6 +153,21 @@ def test_mount_entries_are_the_restored_fstab_on_the_target_devices_parents_firs
     assert notes == ["LABEL=gone (/data) is on no recreated disk"]
 
 
+def test_mount_entries_leave_out_a_disk_the_mapping_left_out() -> None:
+    """A second disk mounted at an excluded /backup is not recreated: what is there now (the
+    backup itself) must not be mounted into the target, from the fstab or from capture."""
+    source = _layout()
+    backup = Filesystem("ext4", "/dev/vdb", uuid="4444-bak", mountpoint="/backup")
+    source.disks.append(Disk("vdb", "/dev/vdb", 10**9, filesystem=backup))
+    source.fstab.append(FstabEntry("UUID=4444-bak", "/backup", "ext4"))
+    entries, notes = mount_entries(source, {"/dev/vda": "/dev/loop7"}, "/")
+    assert "/backup" not in [e.mountpoint for e in entries]
+    assert "UUID=4444-bak (/backup) is on /dev/vdb, left as it is" in notes
+    source.fstab = []
+    entries, _ = mount_entries(source, {"/dev/vda": "/dev/loop7"}, "/")
+    assert "/backup" not in [e.mountpoint for e in entries]
+
+
 def test_fstab_rewrite_replaces_kernel_paths_and_changed_uuids_only() -> None:
     names = Renames(
         uuids={"1111-root": "9999-root"},

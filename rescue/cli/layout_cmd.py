@@ -54,7 +54,8 @@ class PlanRequest:
     grow: bool
 
 
-def _source_layout(app: App, request: PlanRequest) -> Layout:
+def _source_layout(app: App, request: PlanRequest) -> tuple[Layout, list[str]]:
+    """The recorded layout, and the excluded paths whose disks the mapping leaves out."""
     if request.manifest_file is not None and request.from_backup:
         raise UsageError("give either --manifest or --from-backup, not both")
     if request.manifest_file is not None:
@@ -68,19 +69,19 @@ def _source_layout(app: App, request: PlanRequest) -> Layout:
         raise ManifestError(
             f"the manifest holds no disk layout ({data.get('layout_error') or 'not recorded'})"
         )
-    return layout_from_dict(data["layout"])
+    return layout_from_dict(data["layout"]), manifest.excluded_mount_paths(data)
 
 
 def _plan(app: App, request: PlanRequest) -> tuple[list[str], str]:
-    source = _source_layout(app, request)
+    source, excluded = _source_layout(app, request)
     target_disks = capture(list(request.targets) or None).disks
     explicit = read_mapping_file(request.mapping_file) if request.mapping_file else None
     protected = []
     if request.from_backup and app.settings().destination.method == "file":
         protected.append(app.settings().destination.path)
-    mapping = map_disks(source, target_disks, explicit, protected=protected)
+    mapping = map_disks(source, target_disks, explicit, protected=protected, excluded=excluded)
     script = build_script(source, mapping, grow=request.grow, targets=target_disks)
-    return describe_mapping(source, target_disks, mapping), script
+    return describe_mapping(source, target_disks, mapping, excluded), script
 
 
 def _layout_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -44,6 +44,18 @@ def target_device(layout: Layout, mapping: Mapping[str, str], fs: Filesystem) ->
     return fs.device
 
 
+def unmapped_disk(layout: Layout, mapping: Mapping[str, str], fs: Filesystem) -> str | None:
+    """The source disk that holds fs directly when the mapping leaves it out (a disk holding
+    only excluded file systems), or None. Nothing on such a disk was recreated, and what is
+    there now (the old disk, the backup) must not be mounted into the target."""
+    if not mapping:
+        return None
+    for disk in layout.disks:
+        if disk.filesystem is fs or any(p.filesystem is fs for p in disk.partitions):
+            return None if disk.path in mapping else disk.path
+    return None
+
+
 @dataclass(frozen=True)
 class MountEntry:
     """One file system to mount under the target root: device, mount point (absolute in the
@@ -90,6 +102,10 @@ def mount_entries(
             if fs is None:
                 notes.append(f"{line.spec} ({line.mountpoint}) is on no recreated disk")
                 continue
+            left = unmapped_disk(layout, mapping, fs)
+            if left:
+                notes.append(f"{line.spec} ({line.mountpoint}) is on {left}, left as it is")
+                continue
             entries.append(
                 MountEntry(
                     target_device(layout, mapping, fs),
@@ -102,7 +118,7 @@ def mount_entries(
     else:
         for fs in layout.all_filesystems():
             point = _relative(fs.mountpoint, root) if fs.mountpoint else None
-            if point is None or fs.type in NOT_ON_DISK:
+            if point is None or fs.type in NOT_ON_DISK or unmapped_disk(layout, mapping, fs):
                 continue
             entries.append(
                 MountEntry(target_device(layout, mapping, fs), point, fs.type, "", fs.uuid)

@@ -12,6 +12,10 @@ another disk of the machine. The rules, in order:
    smallest that fits. Two equally good candidates (the same size, or within SIZE_CLASS of each
    other) are never guessed between: that is an error that lists them and says how to choose.
 
+A source disk whose every file system is mounted at an excluded path (the disk of a file
+destination at /backup, a scratch disk) is left out: the backup holds nothing of it, and
+recreating it would erase what may be the backup itself. An explicit mapping still includes it.
+
 A target is used at most once. A target is never used (automatically or explicitly) when it
 holds the backup (a `protected` path lives on it), holds the running system (the disk of /) or
 the rescue media, is mounted or active swap (any of its partitions), is in use by a stacked
@@ -260,6 +264,30 @@ def _needs_disk(disk: Disk) -> bool:
     return bool(disk.partitions) or disk.filesystem is not None
 
 
+def _under(point: str, excluded: Iterable[str]) -> bool:
+    return any(point == e or point.startswith(e.rstrip("/") + "/") for e in excluded)
+
+
+def left_out_disks(source: Layout, excluded: Iterable[str]) -> dict[str, list[str]]:
+    """{source disk path: its mount points} for each disk with file systems that are all mounted
+    at or below an excluded path (absolute, as recorded at capture time).
+
+    Anything else on the disk -- swap, an LVM or RAID member, a partition without a file system,
+    an unmounted file system -- may be needed by the restored system, so such a disk stays in.
+    """
+    excluded = [e.rstrip("/") or "/" for e in excluded if e.startswith("/")]
+    result: dict[str, list[str]] = {}
+    for disk in source.disks:
+        systems = [disk.filesystem] if disk.filesystem else []
+        systems += [p.filesystem for p in disk.partitions]
+        if not systems or not all(
+            fs is not None and fs.mountpoint and _under(fs.mountpoint, excluded) for fs in systems
+        ):
+            continue
+        result[disk.path] = sorted({fs.mountpoint for fs in systems if fs and fs.mountpoint})
+    return result
+
+
 def _find_source(source: Layout, name: str) -> Disk:
     for disk in source.disks:
         by_id = {f"/dev/disk/by-id/{b}" for b in disk.by_id} | set(disk.by_id)
@@ -300,9 +328,12 @@ def map_disks(
     *,
     protected: Iterable[Path | str] = (),
     state: SystemState | None = None,
+    excluded: Iterable[str] = (),
 ) -> dict[str, str]:
     """{source disk path: target disk path} for every source disk with partitions or a file
-    system; DiskMappingError (one line) when a disk has no safe, unambiguous target.
+    system, except those left out for holding only excluded file systems (see
+    left_out_disks(source, excluded)) unless explicit names them; DiskMappingError (one line)
+    when a disk has no safe, unambiguous target.
 
     state defaults to read_system_state(protected); when a state is given, the disks of the
     protected paths are added to its backup disks.
@@ -313,7 +344,10 @@ def map_disks(
     elif protected:
         state = dataclasses.replace(state, backup={**state.backup, **backup_disks(protected)})
 
-    wanted = [d for d in source.disks if _needs_disk(d)]
+    needed = [d for d in source.disks if _needs_disk(d)]
+    left_out = left_out_disks(source, excluded)
+    for path, points in left_out.items():
+        log.info("disk mapping: %s holds only excluded file systems (%s)", path, ", ".join(points))
     mapping: dict[str, str] = {}
     used: dict[str, str] = {}  # target path -> source path
 
@@ -334,7 +368,7 @@ def map_disks(
             raise DiskMappingError(
                 f"cannot map {src.path} to {tgt_name}: it is not one of the target disks ({known})"
             )
-        if src not in wanted:
+        if src not in needed:
             log.info(
                 "disk mapping: %s is blank in the backup; %s is left alone", src.path, tgt.path
             )
@@ -350,6 +384,7 @@ def map_disks(
             raise DiskMappingError(f"cannot map {src.path} to {tgt.path}: {tgt.path} {reason}")
         assign(src, tgt, "explicit")
 
+    wanted = [d for d in needed if d.path in mapping or d.path not in left_out]
     # 2. the same disk is back
     for src in wanted:
         if src.path in mapping:
@@ -384,7 +419,7 @@ def map_disks(
     for src in sorted((d for d in rest if d.path not in mapping), key=lambda d: -d.size_bytes):
         fits = free_fits(src)
         if not fits:
-            raise _no_target(src, targets, used, state)
+            raise no_target_error(src, targets, used, state)
         smallest = min(t.size_bytes for t in fits)
         best = [t for t in fits if t.size_bytes <= smallest * (1 + SIZE_CLASS)]
         if len(best) > 1:
@@ -393,7 +428,7 @@ def map_disks(
     return {d.path: mapping[d.path] for d in wanted}
 
 
-def _no_target(
+def no_target_error(
     src: Disk, targets: Sequence[Disk], used: Mapping[str, str], state: SystemState
 ) -> DiskMappingError:
     """The error for a source that no target can take, with why each one was refused."""
@@ -453,17 +488,25 @@ def _identity(disk: Disk) -> str:
     return ""
 
 
-def describe_mapping(source: Layout, targets: list[Disk], mapping: dict[str, str]) -> list[str]:
+def describe_mapping(
+    source: Layout, targets: list[Disk], mapping: dict[str, str], excluded: Iterable[str] = ()
+) -> list[str]:
     """Human lines, one per source disk, so the user sees which disk is overwritten before it is.
 
     /dev/vda (20.0 GiB, serial X) -> /dev/sdb (32.0 GiB): larger by 12.0 GiB
     """
     lines = []
+    left_out = left_out_disks(source, excluded)
     for src in source.disks:
         head = f"{src.path} ({human_size(src.size_bytes)}{_identity(src)})"
         tgt_path = mapping.get(src.path)
         if tgt_path is None:
-            note = "blank in the backup" if not _needs_disk(src) else "NOT MAPPED"
+            if not _needs_disk(src):
+                note = "blank in the backup"
+            elif src.path in left_out:
+                note = f"holds only excluded file systems ({', '.join(left_out[src.path])})"
+            else:
+                note = "NOT MAPPED"
             lines.append(f"{head}: {note}, nothing is written for it")
             continue
         tgt = _find_target(targets, tgt_path)

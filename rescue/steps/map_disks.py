@@ -12,12 +12,19 @@ import os
 from rescue.errors import DiskMappingError, PlanError
 from rescue.layout.capture import capture
 from rescue.layout.mapping import (
+    SystemState,
     describe_mapping,
+    left_out_disks,
     map_disks,
+    no_target_error,
+    read_system_state,
     resolve_stable_id,
     stable_ids,
+    too_small_reason,
+    unsafe_reason,
 )
 from rescue.layout.model import Disk, Layout
+from rescue.manifest import excluded_mount_paths
 from rescue.prompts import Choice, Question
 from rescue.steps.context import Context
 from rescue.steps.detect_disks import all_disks, protected_paths
@@ -67,19 +74,31 @@ def _targets(ctx: Context) -> list[Disk]:
     return capture(None).disks
 
 
-def _ask_each(ctx: Context, layout: Layout, targets: list[Disk]) -> dict[str, str]:
-    explicit = {}
+def _ask_each(
+    ctx: Context, layout: Layout, targets: list[Disk], state: SystemState, excluded: list[str]
+) -> dict[str, str]:
+    """The admin picks a target per source disk, among the safe ones that are large enough:
+    a disk holding the backup, the rescue system or a mount is never offered."""
+    explicit: dict[str, str] = {}
+    left_out = left_out_disks(layout, excluded)
     for src in layout.disks:
-        if not src.partitions and src.filesystem is None:
+        if (not src.partitions and src.filesystem is None) or src.path in left_out:
             continue
+        taken = set(explicit.values())
+        fits = [
+            t
+            for t in targets
+            if t.path not in taken
+            and unsafe_reason(t, state) is None
+            and too_small_reason(src, t) is None
+        ]
+        if not fits:
+            raise no_target_error(src, targets, {t: s for s, t in explicit.items()}, state)
         question = Question(
             "recover.target_disk",
             "select",
             f"Target disk for {src.path} ({human_size(src.size_bytes)})?",
-            [
-                Choice(f"{t.path} {human_size(t.size_bytes)} {t.model or ''}", t.path)
-                for t in targets
-            ],
+            [Choice(f"{t.path} {human_size(t.size_bytes)} {t.model or ''}", t.path) for t in fits],
         )
         explicit[src.path] = ctx.ask(question)
     return explicit
@@ -90,23 +109,25 @@ def run(ctx: Context) -> list[str]:
     targets = _targets(ctx)
     known = {d.path: d for d in targets}
     explicit = {src: _resolve(i, targets).path for src, i in ctx.options.map_ids.items()}
-    protected = protected_paths(ctx)
+    state = read_system_state(protected_paths(ctx))
+    excluded = excluded_mount_paths(ctx.manifest())
     try:
-        mapping = map_disks(layout, targets, explicit or None, protected=protected)
+        mapping = map_disks(layout, targets, explicit or None, state=state, excluded=excluded)
     except DiskMappingError:
         if ctx.options.unattended or not ctx.answers.interactive:
             raise
         mapping = None
     if mapping is not None and not ctx.options.unattended:
-        for line in describe_mapping(layout, targets, mapping):
+        for line in describe_mapping(layout, targets, mapping, excluded):
             ctx.echo(f"      {line}")
         question = Question("recover.confirm_mapping", "confirm", "Use this mapping?", default=True)
         if not ctx.ask(question):
             mapping = None
     if mapping is None:
-        mapping = map_disks(layout, targets, _ask_each(ctx, layout, targets), protected=protected)
+        chosen = _ask_each(ctx, layout, targets, state, excluded)
+        mapping = map_disks(layout, targets, chosen, state=state, excluded=excluded)
     ctx.facts.mapping = mapping
-    ctx.facts.mapping_lines = describe_mapping(layout, targets, mapping)
+    ctx.facts.mapping_lines = describe_mapping(layout, targets, mapping, excluded)
     return [
         *ctx.facts.mapping_lines,
         *(f"{t}: {', '.join(stable_ids(known[t])) or 'no stable id'}" for t in mapping.values()),
