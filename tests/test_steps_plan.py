@@ -114,3 +114,48 @@ def test_step_modules_follow_the_contract(step: object) -> None:
     for name in ("ID", "TITLE", "READ_ONLY", "REDO_ON_RESUME", "plan", "run"):
         assert hasattr(step, name), name
     assert step.__doc__ and len(step.__doc__) > 40  # why the step exists
+
+
+def test_guided_mapping_never_offers_the_disk_holding_the_backup(tmp_path: Path) -> None:
+    """The admin declines the proposed mapping and picks a target: the mounted disk that holds
+    the backup is not among the choices (a plan naming it is refused), the blank disk is."""
+    from clirun import write_settings
+    from loopdisks import sh
+
+    from rescue.errors import PlanError
+    from rescue.steps import map_disks
+
+    require_loop_disks({"mkfs.ext4": "e2fsprogs"})
+    work = tmp_path / "work"
+    work.mkdir()
+    with (
+        loop_disk(tmp_path / "backup.img", "80M") as backup,
+        loop_disk(tmp_path / "blank.img", "80M") as blank,
+    ):
+        sh("mkfs.ext4", "-q", "-F", backup)
+        mounted = tmp_path / "backup"
+        mounted.mkdir()
+        sh("mount", backup, str(mounted))
+        try:
+            settings = write_settings(
+                tmp_path / "rescue.toml",
+                {"destination": {"method": "file", "path": str(mounted / "rescue")}},
+            )
+
+            def context(target: str) -> Context:
+                answers = {"recover.confirm_mapping": False, "recover.target_disk": target}
+                options = Options(
+                    work_dir=str(work), settings_file=str(settings), target_ids=[backup, blank]
+                )
+                ctx = Context(options, Answers(answers, interactive=False), echo=lambda _: None)
+                ctx.facts.manifest_file = str(_manifest(work / "manifest.json"))
+                return ctx
+
+            with pytest.raises(PlanError, match=rf"is '{backup}'; choose one of .*{blank}") as err:
+                map_disks.run(context(backup))
+            assert f"{backup}," not in str(err.value) and not str(err.value).endswith(backup)
+            ctx = context(blank)
+            map_disks.run(ctx)
+            assert ctx.facts.mapping == {"/dev/vda": blank}
+        finally:
+            sh("umount", str(mounted))
