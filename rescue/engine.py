@@ -7,6 +7,7 @@ every failure is turned into one RescueError by `failures.classify`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import duplog, execute, history, manifest
+from rescue import cadence, duplog, execute, history, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings
 from rescue.destinations import Target, prepare
@@ -47,7 +48,6 @@ def _duplicity() -> str:
 
 
 DUPLICITY = _duplicity()
-FULL_PERIODS = {"daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400}
 
 
 @dataclass
@@ -203,17 +203,22 @@ class Engine:
 
     # -- backup ------------------------------------------------------------------------------
 
-    def backup(self, mode: Literal["full", "incremental", "auto"] = "auto") -> BackupSummary:
-        """One duplicity run; in auto mode duplicity itself starts a full when the last is too
-        old (--full-if-older-than) or there is none. What it made is read from the cache."""
-        full_every = self.settings.schedule.full_every
+    def backup(
+        self, mode: Literal["full", "incremental", "auto"] = "auto", now: float | None = None
+    ) -> BackupSummary:
+        """One duplicity run. Auto mode makes a full when the schedule's period has begun since
+        the last full (rescue.cadence), an incremental otherwise; every mode refuses to run
+        with a clock earlier than the newest set. What it made is read from the cache.
+
+        now (seconds) fakes the clock, as duplicity's --current-time does: for tests only."""
         with exclusive(self.archive_dir, "backup"), self._target() as target:
-            manifest.write(self.settings)
             before = self._cached(target)
+            kind, reason = choose_kind(mode, before, self.settings, now)
+            manifest.write(self.settings)
             root = str(self.settings.selection.root)
-            action = ["full"] if mode == "full" else ["incremental"]
-            if mode == "auto":
-                action += ["--full-if-older-than", f"{FULL_PERIODS[full_every]}s"]
+            action = [kind]
+            if now is not None:
+                action += ["--current-time", str(int(now))]
             action += ["--volsize", str(self.settings.duplicity.volsize)]
             action += [*self._selection_args(), root, target.url]
             progress = Progress(phase=f"{mode} backup")
@@ -231,7 +236,7 @@ class Engine:
             made = _new_set(before, after)
             summary = BackupSummary(
                 kind=made.kind,
-                reason=explain_kind(mode, made.kind, before, full_every),
+                reason=reason if made.kind == kind else f"duplicity made a {made.kind}",
                 time=made.time,
                 destination=target.display,
                 source_files=int(stats.get("SourceFiles", 0)),
@@ -505,21 +510,31 @@ def relative_path(path: str, settings: Settings) -> str:
     return "" if text == "." else text
 
 
-def explain_kind(
-    mode: Literal["full", "incremental", "auto"], kind: Kind, before: Status, full_every: str
-) -> str:
-    """Why the run made the kind of set it made, in words an admin can check."""
-    last = before.last_full()
+def choose_kind(
+    mode: Literal["full", "incremental", "auto"],
+    before: Status,
+    settings: Settings,
+    now: float | None = None,
+) -> tuple[Kind, str]:
+    """The kind of set to make and why, in words an admin can check; ScheduleClockError when
+    the clock reads earlier than the newest set (whatever the mode)."""
+    schedule = settings.schedule
+    last_full, sets = before.last_full(), before.sets
+    local = dt.datetime.fromtimestamp
+    decision = cadence.decide(
+        local(time.time() if now is None else now),
+        local(last_full.time) if last_full else None,
+        local(max(s.time for s in sets)) if sets else None,
+        schedule.full_every,
+        schedule.start,
+    )
     if mode == "full":
-        return "asked for with --full"
-    if last is None:
-        return "there was no backup chain yet"
+        return "full", "asked for with --full"
+    if last_full is None:
+        return "full", "there was no backup chain yet"
     if mode == "incremental":
-        return "asked for with --incremental"
-    age = (time.time() - last.time) / 86400
-    if kind == "full":
-        return f"the last full was {age:.1f} days old and fulls are {full_every}"
-    return f"the last full is {age:.1f} days old; fulls are {full_every}"
+        return "incremental", "asked for with --incremental"
+    return decision.kind, decision.reason
 
 
 def _new_set(before: Status, after: Status) -> BackupSet:

@@ -69,6 +69,14 @@ class PlanError(ConfigError):
     meaning = "the recovery plan file is invalid"
 
 
+class ScheduleClockError(RescueError):
+    """The clock reads earlier than the newest backup: a set made now would be filed before
+    the chains it follows, and retention would remove the newest backups."""
+
+    exit_code = 9
+    meaning = "the clock is earlier than the newest backup; no backup was made"
+
+
 class WrongPassphraseError(RescueError):
     exit_code = 10
     meaning = "wrong encryption passphrase"
