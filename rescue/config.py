@@ -381,7 +381,8 @@ class Encryption(_Section):
 
 
 class Schedule(_Section):
-    """[schedule]: stored now; a scheduler reads it later, and backup uses full_every."""
+    """[schedule]: the timer `rescue schedule install` makes, the auto full/incremental rule
+    (rescue.cadence), retention, and the failure hook."""
 
     help: ClassVar[str] = (
         "When backups run: a full every full_every, incrementals in between, and the last "
@@ -410,6 +411,21 @@ class Schedule(_Section):
         default="02:30",
         description="The time of day the backups start, HH:MM (24-hour).",
         examples=["02:30"],
+    )
+
+    random_delay_minutes: int = Field(
+        default=15,
+        ge=0,
+        le=720,
+        description="Each run starts up to this many minutes after start_time, at random, so "
+        "many hosts do not hit one backup server at once (systemd timers only).",
+        examples=[15],
+    )
+    on_failure: str | None = Field(
+        default=None,
+        description="A command run when a backup fails (a mail or webhook script). It gets a "
+        "summary of the failure on stdin, never a secret, and no secret in its environment.",
+        examples=["/usr/local/bin/mail-admin"],
     )
 
     @field_validator("start_time", mode="before")

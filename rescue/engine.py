@@ -23,7 +23,7 @@ from typing import Literal
 
 from rescue import cadence, duplog, execute, history, manifest
 from rescue.cache import cache_name, cached_status
-from rescue.config import Settings
+from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, prepare
 from rescue.errors import (
     DuplicityError,
@@ -37,6 +37,8 @@ from rescue.placement import merge_into, staging_dir
 from rescue.selection import filter_args
 from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
 from rescue.timespec import from_duplicity_time, iso
+
+BackupMode = Literal["full", "incremental", "auto"]
 
 log = logging.getLogger("rescue.engine")
 
@@ -127,6 +129,7 @@ class Engine:
         self.settings = settings
         self.progress = progress
         self.archive_dir = Path(settings.duplicity.archive_dir)
+        self.last_run: history.Run | None = None  # the last backup() call's history record
 
     # -- running duplicity -------------------------------------------------------------------
 
@@ -203,14 +206,32 @@ class Engine:
 
     # -- backup ------------------------------------------------------------------------------
 
-    def backup(
-        self, mode: Literal["full", "incremental", "auto"] = "auto", now: float | None = None
-    ) -> BackupSummary:
+    def backup(self, mode: BackupMode = "auto", now: float | None = None) -> BackupSummary:
         """One duplicity run. Auto mode makes a full when the schedule's period has begun since
         the last full (rescue.cadence), an incremental otherwise; every mode refuses to run
         with a clock earlier than the newest set. What it made is read from the cache.
 
-        now (seconds) fakes the clock, as duplicity's --current-time does: for tests only."""
+        now (seconds) fakes the clock, as duplicity's --current-time does: for tests only.
+        Every run, failed or not, is appended to the history (rescue.history)."""
+        run = history.Run(time.time(), 0.0, mode, "failure")
+        try:
+            summary = self._backup(mode, now, run)
+            run.outcome = "success"
+            return summary
+        except KeyboardInterrupt:
+            run.outcome, run.error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
+            raise
+        except Exception as exc:
+            run.error = execute.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            run.error = run.error or type(exc).__name__
+            raise
+        finally:
+            run.end = time.time()
+            history.record_run(self.archive_dir, run)
+            self.last_run = run
+
+    def _backup(self, mode: BackupMode, now: float | None, run: history.Run) -> BackupSummary:
+        check_gpg_key(self.settings)
         with exclusive(self.archive_dir, "backup"), self._target() as target:
             before = self._cached(target)
             kind, reason = choose_kind(mode, before, self.settings, now)
@@ -249,7 +270,7 @@ class Engine:
                 bytes_written=int(stats.get("TotalDestinationSizeChange", 0)),
                 seconds=float(stats.get("ElapsedTime", 0.0)),
             )
-            history.record_backup(self.archive_dir, made.time, made.kind, summary.bytes_written)
+            run.kind, run.bytes, run.set_time = made.kind, summary.bytes_written, made.time
             if made.kind == "full":
                 summary.removed_chains = self._retain(target, after)
             return summary
@@ -511,7 +532,7 @@ def relative_path(path: str, settings: Settings) -> str:
 
 
 def choose_kind(
-    mode: Literal["full", "incremental", "auto"],
+    mode: BackupMode,
     before: Status,
     settings: Settings,
     now: float | None = None,

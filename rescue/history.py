@@ -1,36 +1,79 @@
-"""A local record of the backups this host made: what duplicity cannot say about a set.
+"""A local record of every backup run: what duplicity cannot say about a set or a failure.
 
-duplicity's collection status gives each set's type, time and volume count, but not its size.
-rescue notes the bytes each run wrote, keyed by the set's time, in a JSON-lines file beside
-duplicity's cache. Losing it loses only the sizes in `rescue status`.
+duplicity's collection status gives each set's type, time and volume count, but not its size,
+and nothing about the runs that failed. Each `rescue backup` appends one JSON line here, beside
+duplicity's cache: its start and end, the mode asked for, the kind made, the outcome, the bytes
+written, the set's time and the error line (secrets masked). `rescue status` reads the sizes
+and the last runs from it; losing it loses only those.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 HISTORY_FILE = "rescue-history.jsonl"
 
+Outcome = Literal["success", "failure", "interrupted"]
 
-def record_backup(archive_dir: Path, set_time: int, kind: str, bytes_written: int) -> None:
-    archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    line = json.dumps({"time": set_time, "kind": kind, "bytes": bytes_written})
-    with open(archive_dir / HISTORY_FILE, "a", encoding="utf-8") as out:
-        out.write(line + "\n")
+log = logging.getLogger("rescue.history")
+
+
+@dataclass
+class Run:
+    """One backup run as the history file keeps it (times in epoch seconds)."""
+
+    start: float
+    end: float
+    mode: str
+    outcome: Outcome
+    kind: str | None = None
+    bytes: int | None = None
+    set_time: int | None = None
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+def record_run(archive_dir: Path, run: Run) -> None:
+    """Append run; a history that cannot be written is logged, never the run's failure."""
+    try:
+        archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(archive_dir / HISTORY_FILE, "a", encoding="utf-8") as out:
+            out.write(json.dumps(asdict(run)) + "\n")
+    except OSError as exc:
+        log.warning("cannot record the run in %s: %s", archive_dir / HISTORY_FILE, exc)
+
+
+def _parse(line: str) -> Run | None:
+    try:
+        entry = json.loads(line)
+        if "outcome" not in entry:  # the older sets-only line: {"time", "kind", "bytes"}
+            t = int(entry["time"])
+            return Run(t, t, entry["kind"], "success", entry["kind"], int(entry["bytes"]), t)
+        return Run(**entry)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def runs(archive_dir: Path) -> list[Run]:
+    """Every recorded run, oldest first; unreadable lines are skipped."""
+    try:
+        lines = (archive_dir / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [r for r in map(_parse, lines) if r is not None]
 
 
 def set_sizes(archive_dir: Path) -> dict[int, int]:
     """Bytes written per set time, for the sets this host made."""
-    sizes: dict[int, int] = {}
-    try:
-        lines = (archive_dir / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return sizes
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            sizes[int(entry["time"])] = int(entry["bytes"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return sizes
+    return {
+        r.set_time: r.bytes
+        for r in runs(archive_dir)
+        if r.outcome == "success" and r.set_time is not None and r.bytes is not None
+    }

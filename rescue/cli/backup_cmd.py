@@ -6,8 +6,8 @@ import click
 
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
-from rescue.config import check_gpg_key
 from rescue.engine import Engine
+from rescue.failure_hook import report_failure
 from rescue.units import human_size
 
 
@@ -21,15 +21,28 @@ from rescue.units import human_size
 def backup(app: App, mode: str | None, as_json: bool) -> None:
     """Back up the selected files to the destination.
 
-    Without --full or --incremental, a full is made when there is no chain yet or the last full
-    is older than [schedule] full_every, and an incremental otherwise. After a full, retention
-    keeps the newest [schedule] keep_full chains and removes older ones. Only one backup runs
-    at a time.
+    \b
+    Without --full or --incremental (auto mode, as the timer runs it), a full is made when
+    there is no chain yet or the last full is from before the current period of [schedule]
+    full_every (each day, each Monday or each 1st, from start_time), and an incremental
+    otherwise. A clock earlier than the newest backup is refused (exit 9). After a full,
+    retention keeps the newest keep_full chains and removes older ones. Only one backup runs
+    at a time. Every run is recorded (rescue status --history); a failed one calls the
+    [schedule] on_failure hook with a summary on stdin.
     """
     settings = app.settings()
-    check_gpg_key(settings)
-    with progress(not as_json) as callback:
-        summary = Engine(settings, progress=callback).backup(mode or "auto")  # type: ignore[arg-type]
+    engine = Engine(settings)
+    try:
+        with progress(not as_json) as callback:
+            engine.progress = callback
+            summary = engine.backup(mode or "auto")  # type: ignore[arg-type]
+    except BaseException as exc:
+        if engine.last_run is not None:
+            log_path = str(app.log_path) if app.log_path else None
+            problem = report_failure(settings, engine.last_run, exc, log_path)
+            if problem:
+                click.echo(f"rescue: warning: {problem}", err=True)
+        raise
     if as_json:
         emit_json(summary.as_dict())
         return
