@@ -19,7 +19,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from rescue.config import Schedule
 from rescue.errors import ScheduleClockError
+from rescue.sets import Status
 
 Kind = Literal["full", "incremental"]
 FullEvery = Literal["daily", "weekly", "monthly"]
@@ -29,6 +31,7 @@ IncrementalEvery = Literal["hourly", "daily", "weekly"]
 CLOCK_SLACK = dt.timedelta(minutes=2)
 
 PERIOD_WORDS = {"daily": "day", "weekly": "week", "monthly": "month"}
+RUN_WORDS = {"hourly": "hour", "daily": "day", "weekly": "week"}
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
 STEP = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1)}
 
@@ -148,7 +151,7 @@ def restore_window(full_every: FullEvery, incremental_every: IncrementalEvery, k
     """How far back the kept chains reach, as an admin reads it: "you can restore any day of
     the last 4 weeks (28 days)". With keep chains it is between keep-1 and keep periods, just
     after and just before a full; the longer one is the promise an admin plans with."""
-    unit = {"hourly": "hour", "daily": "day", "weekly": "week"}[incremental_every]
+    unit = RUN_WORDS[incremental_every]
     word = PERIOD_WORDS[full_every]
     days = keep * PERIOD_DAYS[full_every]
     about = "about " if full_every == "monthly" else ""
@@ -156,3 +159,33 @@ def restore_window(full_every: FullEvery, incremental_every: IncrementalEvery, k
     if full_every == "daily":
         return f"you can restore any {unit} of the last {span}"
     return f"you can restore any {unit} of the last {span} ({about}{days} days)"
+
+
+def last_times(status: Status) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The newest full and the newest set of any kind, as local datetimes."""
+    full = status.last_full()
+    newest = max((s.time for s in status.sets), default=None)
+    local = dt.datetime.fromtimestamp
+    return (local(full.time) if full else None, local(newest) if newest is not None else None)
+
+
+def decide_for(status: Status, schedule: Schedule, now: dt.datetime) -> Decision:
+    """decide() for the sets a destination holds, with the settings' schedule."""
+    last_full, last_set = last_times(status)
+    return decide(now, last_full, last_set, schedule.full_every, schedule.start)
+
+
+def upcoming(
+    status: Status, schedule: Schedule, now: dt.datetime, count: int
+) -> list[tuple[dt.datetime, Decision]]:
+    """planned_runs() for the sets a destination holds, with the settings' schedule."""
+    last_full, last_set = last_times(status)
+    return planned_runs(
+        now, last_full, last_set, schedule.full_every, schedule.incremental_every,
+        schedule.start, count,
+    )  # fmt: skip
+
+
+def window_of(schedule: Schedule) -> str:
+    """restore_window() for the settings' schedule."""
+    return restore_window(schedule.full_every, schedule.incremental_every, schedule.keep_full)

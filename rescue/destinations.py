@@ -124,21 +124,31 @@ def _short(key: paramiko.PKey) -> str:
     return "rsa"
 
 
+def duplicity_url(settings: Settings) -> str:
+    """The destination as duplicity's URL (no password: that goes in the environment); it also
+    names duplicity's cache of the destination, so the cache can be read offline."""
+    dest = settings.destination
+    if dest.method == "file":
+        return f"file://{quote(dest.path)}"
+    port = dest.port or DEFAULT_PORTS[dest.method]
+    user = f"{quote(dest.user, safe='')}@" if dest.user else ""
+    scheme = DUPLICITY_SCHEMES.get(dest.method, dest.method)
+    return f"{scheme}://{user}{dest.host}:{port}{_url_path(dest.path)}"
+
+
 @contextmanager
 def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
     """Yield the Target for settings; temporary files (known_hosts) live as long as the block."""
     dest = settings.destination
     password = settings.destination_password()
     secret_env = {"FTP_PASSWORD": password} if password else {}
+    url = duplicity_url(settings)
     if dest.method == "file":
         Path(dest.path).mkdir(parents=True, exist_ok=True)
-        yield Target(url=f"file://{quote(dest.path)}", display=display_url(settings))
+        yield Target(url=url, display=display_url(settings))
         return
 
     port = dest.port or DEFAULT_PORTS[dest.method]
-    user = f"{quote(dest.user, safe='')}@" if dest.user else ""
-    scheme = DUPLICITY_SCHEMES.get(dest.method, dest.method)
-    url = f"{scheme}://{user}{dest.host}:{port}{_url_path(dest.path)}"
     if dest.method not in SSH_METHODS:
         _check_reachable(dest.host, port)
         options = ["--ssl-cacert-file", dest.tls_ca_file] if dest.tls_ca_file else []

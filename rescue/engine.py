@@ -24,7 +24,7 @@ from typing import Literal
 from rescue import cadence, duplog, execute, history, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
-from rescue.destinations import Target, prepare
+from rescue.destinations import Target, display_url, duplicity_url, prepare
 from rescue.errors import (
     DuplicityError,
     NoBackupError,
@@ -190,6 +190,12 @@ class Engine:
         return cached_status(self.archive_dir / cache_name(target.url), target.display)
 
     # -- status ------------------------------------------------------------------------------
+
+    def local_status(self) -> Status:
+        """The sets as this host's cache knows them, without contacting the destination: what
+        the schedule needs to predict the next runs."""
+        url = duplicity_url(self.settings)
+        return cached_status(self.archive_dir / cache_name(url), display_url(self.settings))
 
     def status(self) -> Status:
         with self._target() as target:
@@ -539,19 +545,11 @@ def choose_kind(
 ) -> tuple[Kind, str]:
     """The kind of set to make and why, in words an admin can check; ScheduleClockError when
     the clock reads earlier than the newest set (whatever the mode)."""
-    schedule = settings.schedule
-    last_full, sets = before.last_full(), before.sets
-    local = dt.datetime.fromtimestamp
-    decision = cadence.decide(
-        local(time.time() if now is None else now),
-        local(last_full.time) if last_full else None,
-        local(max(s.time for s in sets)) if sets else None,
-        schedule.full_every,
-        schedule.start,
-    )
+    moment = dt.datetime.fromtimestamp(time.time() if now is None else now)
+    decision = cadence.decide_for(before, settings.schedule, moment)
     if mode == "full":
         return "full", "asked for with --full"
-    if last_full is None:
+    if before.last_full() is None:
         return "full", "there was no backup chain yet"
     if mode == "incremental":
         return "incremental", "asked for with --incremental"

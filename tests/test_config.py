@@ -630,6 +630,7 @@ def test_check(tmp_path: Path) -> None:
         "method sftp, destination backup@backup.example.org:2222:/srv/backups/web1, "
         "encryption symmetric, keep 2 full chains"
     )
+    assert lines[2] == "you can restore any week of the last 2 months (about 60 days)"
     passphrase.chmod(0o644)
     assert isinstance(invoke(["check"], config_path=path).exception, InsecureConfigError)
 

@@ -12,6 +12,7 @@ from rescue.cli import (
     net_cmd,
     recover_cmd,
     restore_cmd,
+    schedule_cmd,
     status_cmd,
 )
 from rescue.cli.main import cli
@@ -19,6 +20,7 @@ from rescue.cli.main import cli
 cli.add_command(config_cmd.config)
 cli.add_command(backup_cmd.backup)
 cli.add_command(status_cmd.status)
+cli.add_command(schedule_cmd.schedule_group)
 cli.add_command(status_cmd.files)
 cli.add_command(status_cmd.versions)
 cli.add_command(restore_cmd.restore)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from rescue.cadence import window_of
 from rescue.config import (
     DEFAULT_CONFIG_PATH,
     Settings,
@@ -118,6 +119,7 @@ def check(path: Path | None) -> None:
         settings.passphrase()
     click.echo(f"{path}: OK")
     click.echo(_summary(settings))
+    click.echo(window_of(settings.schedule))
     for key, variable in missing_env(settings):
         click.echo(f"note: {key}: {variable} is not set in this environment", err=True)
 

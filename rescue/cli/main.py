@@ -142,6 +142,7 @@ def cli(ctx: click.Context, config_path: Path, log_file: Path | None, verbose: b
       rescue config init            write a commented settings file to fill in
       rescue config check           validate it
       rescue backup                 full or incremental, whichever is due
+      rescue schedule install       run it by itself at the [schedule] times
       rescue status                 every backup set, its type, date and size
       rescue files /etc -t 3D       what the backup held three days ago
       rescue versions /etc/hosts    the dates a file can be restored to

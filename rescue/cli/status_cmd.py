@@ -2,29 +2,109 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import click
 
+from rescue import history, schedule_units
+from rescue.cadence import upcoming, window_of
 from rescue.cli.main import App
-from rescue.cli.render import emit_json, table
+from rescue.cli.render import emit_json, human_seconds, table
 from rescue.engine import Engine
+from rescue.errors import ScheduleClockError
 from rescue.timespec import EXAMPLES, iso, parse_time
 from rescue.units import human_size
 
 TIME_HELP = f"As of this time: {EXAMPLES}. Default: the newest set."
 
 
+RECENT_RUNS = 5
+
+
+def _run_dict(run: history.Run) -> dict[str, object]:
+    return {
+        "start": iso(run.start),
+        "end": iso(run.end),
+        "seconds": round(run.seconds, 1),
+        "mode": run.mode,
+        "kind": run.kind,
+        "outcome": run.outcome,
+        "bytes": run.bytes,
+        "set_time": iso(run.set_time) if run.set_time is not None else None,
+        "error": run.error,
+    }
+
+
+def _run_row(run: history.Run) -> list[str]:
+    made = run.kind or "-"
+    return [
+        iso(run.start),
+        f"{run.mode} -> {made}" if run.mode != made else made,
+        run.outcome,
+        human_seconds(run.seconds),
+        human_size(run.bytes) if run.bytes is not None else "-",
+        run.error or "",
+    ]
+
+
+RUN_COLUMNS = ["start", "mode -> made", "outcome", "duration", "written", "error"]
+
+
+def _history(engine: Engine, as_json: bool) -> None:
+    runs = history.runs(engine.archive_dir)
+    if as_json:
+        emit_json([_run_dict(r) for r in runs])
+        return
+    if not runs:
+        click.echo(f"no runs recorded yet in {engine.archive_dir / history.HISTORY_FILE}")
+        return
+    table(f"{len(runs)} recorded run(s)", RUN_COLUMNS, [_run_row(r) for r in runs])
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the same as data.")
+@click.option(
+    "--history",
+    "show_history",
+    is_flag=True,
+    help="List every recorded run instead (from this host's records; no connection).",
+)
 @click.pass_obj
-def status(app: App, as_json: bool) -> None:
-    """Show every backup set: chain, type, date, volumes and size.
+def status(app: App, as_json: bool, show_history: bool) -> None:
+    """Show every backup set, the last runs, the restore window and the next scheduled run.
 
     A chain is a full backup and the incrementals that depend on it; restoring any set needs
-    its whole chain. Sizes are known for the sets this host wrote.
+    its whole chain. Sizes, durations and failures are known for the runs this host made.
     """
-    result = Engine(app.settings()).status()
+    settings = app.settings()
+    engine = Engine(settings)
+    if show_history:
+        _history(engine, as_json)
+        return
+    result = engine.status()
+    runs = history.runs(engine.archive_dir)[-RECENT_RUNS:]
+    schedule = settings.schedule
+    installed = schedule_units.installed(Path("/")).kind
+    try:
+        when, decision = upcoming(result, schedule, dt.datetime.now(), 1)[0]
+        next_run: dict[str, object] = {
+            "time": when.astimezone().isoformat(timespec="seconds"),
+            "kind": decision.kind,
+            "scheduled_by": installed,
+        }
+    except ScheduleClockError as exc:
+        next_run = {"time": None, "kind": None, "scheduled_by": installed, "error": str(exc)}
     if as_json:
-        emit_json(result.as_dict())
+        emit_json(
+            {
+                **result.as_dict(),
+                "last_run": _run_dict(runs[-1]) if runs else None,
+                "recent_runs": [_run_dict(r) for r in runs],
+                "window": window_of(schedule),
+                "next_run": next_run,
+            }
+        )
         return
     if result.damaged:
         click.echo(
@@ -34,21 +114,39 @@ def status(app: App, as_json: bool) -> None:
         )
     if not result.sets:
         click.echo(f"no backup sets at {result.destination}")
-        return
-    rows = [
-        [str(s.chain), s.kind, iso(s.time), str(s.volumes), human_size(s.bytes)]
-        for s in result.sets
-    ]
-    table(
-        f"{result.destination}: {len(result.sets)} sets in {len(result.chains)} chain(s)",
-        ["chain", "type", "date", "volumes", "size"],
-        rows,
-    )
+    else:
+        rows = [
+            [str(s.chain), s.kind, iso(s.time), str(s.volumes), human_size(s.bytes)]
+            for s in result.sets
+        ]
+        table(
+            f"{result.destination}: {len(result.sets)} sets in {len(result.chains)} chain(s)",
+            ["chain", "type", "date", "volumes", "size"],
+            rows,
+        )
     if result.orphaned or result.incomplete:
         click.echo(
             f"warning: {result.orphaned} orphaned and {result.incomplete} incomplete set(s); "
             "an interrupted backup leaves these, the next run cleans them up"
         )
+    if runs:
+        last = runs[-1]
+        word = "succeeded" if last.outcome == "success" else last.outcome.upper()
+        tail = f": {last.error}" if last.error else ""
+        click.echo(f"last run: {word} at {iso(last.start)}{tail}")
+        table(f"the last {len(runs)} run(s)", RUN_COLUMNS, [_run_row(r) for r in runs])
+    else:
+        click.echo("last run: none recorded on this host")
+    click.echo(f"restore window: {window_of(schedule)}")
+    if next_run["time"] is None:
+        click.echo(f"next run: {next_run['error']}")
+    else:
+        how = (
+            f"by the {installed} schedule"
+            if installed
+            else ("if scheduled: nothing is installed, run `rescue schedule install`")
+        )
+        click.echo(f"next run: {next_run['time']}, {next_run['kind']} ({how})")
 
 
 @click.command()

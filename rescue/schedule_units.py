@@ -1,0 +1,182 @@
+"""The units (or the cron.d file) that run `rescue backup` at the [schedule] times.
+
+systemd first: the timer fires every incremental period at the start time (rescue.cadence's
+OnCalendar), Persistent=true catches up a run missed while the machine was off, and
+RandomizedDelaySec spreads many hosts over random_delay_minutes. The service runs the backup in
+auto mode, so each run decides full or incremental itself, and a failure shows in `systemctl
+status` and the journal.
+
+Where systemd is not running (a container, a chroot), a cron.d file runs the same command at
+the same times. cron has no catch-up and no random delay, and install says so.
+
+Everything is written under a root directory ("/" normally), so a mounted system or a test
+tree can be set up the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rescue.cadence import cron_fields, on_calendar
+from rescue.config import Settings
+from rescue.execute import run_checked
+
+SERVICE = "rescue-backup.service"
+TIMER = "rescue-backup.timer"
+UNIT_DIR = "etc/systemd/system"
+WANTS_DIR = "etc/systemd/system/timers.target.wants"
+CRON_FILE = "etc/cron.d/rescue-backup"
+SYSTEMD_RUNNING = Path("/run/systemd/system")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What is installed under a root: "systemd", "cron" or None, and the files."""
+
+    kind: str | None
+    files: list[Path]
+
+
+def rescue_command(config_path: Path) -> list[str]:
+    """The command that runs this same rescue with these settings (absolute paths: units and
+    cron run with a bare PATH)."""
+    program = Path(sys.argv[0])
+    if program.name == "rescue" and program.exists():
+        argv = [str(program.resolve())]
+    else:
+        argv = [sys.executable, "-m", "rescue"]
+    return [*argv, "--config", str(config_path.absolute()), "backup"]
+
+
+def service_text(command: list[str]) -> str:
+    return (
+        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+        "[Unit]\n"
+        "Description=rescue backup (full or incremental, as the schedule says)\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={shlex.join(command)}\n"
+        "Nice=10\n"
+        "IOSchedulingClass=best-effort\n"
+        "IOSchedulingPriority=7\n"
+    )
+
+
+def timer_text(settings: Settings) -> str:
+    schedule = settings.schedule
+    return (
+        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+        "[Unit]\n"
+        f"Description=rescue backups: {schedule.incremental_every} at {schedule.start_time}, "
+        f"fulls {schedule.full_every}\n"
+        "\n"
+        "[Timer]\n"
+        f"OnCalendar={on_calendar(schedule.incremental_every, schedule.start)}\n"
+        "Persistent=true\n"
+        f"RandomizedDelaySec={schedule.random_delay_minutes * 60}\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+
+
+def cron_text(settings: Settings, command: list[str]) -> str:
+    schedule = settings.schedule
+    fields = cron_fields(schedule.incremental_every, schedule.start)
+    return (
+        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+        "# Errors go to stderr, which cron mails; the summary of a good run is dropped.\n"
+        "SHELL=/bin/sh\n"
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        f"{fields} root {shlex.join(command)} >/dev/null\n"
+    )
+
+
+SYSTEMD_BINARIES = ("lib/systemd/systemd", "usr/lib/systemd/systemd")
+
+
+def systemd_running(root: Path) -> bool:
+    """Whether units installed under root can be started now: the running system's root, and
+    systemd is PID 1 there."""
+    return root.resolve() == Path("/") and SYSTEMD_RUNNING.is_dir()
+
+
+def pick_kind(root: Path, use_cron: bool) -> tuple[str, str | None]:
+    """ "systemd" or "cron" for root, and a note when cron is a fallback the admin did not ask
+    for: this system runs without systemd (a container), or another root has none."""
+    if use_cron:
+        return "cron", None
+    if root.resolve() == Path("/"):
+        if systemd_running(root):
+            return "systemd", None
+        return "cron", "systemd is not running here (a container or a chroot)"
+    if any((root / rel).exists() for rel in SYSTEMD_BINARIES):
+        return "systemd", None
+    return "cron", f"{root} has no systemd"
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def _systemctl(*args: str) -> None:
+    run_checked(["systemctl", *args], f"systemctl {' '.join(args)}")
+
+
+def install(settings: Settings, config_path: Path, root: Path, kind: str) -> Installed:
+    """Write the units (enabled) or the cron.d file under root; start the timer when systemd
+    runs this root. Whatever the other kind left is removed, so one schedule is active."""
+    command = rescue_command(config_path)
+    remove(root, start_stop=False)
+    if kind == "cron":
+        cron = root / CRON_FILE
+        _write(cron, cron_text(settings, command))
+        return Installed("cron", [cron])
+    service, timer = root / UNIT_DIR / SERVICE, root / UNIT_DIR / TIMER
+    _write(service, service_text(command))
+    _write(timer, timer_text(settings))
+    link = root / WANTS_DIR / TIMER
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"/{UNIT_DIR}/{TIMER}")
+    if systemd_running(root):
+        _systemctl("daemon-reload")
+        _systemctl("restart", TIMER)
+    return Installed("systemd", [service, timer, link])
+
+
+def installed(root: Path) -> Installed:
+    timer = root / UNIT_DIR / TIMER
+    if timer.exists():
+        files = [root / UNIT_DIR / SERVICE, timer, root / WANTS_DIR / TIMER]
+        return Installed("systemd", [f for f in files if f.exists() or f.is_symlink()])
+    cron = root / CRON_FILE
+    if cron.exists():
+        return Installed("cron", [cron])
+    return Installed(None, [])
+
+
+def remove(root: Path, start_stop: bool = True) -> list[Path]:
+    """Remove both kinds (stopping the timer first when systemd runs root); the files gone."""
+    if start_stop and systemd_running(root) and (root / UNIT_DIR / TIMER).exists():
+        _systemctl("disable", "--now", TIMER)
+    gone = []
+    for rel in (f"{WANTS_DIR}/{TIMER}", f"{UNIT_DIR}/{TIMER}", f"{UNIT_DIR}/{SERVICE}", CRON_FILE):
+        path = root / rel
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            gone.append(path)
+    if gone and start_stop and systemd_running(root):
+        _systemctl("daemon-reload")
+    return gone

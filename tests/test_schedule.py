@@ -1,0 +1,180 @@
+"""`rescue schedule install|show|remove`, the status that shows the window and the next run.
+
+The units are written into a directory tree standing for a system (--root), never into this
+machine's /etc. They are checked by systemd itself (systemd-analyze verify, and calendar for
+the times), and the command they run is run for real: a backup lands at the destination.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from clirun import rescue, write_settings
+
+from rescue.cadence import next_runs
+
+pytestmark = pytest.mark.slow
+
+UNITS = "etc/systemd/system"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    return write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "encryption": {"mode": "none"},
+            "schedule": {
+                "full_every": "weekly",
+                "incremental_every": "daily",
+                "keep_full": 4,
+                "start_time": "03:15",
+                "random_delay_minutes": 20,
+            },
+            "selection": {"root": str(tree), "include": [str(tree)]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
+        },
+    )
+
+
+def _systemd_root(tmp_path: Path) -> Path:
+    """A tree that looks like a system with systemd installed."""
+    root = tmp_path / "root"
+    binary = root / "lib/systemd/systemd"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("")
+    return root
+
+
+def _key(text: str, key: str) -> str:
+    return next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith(key + "="))
+
+
+def _sets(config: Path) -> list[str]:
+    return [s["kind"] for s in rescue(config, "status", "--json").json()["sets"]]
+
+
+def test_systemd_units_verify_fire_when_systemd_says_and_run_a_backup(
+    tmp_path: Path, config: Path
+) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: bash scripts/setup --with-test-tools installs it")
+    root = _systemd_root(tmp_path)
+    r = rescue(config, "schedule", "install", "--root", str(root))
+    assert r.code == 0, r.err
+    assert f"enabled rescue-backup.timer in {root}" in r.out
+    assert "you can restore any day of the last 4 weeks (28 days)" in r.out
+    service = (root / UNITS / "rescue-backup.service").read_text()
+    timer = (root / UNITS / "rescue-backup.timer").read_text()
+    link = root / UNITS / "timers.target.wants/rescue-backup.timer"
+    assert os.readlink(link) == "/etc/systemd/system/rescue-backup.timer"
+    assert _key(timer, "Persistent") == "true"
+    assert _key(timer, "RandomizedDelaySec") == "1200"
+    assert _key(service, "Type") == "oneshot"
+
+    # systemd's own checks: no error and no warning (an unknown key is only a warning).
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(root / UNITS / "rescue-backup.timer"),
+         str(root / UNITS / "rescue-backup.service")],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root / UNITS}:"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    calendar = subprocess.run(
+        ["systemd-analyze", "calendar", "--iterations=4", _key(timer, "OnCalendar")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    fired = [
+        dt.datetime.strptime(" ".join(line.split(": ", 1)[1].split()[1:3]), "%Y-%m-%d %H:%M:%S")
+        for line in calendar.splitlines()
+        if line.strip().startswith(("Next elapse:", "Iter. #"))
+    ]
+    assert fired == next_runs(dt.datetime.now(), "daily", dt.time(3, 15), 4)
+
+    # What the service runs, run as systemd would: a backup, auto mode, the first is a full.
+    command = shlex.split(_key(service, "ExecStart"))
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _sets(config) == ["full"]
+
+    shown = rescue(config, "schedule", "show", "--root", str(root), "--json").json()
+    assert shown["installed"] == "systemd"
+    assert shown["on_calendar"] == "*-*-* 03:15:00"
+    kinds = [(dt.datetime.fromisoformat(r["time"]), r["kind"]) for r in shown["next_runs"]]
+    assert [t for t, _ in kinds] == next_runs(dt.datetime.now(), "daily", dt.time(3, 15), 8)
+    # A full on the first run of each new week (Monday), incrementals on the other days.
+    assert [k for _, k in kinds] == [
+        "full" if t.weekday() == 0 else "incremental" for t, _ in kinds
+    ]
+
+    r = rescue(config, "schedule", "remove", "--root", str(root))
+    assert r.code == 0 and not (root / UNITS / "rescue-backup.timer").exists()
+    assert not link.is_symlink() and not (root / UNITS / "rescue-backup.service").exists()
+    assert "installed: nothing" in rescue(config, "schedule", "show", "--root", str(root)).out
+
+
+def test_without_systemd_a_cron_file_is_written_and_says_so(tmp_path: Path, config: Path) -> None:
+    root = tmp_path / "container"
+    root.mkdir()
+    r = rescue(config, "schedule", "install", "--root", str(root))
+    assert r.code == 0, r.err
+    assert f"{root} has no systemd: wrote a cron.d file instead" in r.out
+    assert "no random delay, no catch-up" in r.out
+    cron = (root / "etc/cron.d/rescue-backup").read_text()
+    assert oct((root / "etc/cron.d/rescue-backup").stat().st_mode & 0o777) == "0o644"
+    line = next(ln for ln in cron.splitlines() if ln and ln[0].isdigit())
+    minute, hour, day, month, weekday, user, command = line.split(None, 6)
+    assert (minute, hour, day, month, weekday, user) == ("15", "3", "*", "*", "*", "root")
+    done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _sets(config) == ["full"]
+    assert (
+        rescue(config, "schedule", "show", "--root", str(root), "--json").json()["installed"]
+        == "cron"
+    )
+    # Installing the other kind replaces it: one schedule only.
+    (root / "lib/systemd").mkdir(parents=True)
+    (root / "lib/systemd/systemd").write_text("")
+    assert rescue(config, "schedule", "install", "--root", str(root)).code == 0
+    assert not (root / "etc/cron.d/rescue-backup").exists()
+    assert (root / UNITS / "rescue-backup.timer").exists()
+
+
+def test_status_shows_the_last_runs_window_and_next_run(tmp_path: Path, config: Path) -> None:
+    assert rescue(config, "backup").code == 0
+    (tmp_path / "tree/a.txt").write_text("changed, and longer\n")
+    assert rescue(config, "backup", "--incremental").code == 0
+    (tmp_path / "dest").rename(tmp_path / "dest-gone")
+    (tmp_path / "dest").write_text("not a directory\n")  # the next run fails
+    failed = rescue(config, "backup")
+    assert failed.code != 0
+    (tmp_path / "dest").unlink()
+    (tmp_path / "dest-gone").rename(tmp_path / "dest")
+
+    data = rescue(config, "status", "--json").json()
+    assert [r["outcome"] for r in data["recent_runs"]] == ["success", "success", "failure"]
+    assert [r["kind"] for r in data["recent_runs"]] == ["full", "incremental", None]
+    assert data["last_run"]["outcome"] == "failure" and data["last_run"]["error"]
+    assert all(r["seconds"] >= 0 for r in data["recent_runs"])
+    assert data["recent_runs"][0]["bytes"] > 0
+    assert data["window"] == "you can restore any day of the last 4 weeks (28 days)"
+    tomorrow = next_runs(dt.datetime.now(), "daily", dt.time(3, 15), 1)[0]
+    assert dt.datetime.fromisoformat(data["next_run"]["time"]).replace(tzinfo=None) == tomorrow
+    assert data["next_run"]["kind"] == ("full" if tomorrow.weekday() == 0 else "incremental")
+
+    text = rescue(config, "status").out
+    assert f"last run: FAILURE at {data['last_run']['start']}: {data['last_run']['error']}" in text
+    assert "restore window: you can restore any day of the last 4 weeks (28 days)" in text
+    assert "nothing is installed, run `rescue schedule install`" in text
+    history = rescue(config, "status", "--history", "--json").json()
+    assert [r["outcome"] for r in history] == ["success", "success", "failure"]
