@@ -32,7 +32,7 @@ from rescue.errors import (
     RestoreTargetExistsError,
 )
 from rescue.failures import classify
-from rescue.lock import exclusive
+from rescue.lock import exclusive, reading, retention_allowed
 from rescue.placement import merge_into, staging_dir
 from rescue.selection import filter_args
 from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
@@ -64,6 +64,7 @@ class BackupSummary:
     bytes_written: int
     seconds: float
     removed_chains: int = 0
+    retention_note: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "date": iso(self.time)}
@@ -181,8 +182,14 @@ class Engine:
         return parser
 
     @contextmanager
-    def _target(self) -> Iterator[Target]:
-        with prepare(self.settings) as target:
+    def _target(self, reads: bool = True) -> Iterator[Target]:
+        """The destination for one action; reads=True holds the readers' lock, so retention
+        never removes a chain under a restore, listing or verify in progress."""
+        if not reads:
+            with prepare(self.settings) as target:
+                yield target
+            return
+        with reading(self.archive_dir), prepare(self.settings) as target:
             yield target
 
     def _cached(self, target: Target) -> Status:
@@ -238,7 +245,7 @@ class Engine:
 
     def _backup(self, mode: BackupMode, now: float | None, run: history.Run) -> BackupSummary:
         check_gpg_key(self.settings)
-        with exclusive(self.archive_dir, "backup"), self._target() as target:
+        with exclusive(self.archive_dir, "backup"), self._target(reads=False) as target:
             before = self._cached(target)
             kind, reason = choose_kind(mode, before, self.settings, now)
             manifest.write(self.settings)
@@ -278,7 +285,7 @@ class Engine:
             )
             run.kind, run.bytes, run.set_time = made.kind, summary.bytes_written, made.time
             if made.kind == "full":
-                summary.removed_chains = self._retain(target, after)
+                summary.removed_chains, summary.retention_note = self._retain(target, after)
             return summary
 
     def _selection_args(self) -> list[str]:
@@ -308,14 +315,24 @@ class Engine:
 
         return on_record
 
-    def _retain(self, target: Target, status: Status) -> int:
-        """Keep the newest keep_full chains; called only after a successful full."""
+    def _retain(self, target: Target, status: Status) -> tuple[int, str | None]:
+        """Keep the newest keep_full chains; called only after a successful full, under the
+        backup lock. The chains removed, and why none were when a reader holds them."""
         keep = self.settings.schedule.keep_full
         excess = max(0, len(status.chains) - keep)
-        if excess:
+        if not excess:
+            return 0, None
+        with retention_allowed(self.archive_dir) as allowed:
+            if not allowed:
+                note = (
+                    f"retention postponed: a restore, listing or verify is reading the backups; "
+                    f"the {excess} old chain(s) go after the next full"
+                )
+                log.warning("%s", note)
+                return 0, note
             self._run(["remove-all-but-n-full", str(keep), "--force", target.url], target)
-            log.info("retention: removed %d chain(s), kept %d", excess, keep)
-        return excess
+        log.info("retention: removed %d chain(s), kept %d", excess, keep)
+        return excess, None
 
     # -- listing -----------------------------------------------------------------------------
 

@@ -33,3 +33,36 @@ def exclusive(directory: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+READERS_LOCK = "rescue.readers.lock"
+
+
+@contextmanager
+def reading(directory: Path) -> Iterator[None]:
+    """A shared lock held while a run reads the backups (restore, listing, verify): retention
+    waits for no one, it skips its turn instead (see retention_allowed)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / READERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def retention_allowed(directory: Path) -> Iterator[bool]:
+    """True for the block when no run is reading the backups (and none can start until it
+    ends); False when one is: deleting a chain under a restore would break the restore."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / READERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -18,6 +18,7 @@ from clirun import write_settings
 from rescue.config import load_settings
 from rescue.engine import Engine
 from rescue.errors import NoBackupError, ScheduleClockError
+from rescue.lock import reading
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +91,22 @@ def test_a_clock_set_backwards_makes_no_backup(tmp_path: Path) -> None:
         with pytest.raises(ScheduleClockError, match="before the newest backup"):
             engine.backup(mode, now=(FIRST - dt.timedelta(days=1)).timestamp())  # type: ignore[arg-type]
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == before
+
+
+def test_retention_never_removes_chains_under_a_reader(tmp_path: Path) -> None:
+    """A restore, listing or verify holds the readers' lock (rescue.lock.reading) for its whole
+    run; a full made meanwhile keeps the old chains and says so, the next full removes them."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    engine = Engine(load_settings(_settings(tmp_path, tree)))  # keep_full = 2
+    for week in range(2):
+        engine.backup("full", now=(FIRST + dt.timedelta(weeks=week)).timestamp())
+    with reading(tmp_path / "cache"):
+        held = engine.backup("full", now=(FIRST + dt.timedelta(weeks=2)).timestamp())
+    assert held.removed_chains == 0
+    assert held.retention_note and "retention postponed" in held.retention_note
+    assert len(engine.status().chains) == 3
+    after = engine.backup("full", now=(FIRST + dt.timedelta(weeks=3)).timestamp())
+    assert after.removed_chains == 2 and after.retention_note is None
+    assert len(engine.status().chains) == 2

@@ -52,6 +52,8 @@ def backup(app: App, mode: str | None, as_json: bool) -> None:
         f"{human_size(summary.bytes_written)} written to {summary.destination} "
         f"in {human_seconds(summary.seconds)}"
     )
+    if summary.retention_note:
+        click.echo(f"warning: {summary.retention_note}", err=True)
     if summary.removed_chains:
         click.echo(
             f"retention: removed {summary.removed_chains} old chain(s), "
