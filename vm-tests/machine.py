@@ -240,6 +240,22 @@ class Machine:
         assert self.serial is not None, "the machine is not running"
         self.serial.sendall(text.encode())
 
+    def sync_shell(self, timeout: float = 180) -> None:
+        """Return once the guest's shell runs what is typed. A line typed while bash is still
+        setting up the tty is lost even after its prompt shows (seen under OVMF), so a harmless
+        printf is typed until its output comes back; the echo of the line cannot match, as it
+        holds %s where the output holds the nonce."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nonce = secrets.token_hex(6)
+            self.send(f"printf 'VMT-%s-SYNC\\n' {nonce}\n")
+            try:
+                self.wait_for(rf"VMT-{nonce}-SYNC", 10)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
     def execute(self, command: str, timeout: float = 600) -> tuple[int, str]:
         """Run command in the guest's shell on the console; its exit code and output.
 

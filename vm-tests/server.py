@@ -243,7 +243,8 @@ def backup_story(
         accel=accel,
     ) as vm:
         vm.wait_for(SHELL_READY, 600)
-        vm.wait_for(SHELL_PROMPT, 120)  # typed before bash owns the tty, keys are lost
+        vm.wait_for(SHELL_PROMPT, 120)
+        vm.sync_shell()  # keys typed before bash owns the tty are lost
         if firmware == "uefi":
             vm.succeed("test -d /sys/firmware/efi", 30)  # the source really runs on UEFI
         if backup_disk:

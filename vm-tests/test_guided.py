@@ -59,7 +59,8 @@ def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
         vm.wait_for("rescue> ", 300)
         figures.seconds["ISO boot to the first prompt"] = vm.elapsed()
         vm.send("s\n")
-        vm.wait_for(LIVE_PROMPT, 120)  # keys typed before bash owns the tty are lost
+        vm.wait_for(LIVE_PROMPT, 120)
+        vm.sync_shell()  # keys typed before bash owns the tty are lost
         vm.succeed(f"mkdir -p /backup && mount -o ro LABEL={BACKUP_LABEL} /backup", 60)
         vm.send(f"rescue recover -t {full_date}\n")
         vm.wait_for("Settings file", 300)
