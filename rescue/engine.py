@@ -120,7 +120,8 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
 
 
-ProgressCallback = Callable[[Progress], None]
+# Called with the progress of a long run, and with None when the run ends.
+ProgressCallback = Callable[[Progress | None], None]
 
 
 class Engine:
@@ -170,13 +171,17 @@ class Engine:
             *target.options,
         ]
         parser = duplog.LogParser(on_record)
-        result = execute.run(
-            argv,
-            env=env,
-            secret_env={**secret_env, **target.secret_env},
-            on_logfd=parser.feed,
-        )
-        parser.close()
+        try:
+            result = execute.run(
+                argv,
+                env=env,
+                secret_env={**secret_env, **target.secret_env},
+                on_logfd=parser.feed,
+            )
+            parser.close()
+        finally:
+            if on_record is not None and self.progress is not None:
+                self.progress(None)  # the run is over: its status line goes
         if result.returncode != 0:
             raise classify(result.returncode, parser.errors(), result.output, target.display)
         return parser

@@ -242,8 +242,8 @@ def backup_story(
         forwards=forwards,
         accel=accel,
     ) as vm:
-        vm.wait_for(SHELL_READY, 600)
-        vm.wait_for(SHELL_PROMPT, 120)
+        # Either line can be lost on a loaded UART (READY was, under OVMF); the sync decides.
+        vm.wait_for(f"{SHELL_READY}|{SHELL_PROMPT}", 600)
         vm.sync_shell()  # keys typed before bash owns the tty are lost
         if firmware == "uefi":
             vm.succeed("test -d /sys/firmware/efi", 30)  # the source really runs on UEFI
@@ -259,12 +259,30 @@ def backup_story(
             vm.succeed(f"rescue backup --{kind}", BACKUP_TIMEOUT)
             seconds[f"backup --{kind} in the source VM"] = time.monotonic() - started
         sets = json.loads(vm.succeed("rescue status --json", 600))["sets"]
+        check_schedule(vm)
         if backup_disk:
             vm.succeed("umount /backup && sync", 60)
         vm.send("systemctl poweroff\n")
         vm.wait_for_shutdown(300)
     assert [s["kind"] for s in sets] == ["full", "incremental"], sets
     return sets, seconds
+
+
+def check_schedule(vm: Machine) -> None:
+    """`rescue schedule install` on a machine where systemd runs: the timer is enabled and
+    active with a next elapse; then it is removed again, so nothing of it is on the disk the
+    recovery is compared with (the backups were taken before)."""
+    out = vm.succeed(
+        "rescue schedule install && systemctl is-enabled rescue-backup.timer && "
+        "systemctl is-active rescue-backup.timer && "
+        "systemctl show -P NextElapseUSecRealtime rescue-backup.timer",
+        120,
+    )
+    lines = out.splitlines()
+    assert "started rescue-backup.timer" in out, out
+    assert lines[-3:-1] == ["enabled", "active"] and lines[-1].strip(), out
+    out = vm.succeed("rescue schedule remove && ! systemctl is-active rescue-backup.timer", 120)
+    assert "removed /etc/systemd/system/rescue-backup.timer" in out, out
 
 
 BACKUP_LABEL = "BACKUPS"

@@ -20,6 +20,7 @@ from rich.text import Text
 from rescue.engine import Progress, ProgressCallback
 from rescue.units import human_size
 
+REFRESH_SECONDS = 0.25
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
 
@@ -71,10 +72,25 @@ def progress(enabled: bool) -> Iterator[ProgressCallback | None]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    with Live(Text(""), console=stderr, refresh_per_second=4, transient=True) as live:
+    # Redrawn only when there is news, at most REFRESH_SECONDS apart: a line redrawn on a
+    # timer floods a serial console with copies of a line that no longer changes.
+    with Live(Text(""), console=stderr, auto_refresh=False, transient=True) as live:
         _live = live
+        last = 0.0
+
+        def show(p: Progress | None) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if p is None:
+                live.update(Text(""), refresh=True)
+            elif now - last >= REFRESH_SECONDS:
+                live.update(_line(p), refresh=True)
+            else:
+                return
+            last = now
+
         try:
-            yield lambda p: live.update(_line(p))
+            yield show
         finally:
             _live = None
 
