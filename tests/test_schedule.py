@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from clirun import rescue, write_settings
 
-from rescue.cadence import next_runs
+from rescue.cadence import next_runs, on_calendar
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +64,28 @@ def _sets(config: Path) -> list[str]:
     return [s["kind"] for s in rescue(config, "status", "--json").json()["sets"]]
 
 
+def _systemd_times(expression: str, count: int) -> list[dt.datetime]:
+    """When systemd says an OnCalendar expression fires next, count times."""
+    out = subprocess.run(
+        ["systemd-analyze", "calendar", f"--iterations={count}", expression],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [
+        dt.datetime.strptime(" ".join(line.split(": ", 1)[1].split()[1:3]), "%Y-%m-%d %H:%M:%S")
+        for line in out.splitlines()
+        if line.strip().startswith(("Next elapse:", "Iter. #"))
+    ]
+
+
+@pytest.mark.parametrize("every", ["hourly", "daily", "weekly"])
+@pytest.mark.parametrize("start", [dt.time(2, 30), dt.time(0, 0), dt.time(23, 59)])
+def test_calendar_expressions_fire_when_rescue_predicts(every: str, start: dt.time) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: bash scripts/setup --with-test-tools installs it")
+    expression = on_calendar(every, start)  # type: ignore[arg-type]
+    assert _systemd_times(expression, 5) == next_runs(dt.datetime.now(), every, start, 5)  # type: ignore[arg-type]
+
+
 def test_systemd_units_verify_fire_when_systemd_says_and_run_a_backup(
     tmp_path: Path, config: Path
 ) -> None:
@@ -90,15 +112,7 @@ def test_systemd_units_verify_fire_when_systemd_says_and_run_a_backup(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
-    calendar = subprocess.run(
-        ["systemd-analyze", "calendar", "--iterations=4", _key(timer, "OnCalendar")],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    fired = [
-        dt.datetime.strptime(" ".join(line.split(": ", 1)[1].split()[1:3]), "%Y-%m-%d %H:%M:%S")
-        for line in calendar.splitlines()
-        if line.strip().startswith(("Next elapse:", "Iter. #"))
-    ]
+    fired = _systemd_times(_key(timer, "OnCalendar"), 4)
     assert fired == next_runs(dt.datetime.now(), "daily", dt.time(3, 15), 4)
 
     # What the service runs, run as systemd would: a backup, auto mode, the first is a full.
