@@ -5,8 +5,9 @@ In the spirit of the NixOS test driver, kept small:
   an optional CD-ROM, an optional direct kernel boot, BIOS or UEFI (OVMF) firmware, and QEMU user
   networking with `restrict=on`: the guest reaches nothing but the guestfwd relays (vm-tests/
   relay.py, one process per connection, to a server on 127.0.0.1).
-- The serial console goes to a Unix socket and, through QEMU's own logfile, to `console.log`,
-  which is the one place every wait reads; it survives the test and QEMU.
+- The serial console goes to a Unix socket, which a thread reads into `console.log`, the one
+  place every wait reads; it survives the test and QEMU. Not QEMU's own chardev logfile: under
+  load (the socket full) it was seen to drop and repeat bytes the guest sent only once.
 - `wait_for(pattern)` reads the console until the pattern shows, failing fast on words that mean
   the boot failed, on QEMU's exit, and on the timeout, naming the log with its last lines.
 - `execute(command)` runs a command in the guest's root shell on the console (the source VM's
@@ -126,8 +127,8 @@ class Machine:
         """The QEMU command line."""
         argv = ["qemu-system-x86_64", "-accel", self.accel, "-m", str(self.memory_mib),
                 "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot",
-                "-chardev", f"socket,id=serial0,path={self.socket_path},server=on,wait=off,"
-                f"logfile={self.console_log},logappend=on",
+                # wait=on: the guest starts once the driver is connected, so nothing is lost.
+                "-chardev", f"socket,id=serial0,path={self.socket_path},server=on,wait=on",
                 "-serial", "chardev:serial0"]  # fmt: skip
         if self.firmware == "uefi":
             variables = self.logdir / f"{self.name}.OVMF_VARS.fd"
@@ -197,17 +198,18 @@ class Machine:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(self._failure("QEMU did not start")) from None
                 time.sleep(0.2)
-        # QEMU writes the console to the socket too: unread, it fills and stalls the guest.
+        # Unread, the socket fills and stalls the guest: a thread reads it into the log.
         threading.Thread(target=self._drain, args=(self.serial,), daemon=True).start()
 
-    @staticmethod
-    def _drain(sock: socket.socket) -> None:
-        """Read and drop what the socket gets; the console log (QEMU's logfile) keeps it."""
-        try:
-            while sock.recv(65536):
+    def _drain(self, sock: socket.socket) -> None:
+        """Append what the console sends to the console log, until the socket closes."""
+        with self.console_log.open("ab") as log:
+            try:
+                while chunk := sock.recv(65536):
+                    log.write(chunk)
+                    log.flush()
+            except OSError:
                 pass
-        except OSError:
-            pass
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
