@@ -20,7 +20,7 @@ import textwrap
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -56,6 +56,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _START_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 Loc = tuple[str | int, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Problems(ValueError):
@@ -541,6 +542,41 @@ class Duplicity(_Section):
     )
 
 
+Compression = Literal["gzip", "zstd"]
+
+
+class ConfigBackup(_Section):
+    """[config_backup]: where `rescue config-backup` keeps its archives and how it writes them."""
+
+    help: ClassVar[str] = (
+        "Configuration backups (`rescue config-backup`): small archives of /etc and friends, "
+        "per module. They are encrypted like the backups when [encryption] mode is not none "
+        "(bug reports never are: they are redacted to be sent)."
+    )
+
+    directory: AbsPath = Field(
+        default="/var/lib/rescue/config-backups",
+        description="The local directory of the archives (made mode 0700).",
+        examples=["/var/lib/rescue/config-backups"],
+    )
+    compression: Compression = Field(
+        default="gzip",
+        description="gzip (readable anywhere) or zstd (smaller and faster; needs zstd).",
+        examples=["gzip"],
+    )
+    copy_to_destination: bool = Field(
+        default=False,
+        description="Also copy each new archive to the backup destination, in its "
+        "config-backups/ directory (delete --remote removes the copy).",
+        examples=[True],
+    )
+    modules_dir: AbsPath = Field(
+        default="/etc/rescue/modules.d",
+        description="The directory of the admin's own modules, one TOML file each.",
+        examples=["/etc/rescue/modules.d"],
+    )
+
+
 class Settings(BaseModel):
     """The whole settings file. Build it with load_settings(), or model_validate() in code."""
 
@@ -551,6 +587,9 @@ class Settings(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule, description="When backups run.")
     selection: Selection = Field(default_factory=Selection, description="What is backed up.")
     duplicity: Duplicity = Field(default_factory=Duplicity, description="duplicity's knobs.")
+    config_backup: ConfigBackup = Field(
+        default_factory=ConfigBackup, description="Configuration backups."
+    )
 
     _path: Path | None = PrivateAttr(default=None)
     _locator: _Locator | None = PrivateAttr(default=None)
@@ -654,9 +693,11 @@ def read_secret_file(path: Path, key: str, where: str = "") -> str:
 # -- turning pydantic's errors into ours ------------------------------------------------------
 
 
-def _field(loc: Loc) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+def _field(
+    loc: Loc, root: type[BaseModel] | None = None
+) -> tuple[type[BaseModel] | None, FieldInfo | None]:
     """The model that holds the last key of loc, and that key's FieldInfo (None if unknown)."""
-    model: type[BaseModel] | None = Settings
+    model: type[BaseModel] | None = root or Settings
     holder: type[BaseModel] | None = None
     info: FieldInfo | None = None
     for part in loc:
@@ -702,16 +743,17 @@ def _choices(info: FieldInfo | None) -> list[str]:
     return [str(c) for c in get_args(literal) if isinstance(c, str)]
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def _message(error: Mapping[str, Any], root: type[BaseModel] | None = None) -> str:
     """One friendly line for one pydantic error; never shows the value (it may be a secret)."""
     kind, loc = error["type"], tuple(error["loc"])
-    holder, info = _field(loc)
+    holder, info = _field(loc, root)
     if kind == "missing":
         short = _short(info)
         return f"missing ({short})" if short else "missing"
     if kind == "extra_forbidden":
         known = list(holder.model_fields) if holder is not None else []
-        what = "unknown section" if len(loc) == 1 else "unknown key"
+        top = len(loc) == 1 and (root is None or root is Settings)
+        what = "unknown section" if top else "unknown key"
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         return (
             f"{what} (did you mean {close[0]}?)" if close else f"{what} (known: {', '.join(known)})"
@@ -738,7 +780,7 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])[:1].lower() + str(error["msg"])[1:]
 
 
-def _problems(exc: ValidationError) -> list[tuple[Loc, str]]:
+def _problems(exc: ValidationError, root: type[BaseModel] | None = None) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
     for error in exc.errors():
         loc = tuple(error["loc"])
@@ -746,13 +788,18 @@ def _problems(exc: ValidationError) -> list[tuple[Loc, str]]:
         if isinstance(cause, _Problems):
             found += [((*loc, *sub), msg) for sub, msg in cause.problems]
         else:
-            found.append((loc, _message(error)))
+            found.append((loc, _message(error, root)))
     return found
 
 
-def _config_error(exc: ValidationError, path: Path | None, locator: _Locator | None) -> ConfigError:
+def _config_error(
+    exc: ValidationError,
+    path: Path | None,
+    locator: _Locator | None,
+    root: type[BaseModel] | None = None,
+) -> ConfigError:
     """All problems as one ConfigError, a line each, in file order when there is a file."""
-    problems = _problems(exc)
+    problems = _problems(exc, root)
     if path is None or locator is None:
         return ConfigError("\n".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
     located = sorted(((locator.line(loc), loc, msg) for loc, msg in problems), key=lambda x: x[0])
@@ -761,15 +808,11 @@ def _config_error(exc: ValidationError, path: Path | None, locator: _Locator | N
     )
 
 
-def load_settings(path: Path | str) -> Settings:
-    """Read and validate the settings file; every problem is one ConfigError line."""
-    path = Path(path)
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and data; a missing, unreadable or malformed file is one ConfigError
+    line that names the file (and the line, for bad TOML)."""
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no settings file at {path}; create one with: rescue config init"
-        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -782,14 +825,28 @@ def load_settings(path: Path | str) -> Settings:
         where = re.search(r"at line (\d+)", str(exc))
         line = where.group(1) if where else len(text.splitlines()) or 1  # "at end of document"
         raise ConfigError(f"{path}:{line}: invalid TOML: {exc}") from None
-    _refuse_readable_secret(path, data)
-    locator = _Locator(text)
+    return text, data
+
+
+def validate_toml_file(model: type[ModelT], path: Path, text: str, data: Any) -> ModelT:
+    """Validate data read from path against model; each problem is a `file:line: key:` line,
+    worded like the settings' own (the modules.d drop-ins use this too)."""
     try:
-        settings = Settings.__pydantic_validator__.validate_python(data)
+        return model.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
-        raise _config_error(exc, path, locator) from None
+        raise _config_error(exc, path, _Locator(text), model) from None
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read and validate the settings file; every problem is one ConfigError line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no settings file at {path}; create one with: rescue config init")
+    text, data = read_toml(path)
+    _refuse_readable_secret(path, data)
+    settings = validate_toml_file(Settings, path, text, data)
     settings._path = path
-    settings._locator = locator
+    settings._locator = _Locator(text)
     return settings
 
 
@@ -881,6 +938,7 @@ SECTIONS: tuple[tuple[str, type[_Section]], ...] = (
     ("schedule", Schedule),
     ("selection", Selection),
     ("duplicity", Duplicity),
+    ("config_backup", ConfigBackup),
 )
 
 

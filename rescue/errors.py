@@ -184,6 +184,27 @@ class VerifyError(RescueError):
     meaning = "the recovered system differs from the backup (see the report)"
 
 
+class ConfigArchiveError(RescueError):
+    """A configuration archive is damaged (a checksum, a truncated file, a missing member) or
+    cannot be read; nothing was written."""
+
+    exit_code = 80
+    meaning = "a configuration archive is corrupt or unreadable; nothing was written"
+
+
+class ConfigRestoreRefused(RescueError):
+    """A configuration restore that would be wrong: a bug report, modules whose dependencies
+    are left out, a path the archive would write outside the root, or no confirmation."""
+
+    exit_code = 81
+    meaning = "a configuration restore was refused (see the line; nothing was written)"
+
+
+class ConfigArchiveNotFoundError(RescueError):
+    exit_code = 82
+    meaning = "no configuration archive of that name"
+
+
 class DuplicityError(RescueError):
     """duplicity failed in a way that has no more specific class; its own line is shown."""
 

@@ -80,11 +80,14 @@ def run(
     on_logfd: Callable[[str], None] | None = None,
     cwd: str | None = None,
     mask_output: bool = True,
+    stdin_secret: str | None = None,
 ) -> Completed:
     """Run argv to completion and return its exit code and masked output.
 
     env adds plain variables; secret_env adds variables whose values are secrets (registered, so
-    they are masked everywhere). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
+    they are masked everywhere). stdin_secret is written, with a newline, to the child's stdin,
+    which is then closed: for programs that read a passphrase from a descriptor (gpg's
+    --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
     becomes `--log-fd=N`; every line it writes there is passed on as it arrives.
     """
     argv = [str(a) for a in argv]
@@ -92,6 +95,7 @@ def run(
         raise CommandNotFoundError(f"{argv[0]} is not installed or not on PATH")
     for value in (secret_env or {}).values():
         register_secret(value)
+    register_secret(stdin_secret)
     _check_argv(argv)
     child_env = dict(os.environ)
     child_env.update(env or {})
@@ -108,7 +112,7 @@ def run(
     try:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_secret is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=child_env,
@@ -118,6 +122,12 @@ def run(
     finally:
         if write_fd >= 0:
             os.close(write_fd)
+    if proc.stdin is not None:
+        try:  # a line fits the pipe's buffer, so this cannot block on an unread pipe
+            proc.stdin.write(f"{stdin_secret}\n".encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child exited first; its exit code tells why
     output = _pump(proc, read_fd, on_output, on_logfd, mask_output)
     returncode = proc.wait()
     seconds = time.monotonic() - start

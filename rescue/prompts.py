@@ -63,6 +63,8 @@ QUESTIONS: dict[str, str] = {
     "recover.luks_passphrase": "the passphrase for the recreated LUKS containers",
     "recover.step": "run the next step (step-by-step mode)",
     "recover.after": "after recovery: reboot, poweroff, shell or none",
+    "config_backup.add_dependencies": "restore the modules the selection depends on too (yes/no)",
+    "config_backup.confirm": "replace the configuration as the diff shows (yes/no)",
 }
 
 

@@ -673,7 +673,7 @@ def test_through_the_root_group(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "bogus = 1\n")
     bad = runner.invoke(cli, ["--config", str(path), *log, "config", "check"])
     assert bad.exit_code == 3
-    assert "duplicity.bogus: unknown key" in bad.output
+    assert "config_backup.bogus: unknown key" in bad.output
 
 
 # -- GPG ---------------------------------------------------------------------------------------

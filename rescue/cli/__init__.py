@@ -5,6 +5,7 @@ from __future__ import annotations
 from rescue.cli import (
     backup_cmd,
     config_cmd,
+    configbackup_cmd,
     drill_cmd,
     layout_cmd,
     live_cmd,
@@ -30,6 +31,7 @@ cli.add_command(layout_cmd.layout_group)
 cli.add_command(recover_cmd.recover)
 cli.add_command(net_cmd.net_group)
 cli.add_command(live_cmd.live_group)
+cli.add_command(configbackup_cmd.config_backup_group)
 
 
 def main() -> None:

@@ -1,0 +1,395 @@
+"""`rescue config-backup ...`: per-module configuration archives, and restoring them by module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rescue.cli.main import App
+from rescue.cli.render import emit_json, table
+from rescue.config import DEFAULT_CONFIG_PATH, Settings
+from rescue.configbackup import archive, create, remote, restore
+from rescue.configbackup.modules import load_modules
+from rescue.configbackup.store import Store
+from rescue.errors import ConfigRestoreRefused, UsageError
+from rescue.prompts import Answers, Question
+from rescue.units import human_size
+
+ROOT_OPTION = click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("/"),
+    show_default=True,
+    help="The system to read or restore: / or a mounted one (e.g. during recovery).",
+)
+SHOWN_PER_MODULE = 20
+
+
+def _settings(app: App) -> Settings | None:
+    """The settings, or None when there is no settings file at the default place: archives
+    then use the defaults and are not encrypted. A file named by --config must exist."""
+    if app.config_path == DEFAULT_CONFIG_PATH and not app.config_path.exists():
+        return None
+    return app.settings()
+
+
+@click.group("config-backup")
+def config_backup_group() -> None:
+    """Configuration archives: per module, restorable by module, portable between servers.
+
+    \b
+    rescue config-backup modules                    the modules and what each holds
+    rescue config-backup create                     all modules, to the local store
+    rescue config-backup create --module ssh        ssh (and users, which it depends on)
+    rescue config-backup create --type bug-report   secrets redacted, for support
+    rescue config-backup list
+    rescue config-backup info NAME                  the manifest, after checking every byte
+    rescue config-backup restore NAME --module ssh  shows a diff, asks, saves an undo archive
+    rescue config-backup export NAME /media/usb/    to a file, to carry to another server
+    rescue config-backup import /media/usb/FILE     there: into the list, after checking it
+
+    Archives are kept in [config_backup] directory (default /var/lib/rescue/config-backups),
+    encrypted like the backups when [encryption] mode is not none, and copied to the backup
+    destination with copy_to_destination = true. Admins add modules as TOML files in
+    [config_backup] modules_dir (default /etc/rescue/modules.d); see the README.
+    """
+
+
+@config_backup_group.command("modules")
+@click.option("--json", "as_json", is_flag=True, help="Print the modules as data.")
+@click.pass_obj
+def modules_cmd(app: App, as_json: bool) -> None:
+    """List the modules: built in and from modules.d, with their paths and dependencies."""
+    modules = load_modules(create.modules_dir(_settings(app)))
+    if as_json:
+        emit_json([m.model_dump(by_alias=True) | {"source": m.source} for m in modules.values()])
+        return
+    rows = [
+        [
+            m.name,
+            ", ".join(m.depends) or "-",
+            "\n".join([*m.paths, *(f"{d} (full)" for d in m.data_dirs)]),
+            "\n".join(s.name for s in m.state) or "-",
+            m.source,
+        ]
+        for m in modules.values()
+    ]
+    table(None, ["module", "depends on", "paths", "state", "from"], rows)
+
+
+@config_backup_group.command("create")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(create.TYPES),
+    default="configuration",
+    show_default=True,
+    help="configuration: the modules' paths; full: also their data directories; bug-report: "
+    "plus diagnostics, with every secret redacted (never restorable, never encrypted).",
+)
+@click.option("--name", help="The archive's name [default: HOST-TYPE-DATE-TIME].")
+@click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    help="Only this module (repeat for more); the modules it depends on are added. Default: all.",
+)
+@ROOT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as data.")
+@click.pass_obj
+def create_cmd(
+    app: App, kind: str, name: str | None, modules: tuple[str, ...], root: Path, as_json: bool
+) -> None:
+    """Write one archive of the modules' files and state, with a checksummed manifest."""
+    say = (lambda _line: None) if as_json else click.echo
+    made = create.create(
+        _settings(app),
+        root,
+        kind,  # type: ignore[arg-type]
+        modules,
+        name,
+        config_path=app.config_path,
+        log_path=app.log_path,
+        say=say,
+    )
+    if as_json:
+        emit_json(made.stored.index | {"manifest": made.manifest})
+        return
+    manifest = made.manifest
+    if made.added:
+        click.echo(f"added {', '.join(made.added)}: the selected modules depend on them")
+    for warning in manifest["warnings"]:
+        click.echo(f"warning: {warning}")
+    files = sum(1 for m in manifest["modules"] for e in m["entries"] if e["kind"] == "file")
+    click.echo(
+        f"created {made.stored.name}: {len(manifest['modules'])} module(s), {files} file(s), "
+        f"{human_size(made.stored.index['size'])}"
+        + (", encrypted" if manifest["encrypted"] else "")
+    )
+    click.echo(f"  {made.stored.path}")
+    if manifest["redactions"]:
+        click.echo(
+            f"redacted {len(manifest['redactions'])} secret(s); see: info {made.stored.name}"
+        )
+    if "remote" in made.stored.index:
+        click.echo(f"copied to {made.stored.index['remote']}")
+
+
+@config_backup_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as data.")
+@click.pass_obj
+def list_cmd(app: App, as_json: bool) -> None:
+    """The archives in the store: name, type, date, size and modules, oldest first."""
+    store = Store(_settings(app))
+    found = store.all()
+    if as_json:
+        emit_json([s.index for s in found])
+        return
+    if not found:
+        click.echo(f"no configuration archives in {store.directory} (make one: create)")
+        return
+    rows = [
+        [
+            s.name,
+            str(s.index["type"]),
+            str(s.index["created"])[:16].replace("T", " "),
+            human_size(int(s.index["size"])) + (" (gpg)" if s.index.get("encrypted") else ""),
+            ", ".join(s.index["modules"]),
+        ]
+        for s in found
+    ]
+    table(
+        f"configuration archives in {store.directory}",
+        ["name", "type", "date (UTC)", "size", "modules"],
+        rows,
+    )
+
+
+@config_backup_group.command("info")
+@click.argument("archive_name", metavar="ARCHIVE")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as data.")
+@click.pass_obj
+def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
+    """Check every member of ARCHIVE (a name in the list, or a file) and print its manifest and
+    each module's contents. Nothing is extracted."""
+    settings = _settings(app)
+    store = Store(settings)
+    path = store.resolve(archive_name)
+    with store.work_dir() as work:
+        opened = archive.open_verified(path, settings, work, stage=False)
+    manifest = opened.manifest
+    if as_json:
+        emit_json(manifest)
+        return
+    click.echo(f"{manifest['name']}: {manifest['type']} of {manifest['host']} ({manifest['root']})")
+    click.echo(f"  made {manifest['created']} by rescue {manifest['version']}")
+    click.echo(
+        f"  {path} ({human_size(path.stat().st_size)}, {manifest['compression']}"
+        + (", encrypted" if manifest["encrypted"] else "")
+        + f"); all {len(manifest['members'])} member checksums verified"
+    )
+    for module in manifest["modules"]:
+        entries = module["entries"]
+        files = [e for e in entries if e["kind"] == "file"]
+        size = sum(e.get("size", 0) for e in files)
+        depends = f", depends on {', '.join(module['depends'])}" if module["depends"] else ""
+        click.echo(f"\n[{module['name']}] {len(files)} file(s), {human_size(size)}{depends}")
+        for entry in entries:
+            mode = f"{entry['mode']:04o}" if entry["kind"] != "symlink" else "link"
+            owner = f"{entry.get('user') or entry['uid']}:{entry.get('group') or entry['gid']}"
+            extra = f" -> {entry['target']}" if entry["kind"] == "symlink" else ""
+            click.echo(f"  {mode} {owner:<14} {entry['path']}{_slash(entry)}{extra}")
+        for state in module["state"]:
+            click.echo(f"  state: {state}")
+        if module["missing"]:
+            click.echo(f"  not on the system: {', '.join(module['missing'])}")
+    if manifest["redactions"]:
+        click.echo("\nredacted:")
+        for item in manifest["redactions"]:
+            click.echo(f"  {item['path']}: {item['what']}")
+    if manifest.get("diagnostics"):
+        click.echo(f"\ndiagnostics: {', '.join(manifest['diagnostics'])}")
+
+
+@config_backup_group.command("export")
+@click.argument("archive_name", metavar="ARCHIVE")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.pass_obj
+def export_cmd(app: App, archive_name: str, out: Path, force: bool) -> None:
+    """Copy ARCHIVE out of the store to the file (or into the directory) OUT, as it is
+    (an encrypted archive stays encrypted)."""
+    store = Store(_settings(app))
+    target = store.export(store.get(archive_name), out, force)
+    click.echo(f"exported {archive_name} to {target}")
+
+
+@config_backup_group.command("import")
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--name", help="The name in the list [default: the name it was made with].")
+@click.pass_obj
+def import_cmd(app: App, source: Path, name: str | None) -> None:
+    """Check the archive file SOURCE whole (it must open with these settings) and add it to
+    the list, so that info and restore can use it."""
+    settings = _settings(app)
+    store = Store(settings)
+    with store.work_dir() as work:
+        opened = archive.open_verified(source, settings, work, stage=False)
+        name = name or str(opened.manifest["name"])
+        store.check_new_name(name)
+        copy = work / source.name
+        archive.copy_file(source, copy)
+        stored = store.add(copy, opened.manifest, name)
+    click.echo(
+        f"imported {source} as {stored.name} ({stored.index['type']}, "
+        f"{len(stored.index['modules'])} module(s))"
+    )
+
+
+@config_backup_group.command("delete")
+@click.argument("archive_name", metavar="ARCHIVE")
+@click.option(
+    "--remote", "with_remote", is_flag=True, help="Also delete its copy at the backup destination."
+)
+@click.pass_obj
+def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
+    """Delete ARCHIVE from the store (and, with --remote, its copy at the destination)."""
+    settings = _settings(app)
+    store = Store(settings)
+    stored = store.get(archive_name)
+    if with_remote:
+        if settings is None:
+            raise UsageError("--remote needs settings with a [destination]")
+        remote.delete(settings, stored.path.name)
+        click.echo(f"deleted {remote.where(settings)}{stored.path.name}")
+    store.delete(stored)
+    click.echo(f"deleted {archive_name}")
+
+
+@config_backup_group.command("restore")
+@click.argument("archive_name", metavar="ARCHIVE")
+@click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    help="Only this module (repeat for more). Default: all in the archive.",
+)
+@click.option(
+    "--ignore-dependencies",
+    is_flag=True,
+    help="Restore the modules even when modules they depend on are not selected.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before replacing the configuration.")
+@click.option(
+    "--no-imports",
+    is_flag=True,
+    help="Restore files only; do not run the modules' state imports (apt-get dselect-upgrade).",
+)
+@ROOT_OPTION
+@click.pass_obj
+def restore_cmd(
+    app: App,
+    archive_name: str,
+    modules: tuple[str, ...],
+    ignore_dependencies: bool,
+    dry_run: bool,
+    yes: bool,
+    no_imports: bool,
+    root: Path,
+) -> None:
+    """Restore ARCHIVE whole or by module, in dependency order.
+
+    \b
+    1. every member is checked against the manifest (a damaged archive is refused whole);
+    2. a module whose dependencies are not selected is refused (or, at a terminal, offered
+       them), unless --ignore-dependencies;
+    3. the diff is shown and confirmed (--yes skips the question);
+    4. the touched modules' current state is saved as a pre-restore archive: restoring that
+       one undoes this restore, removing what this one added;
+    5. files are written (each beside its target, then renamed over it), owners by name in
+       the restored users, then the state imports run.
+    """
+    settings = _settings(app)
+    store = Store(settings)
+    path = store.resolve(archive_name)
+    answers = Answers()
+    with store.work_dir() as work:
+        opened = archive.open_verified(path, settings, work, stage=True)
+        planned = restore.plan(opened, root, modules, ignore_dependencies, answers)
+        _show_plan(planned, no_imports)
+        if not planned.changes and (no_imports or not planned.imports):
+            click.echo("nothing to restore: the system already matches the archive")
+            return
+        if dry_run:
+            click.echo("dry run: nothing was written")
+            return
+        if not yes:
+            _confirm(answers)
+        host = create.host_name(root)
+
+        def save(definitions: dict, absent: dict[str, list[str]]) -> str:
+            made = create.create(
+                settings,
+                root,
+                "pre-restore",
+                list(definitions),
+                restore.pre_restore_name(host),
+                modules=definitions,
+                absent=absent,
+            )
+            return made.stored.name
+
+        done = restore.apply(
+            planned, settings, run_imports=not no_imports, save_pre_restore=save, say=click.echo
+        )
+    for warning in [*planned.warnings, *done.warnings]:
+        click.echo(f"  {warning}")
+    click.echo(
+        f"restored {', '.join(planned.order)}: {done.written} path(s) written, "
+        f"{done.removed} removed"
+    )
+    click.echo(f"undo: rescue config-backup restore {done.pre_restore}")
+    if done.import_problems:
+        for problem in done.import_problems:
+            click.echo(f"warning: {problem}", err=True)
+
+
+def _slash(entry: dict[str, object]) -> str:
+    return "/" if entry["kind"] == "dir" else ""
+
+
+def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
+    manifest = planned.opened.manifest
+    click.echo(
+        f"{manifest['name']} ({manifest['type']} of {manifest['host']}, {manifest['created']}) "
+        f"into {planned.root}:"
+    )
+    for warning in planned.warnings:
+        click.echo(f"warning: {warning}")
+    for module in planned.order:
+        changes = [c for c in planned.changes if c.module == module]
+        counts = {a: sum(1 for c in changes if c.action == a) for a in ("new", "change", "remove")}
+        click.echo(
+            f"  {module}: {counts['new']} new, {counts['change']} changed, "
+            f"{counts['remove']} to remove, {planned.unchanged.get(module, 0)} unchanged"
+        )
+        for change in changes[:SHOWN_PER_MODULE]:
+            click.echo(f"    {change.action:<6} {change.path} ({change.detail})")
+        if len(changes) > SHOWN_PER_MODULE:
+            click.echo(f"    ... and {len(changes) - SHOWN_PER_MODULE} more")
+    for item in planned.imports:
+        how = "skipped (--no-imports)" if no_imports else "will run"
+        click.echo(f"  {item.module}: state {item.name}: {how}")
+
+
+def _confirm(answers: Answers) -> None:
+    if not answers.interactive:
+        raise ConfigRestoreRefused(
+            "not confirmed: nothing was written (run it at a terminal, or add --yes; "
+            "--dry-run shows the diff)"
+        )
+    question = Question("config_backup.confirm", "confirm", "Replace the configuration as shown?")
+    if not answers.ask(question):
+        raise ConfigRestoreRefused("not confirmed: nothing was written")

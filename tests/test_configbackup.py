@@ -1,0 +1,596 @@
+"""Configuration backups end to end, through the real `rescue` command, on a fake host root.
+
+The fake host (tests/confighost.py) is read and restored with --root; the real dpkg, systemctl,
+ssh-keygen, gpg, zstd and OpenSSH/FTP servers do the work. Every assertion is on an outcome:
+bytes, owners and modes in the root (tree comparison), exit codes and the error line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from clirun import Run, rescue, write_settings
+from confighost import (
+    ALICE,
+    APP_TOKEN,
+    DEST_PASSWORD,
+    SECRETS,
+    SETTINGS_PASSPHRASE,
+    WIFI_KEY,
+    make_host,
+)
+from servers import FtpServer, GpgHome, SshServer
+
+from rescue.treecompare import compare_trees
+
+APP_MODULE = """\
+description = "the web app"
+paths = ["/etc/app"]
+depends = ["users"]
+
+[[state]]
+name = "flag"
+export = "cat {root}/etc/app/flag 2>/dev/null || echo off"
+import = "cp {state} {root}/etc/app/imported-flag"
+"""
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    root = make_host(tmp_path / "host")
+    (root / "etc/app/flag").write_text("on\n")
+    return root
+
+
+def config_for(
+    tmp_path: Path,
+    *,
+    encryption: dict[str, object] | None = None,
+    destination: dict[str, object] | None = None,
+    store: str = "store",
+    **config_backup: object,
+) -> Path:
+    modules_dir = tmp_path / "modules.d"
+    modules_dir.mkdir(exist_ok=True)
+    (modules_dir / "app.toml").write_text(APP_MODULE)
+    return write_settings(
+        tmp_path / f"rescue-{store}.toml",
+        {
+            "destination": destination or {"method": "file", "path": str(tmp_path / "dest")},
+            "encryption": encryption or {"mode": "none"},
+            "config_backup": {
+                "directory": str(tmp_path / store),
+                "modules_dir": str(modules_dir),
+                **config_backup,
+            },
+        },
+    )
+
+
+def created(config: Path, root: Path, *args: str) -> dict:
+    run = rescue(config, "config-backup", "create", "--root", str(root), "--json", *args)
+    assert run.code == 0, run.err
+    return run.json()
+
+
+def cb(config: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    return rescue(config, "config-backup", *args, env=env)
+
+
+def snapshot(root: Path, dest: Path) -> Path:
+    subprocess.run(["cp", "-a", str(root), str(dest)], check=True)
+    return dest
+
+
+def tree_hash(root: Path) -> str:
+    """Everything about a tree: names, types, modes, owners, bytes, link targets."""
+    digest = hashlib.sha256()
+    for top, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            st = path.lstat()
+            digest.update(f"{path}:{st.st_mode}:{st.st_uid}:{st.st_gid}:{st.st_mtime}".encode())
+            if path.is_symlink():
+                digest.update(os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def config_diffs(expected: Path, actual: Path) -> list[str]:
+    """compare_trees, minus dpkg's own database files: a selections import rewrites them."""
+    return [d for d in compare_trees(expected, actual) if "var/lib/dpkg" not in d]
+
+
+def disturb(root: Path) -> None:
+    """The bad change an admin wants to undo, in several modules."""
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n")  # network
+    (root / "etc/ssh/sshd_config").unlink()  # ssh
+    (root / "etc/shadow").chmod(0o644)  # users
+    os.chown(root / "etc/sudoers.d/alice", ALICE, ALICE)  # users
+    (root / "etc/cron.d/backup").write_text("# disabled\n")  # cron
+    (root / "etc/resolv.conf").unlink()
+    (root / "etc/resolv.conf").symlink_to("/etc/resolv.manual")  # network
+    (root / "etc/nftables.conf").write_text("flush ruleset\n")  # firewall
+
+
+def test_round_trip_restores_every_module(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host)
+    assert made["type"] == "configuration"
+    assert made["modules"] == [
+        "users",
+        "network",
+        "ssh",
+        "firewall",
+        "cron",
+        "packages",
+        "services",
+        "rescue",
+        "app",
+    ]
+    before = snapshot(host, tmp_path / "before")
+    disturb(host)
+    assert compare_trees(before, host)
+
+    dry = cb(config, "restore", made["name"], "--root", str(host), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "change /etc/hosts (content)" in dry.out
+    assert "new    /etc/ssh/sshd_config (file)" in dry.out
+    assert "change /etc/shadow (mode 0644 -> 0640)" in dry.out
+    assert f"change /etc/sudoers.d/alice (owner {ALICE}:{ALICE} -> 0:0)" in dry.out
+    assert "dry run: nothing was written" in dry.out
+    assert (host / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
+
+    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    assert run.code == 0, run.err
+    assert (
+        "restored users, network, ssh, firewall, cron, packages, services, rescue, app" in run.out
+    )
+    diffs = config_diffs(before, host)
+    assert diffs == ["only in actual: etc/app/imported-flag"], diffs  # the app's state import
+    assert (host / "etc/app/imported-flag").read_text() == "on\n"
+
+    again = cb(
+        config,
+        "restore",
+        made["name"],
+        "--root",
+        str(host),
+        "--module",
+        "ssh",
+        "--yes",
+        "--module",
+        "users",
+    )
+    assert "nothing to restore: the system already matches the archive" in again.out
+
+
+def test_restoring_one_module_changes_only_its_files(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "cron", "--module", "network")
+    assert made["modules"] == ["network", "cron"]
+    disturb(host)
+    disturbed = snapshot(host, tmp_path / "disturbed")
+
+    run = cb(config, "restore", made["name"], "--root", str(host), "--module", "cron", "--yes")
+    assert run.code == 0, run.err
+    diffs = compare_trees(disturbed, host)
+    assert diffs and all(": etc/cron.d/backup: " in d for d in diffs), diffs
+    assert (host / "etc/cron.d/backup").read_text() == "30 2 * * * root /usr/local/bin/nightly\n"
+    assert (host / "etc/hosts").read_text() == "127.0.0.1 localhost\n"  # network untouched
+
+
+def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host)
+    disturb(host)
+    before = tree_hash(host)
+
+    refused = cb(
+        config, "restore", made["name"], "--root", str(host), "--module", "firewall", "--yes"
+    )
+    assert refused.code == 81
+    assert (
+        "firewall depend(s) on network, which is not selected: add --module network, or "
+        "give --ignore-dependencies" in refused.err
+    )
+    assert tree_hash(host) == before
+
+    ordered = cb(
+        config,
+        "restore",
+        made["name"],
+        "--root",
+        str(host),
+        "--module",
+        "firewall",
+        "--module",
+        "network",
+        "--dry-run",
+    )
+    assert ordered.code == 0, ordered.err
+    assert ordered.out.index("  network:") < ordered.out.index("  firewall:")
+
+    forced = cb(
+        config,
+        "restore",
+        made["name"],
+        "--root",
+        str(host),
+        "--module",
+        "firewall",
+        "--ignore-dependencies",
+        "--yes",
+    )
+    assert forced.code == 0, forced.err
+    assert (
+        "restoring without network, which firewall depend(s) on (--ignore-dependencies)"
+        in forced.out
+    )
+    assert (host / "etc/nftables.conf").read_text().startswith("table inet filter")
+    assert (host / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
+
+    # creating ssh alone takes users along, so the archive can be restored as it is
+    ssh_only = created(config, host, "--module", "ssh")
+    assert ssh_only["modules"] == ["users", "ssh"]
+
+
+def test_bug_report_holds_no_secret_and_cannot_be_restored(tmp_path: Path, host: Path) -> None:
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text(SETTINGS_PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    config = config_for(
+        tmp_path, encryption={"mode": "symmetric", "passphrase_file": str(passphrase)}
+    )
+    (host / "etc/app/notes.txt").write_text(f"the passphrase is {SETTINGS_PASSPHRASE}\n")
+    made = created(config, host, "--type", "bug-report", "--name", "support-case-1")
+    path = Path(made["file"]) if "/" in made["file"] else tmp_path / "store" / made["file"]
+    assert path.name == "support-case-1.tar.gz"  # never encrypted: it is meant to be sent
+    raw = path.read_bytes()
+    tar_bytes = gzip.decompress(raw)
+    for secret in [*SECRETS, "PRIVATE KEY-----\nb3BlbnNzaC1rZXk"]:
+        assert secret.encode() not in raw and secret.encode() not in tar_bytes, secret
+    private = (host / "etc/ssh/ssh_host_ed25519_key").read_text().splitlines()[1]
+    assert private.encode() not in tar_bytes
+
+    manifest = made["manifest"]
+    what = {(r["path"], r["what"]) for r in manifest["redactions"]}
+    assert ("/etc/shadow", "password hashes of root, alice") in what
+    assert ("/etc/ssh/ssh_host_ed25519_key", "1 private key(s)") in what
+    assert ("/etc/NetworkManager/system-connections/office.nmconnection", "values of psk") in what
+    assert ("/etc/app/app.conf", "values of token") in what
+    assert ("/etc/rescue/rescue.toml", "values of password") in what
+    assert ("/etc/rescue/passphrase", "a secret file (whole content)") in what
+    assert ("/etc/app/notes.txt", "a secret of the settings (by value)") in what
+    assert manifest["diagnostics"] == ["rescue.log", "status.json", "versions.txt"]
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        shadow = tar.extractfile("modules/users/files/etc/shadow").read().decode()
+        versions = tar.extractfile("diagnostics/versions.txt").read().decode()
+    assert shadow.startswith("root:[REDACTED by rescue]:19700:")
+    assert "nobody:*:19700" in shadow  # a locked account has no hash to hide
+    assert versions.startswith("rescue ")
+
+    info = cb(config, "info", "support-case-1")
+    assert info.code == 0, info.err
+    assert "/etc/shadow: password hashes of root, alice" in info.out
+    before = tree_hash(host)
+    refused = cb(config, "restore", "support-case-1", "--root", str(host), "--yes")
+    assert refused.code == 81
+    assert "support-case-1 is a bug report" in refused.err and "never be restored" in refused.err
+    assert tree_hash(host) == before
+    assert WIFI_KEY not in refused.err + refused.out and APP_TOKEN not in info.out
+
+
+def _rewrite_without(path: Path, member: str) -> None:
+    """The same archive minus one member (manifest untouched): a missing member."""
+    with tarfile.open(path) as src:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+    with tarfile.open(path, "w:gz") as out:
+        for info, data in members:
+            if info.name != member:
+                out.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "missing member"])
+def test_a_damaged_archive_is_refused_whole(tmp_path: Path, host: Path, damage: str) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host)
+    path = tmp_path / "store" / made["file"]
+    data = bytearray(path.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+    elif damage == "truncated":
+        path.write_bytes(bytes(data[: len(data) * 2 // 3]))
+    else:
+        _rewrite_without(path, "modules/network/files/etc/hosts")
+    disturb(host)
+    before = tree_hash(host)
+    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    assert run.code == 80, run.err
+    line = run.err.splitlines()[0]
+    assert line.startswith(f"rescue: error: {path.name} is corrupt: ")
+    if damage == "missing member":
+        assert "member modules/network/files/etc/hosts is missing" in line
+    assert tree_hash(host) == before
+    assert [p.name for p in (tmp_path / "store").glob("pre-restore-*")] == []
+    assert cb(config, "info", made["name"]).code == 80
+
+
+def test_undo_restores_the_pre_restore_state(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host)
+    disturb(host)
+    (host / "etc/cron.d/backup").unlink()
+    shutil.rmtree(host / "etc/sudoers.d")
+    disturbed = snapshot(host, tmp_path / "disturbed")
+
+    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    assert run.code == 0, run.err
+    undo_name = run.out.split("undo: rescue config-backup restore ")[1].strip()
+    assert (host / "etc/cron.d/backup").exists() and (host / "etc/sudoers.d/alice").exists()
+    listed = cb(config, "list", "--json").json()
+    assert [a["type"] for a in listed if a["name"] == undo_name] == ["pre-restore"]
+
+    undo = cb(config, "restore", undo_name, "--root", str(host), "--yes")
+    assert undo.code == 0, undo.err
+    assert "remove /etc/cron.d/backup (not there before the restore)" in undo.out
+    diffs = config_diffs(disturbed, host)
+    assert diffs == ["only in actual: etc/app/imported-flag"], diffs
+
+
+def test_encrypted_archives_symmetric_and_gpg(
+    tmp_path: Path, host: Path, gpg_home: GpgHome
+) -> None:
+    env = {"CB_PASSPHRASE": SETTINGS_PASSPHRASE}
+    config = config_for(
+        tmp_path, encryption={"mode": "symmetric", "passphrase_env": "CB_PASSPHRASE"}
+    )
+    made = rescue(config, "config-backup", "create", "--root", str(host), "--json", env=env)
+    assert made.code == 0, made.err
+    path = tmp_path / "store" / made.json()["file"]
+    assert path.name.endswith(".tar.gz.gpg")
+    assert b"confighost" not in path.read_bytes() and not path.read_bytes().startswith(b"\x1f\x8b")
+    assert cb(config, "info", made.json()["name"], env=env).code == 0
+
+    wrong = cb(config, "info", made.json()["name"], env={"CB_PASSPHRASE": "not it"})
+    assert wrong.code == 10 and "wrong passphrase" in wrong.err
+    assert "not it" not in wrong.err
+
+    disturb(host)
+    run = cb(
+        config,
+        "restore",
+        made.json()["name"],
+        "--root",
+        str(host),
+        "--module",
+        "network",
+        "--yes",
+        env=env,
+    )
+    assert run.code == 0, run.err
+    assert (host / "etc/hosts").read_text().endswith("10.0.0.5 confighost\n")
+
+    keyed = config_for(
+        tmp_path,
+        store="gpg-store",
+        encryption={
+            "mode": "gpg",
+            "gpg_key": gpg_home.fingerprint,
+            "gnupg_home": str(gpg_home.home),
+        },
+    )
+    made_gpg = created(keyed, host, "--module", "cron")
+    assert made_gpg["encrypted"] and made_gpg["file"].endswith(".gpg")
+    info = cb(keyed, "info", made_gpg["name"])
+    assert info.code == 0 and "all 3 member checksums verified" in info.out, info.out
+
+
+def test_zstd_export_import_to_another_store(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path, compression="zstd")
+    made = created(config, host, "--name", "move-me")
+    assert made["file"] == "move-me.tar.zst"
+    carried = tmp_path / "usb"
+    carried.mkdir()
+    out = cb(config, "export", "move-me", str(carried))
+    assert out.code == 0, out.err
+    assert (carried / "move-me.tar.zst").read_bytes() == (
+        tmp_path / "store/move-me.tar.zst"
+    ).read_bytes()
+    again = cb(config, "export", "move-me", str(carried))
+    assert again.code == 40 and "add --force" in again.err
+
+    other = config_for(tmp_path, store="other-server")
+    imported = cb(other, "import", str(carried / "move-me.tar.zst"), "--name", "from-web1")
+    assert imported.code == 0, imported.err
+    assert [a["name"] for a in cb(other, "list", "--json").json()] == ["from-web1"]
+    table = cb(other, "list")
+    assert "from-web1" in table.out and "configuration" in table.out
+    disturb(host)
+    run = cb(
+        other,
+        "restore",
+        "from-web1",
+        "--root",
+        str(host),
+        "--module",
+        "firewall",
+        "--module",
+        "network",
+        "--yes",
+    )
+    assert run.code == 0, run.err
+    assert (host / "etc/nftables.conf").read_text().startswith("table inet filter")
+
+    bad = carried / "bad.tar.zst"
+    data = bytearray((carried / "move-me.tar.zst").read_bytes())
+    data[-20] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    refused = cb(other, "import", str(bad))
+    assert refused.code == 80 and "bad.tar.zst is corrupt" in refused.err
+    kinds = {a["name"]: a["type"] for a in cb(other, "list", "--json").json()}
+    assert sorted(kinds.values()) == ["configuration", "pre-restore"]  # and no bad one
+
+    gone = cb(other, "delete", "from-web1")
+    assert gone.code == 0 and "from-web1" not in str(cb(other, "list", "--json").json())
+    missing = cb(other, "delete", "from-web1")
+    assert missing.code == 82 and "no configuration archive named from-web1" in missing.err
+
+
+def test_state_exports_and_imports_with_real_dpkg_and_systemctl(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "services")
+    assert made["modules"] == ["packages", "services"]
+    packages = {m["name"]: m for m in made["manifest"]["modules"]}
+    assert packages["packages"]["state"] == ["selections"]
+    assert packages["services"]["state"] == ["enabled-units"]
+
+    admindir = f"--admindir={host}/var/lib/dpkg"
+    subprocess.run(
+        ["dpkg", admindir, "--set-selections"], input="nginx deinstall\n", text=True, check=True
+    )
+    subprocess.run(
+        ["systemctl", f"--root={host}", "disable", "web.service"], check=True, capture_output=True
+    )
+    wants = host / "etc/systemd/system/multi-user.target.wants/web.service"
+    assert not wants.exists()
+
+    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    assert run.code == 0, run.err
+    selections = subprocess.run(
+        ["dpkg", admindir, "--get-selections"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert selections == ["curl", "install", "nginx", "install"]
+    assert os.readlink(wants) == "/lib/systemd/system/web.service"
+    assert "not run: apt-get dselect-upgrade" in run.out  # the fake root has no apt-get
+
+
+def test_confirmation_and_settings_problems(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "cron")
+    disturb(host)
+    before = tree_hash(host)
+    unasked = cb(config, "restore", made["name"], "--root", str(host))
+    assert unasked.code == 81 and "not confirmed: nothing was written" in unasked.err
+    assert tree_hash(host) == before
+
+    (tmp_path / "modules.d/broken.toml").write_text('paths = ["etc/relative"]\ndepend = []\n')
+    broken = cb(config, "modules")
+    assert broken.code == 3
+    assert f"{tmp_path}/modules.d/broken.toml:1: paths[0]: must be an absolute path" in broken.err
+    assert "broken.toml:2: depend: unknown key (did you mean depends?)" in broken.err
+    (tmp_path / "modules.d/broken.toml").write_text('paths = ["/etc/x"]\ndepends = ["nope"]\n')
+    unknown = cb(config, "modules")
+    assert unknown.code == 3 and "module broken depends on unknown module(s) nope" in unknown.err
+    (tmp_path / "modules.d/broken.toml").unlink()
+    listed = cb(config, "modules", "--json")
+    assert [m["name"] for m in listed.json()][-1] == "app"
+
+    unknown_module = cb(config, "create", "--root", str(host), "--module", "nosuch")
+    assert unknown_module.code == 2 and "unknown module(s) nosuch" in unknown_module.err
+
+
+def test_a_symlinked_directory_cannot_lead_a_restore_outside_the_root(
+    tmp_path: Path, host: Path
+) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "cron")
+    (host / "etc/crontab").unlink()
+    outside = tmp_path / "outside-etc"
+    (host / "etc").rename(outside)
+    (host / "etc").symlink_to(outside)  # a root whose /etc leads elsewhere
+    before = tree_hash(outside)
+    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    assert run.code == 81, run.err
+    assert f"/etc/crontab: its directory resolves to {outside}, outside {host}" in run.err
+    assert "nothing was written" in run.err
+    assert tree_hash(outside) == before
+
+
+@pytest.mark.parametrize("method", ["sftp", "ftp"])
+def test_copies_go_to_the_backup_destination(
+    tmp_path: Path, host: Path, method: str, sshd: SshServer, ftpd: FtpServer
+) -> None:
+    if method == "sftp":
+        destination: dict[str, object] = {
+            "method": "sftp",
+            "host": "127.0.0.1",
+            "port": sshd.port,
+            "user": sshd.user,
+            "ssh_key_file": str(sshd.client_key),
+            "host_key_fingerprint": sshd.host_key_fingerprint,
+            "path": str(tmp_path / "remote"),
+        }
+        remote_dir = tmp_path / "remote/config-backups"
+        env = None
+    else:
+        destination = {
+            "method": "ftp",
+            "host": "127.0.0.1",
+            "port": ftpd.port,
+            "user": ftpd.user,
+            "password_env": "CB_FTP",
+            "path": f"{tmp_path.name}/remote",
+        }
+        remote_dir = ftpd.root / tmp_path.name / "remote/config-backups"
+        env = {"CB_FTP": ftpd.password}
+    config = config_for(tmp_path, destination=destination, copy_to_destination=True)
+    run = rescue(
+        config, "config-backup", "create", "--root", str(host), "--name", "copied", env=env
+    )
+    assert run.code == 0, run.err
+    assert f"copied to {method}://" in run.out
+    local = tmp_path / "store/copied.tar.gz"
+    assert (remote_dir / "copied.tar.gz").read_bytes() == local.read_bytes()
+    assert [p.name for p in remote_dir.iterdir()] == ["copied.tar.gz"]  # no .part left
+    listed = cb(config, "list", "--json").json()
+    assert listed[0]["remote"].endswith("/config-backups/copied.tar.gz")
+
+    gone = cb(config, "delete", "copied", "--remote", env=env)
+    assert gone.code == 0, gone.err
+    assert not (remote_dir / "copied.tar.gz").exists() and not local.exists()
+
+
+def test_sftp_copy_refuses_an_unpinned_host(tmp_path: Path, host: Path, sshd: SshServer) -> None:
+    destination = {
+        "method": "sftp",
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "user": sshd.user,
+        "ssh_key_file": str(sshd.client_key),
+        "path": str(tmp_path / "remote"),
+    }
+    config = config_for(tmp_path, destination=destination, copy_to_destination=True)
+    run = cb(config, "create", "--root", str(host))
+    assert run.code == 22 and "is not pinned" in run.err
+    assert not (tmp_path / "remote").exists()
+
+
+def test_the_real_etc_read_only(tmp_path: Path) -> None:
+    """create and info against this machine's own /etc: it copes with a real system."""
+    config = config_for(tmp_path)
+    before = {p: p.stat().st_mtime for p in Path("/etc").iterdir()}
+    made = created(config, Path("/"), "--type", "bug-report")
+    names = {m["name"]: m for m in made["manifest"]["modules"]}
+    paths = {e["path"] for e in names["users"]["entries"]}
+    assert {"/etc/passwd", "/etc/group", "/etc/shadow"} <= paths
+    assert "layout.json" in made["manifest"]["diagnostics"]
+    info = cb(config, "info", made["name"])
+    assert info.code == 0 and "member checksums verified" in info.out
+    plain = created(config, Path("/"))
+    assert cb(config, "info", plain["name"]).code == 0
+    assert {p: p.stat().st_mtime for p in Path("/etc").iterdir()} == before
+    assert json.dumps(made)  # the whole manifest is plain data
+    assert DEST_PASSWORD not in info.out
