@@ -233,6 +233,18 @@ class SshServer(_Daemon):
         """ "ssh-ed25519 AAAA..." without the comment."""
         return " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
 
+    def destination(self, path: Path, method: str = "sftp") -> dict[str, object]:
+        """The [destination] settings of a backup to path on this server, key login, pinned."""
+        return {
+            "method": method,
+            "host": HOST,
+            "port": self.port,
+            "user": self.user,
+            "ssh_key_file": str(self.client_key),
+            "host_key_fingerprint": self.host_key_fingerprint,
+            "path": str(path),
+        }
+
     def known_hosts_line(self) -> str:
         """A known_hosts line for this server, for clients that pin by key (OpenSSH, paramiko)."""
         return f"[{HOST}]:{self.port} {self.host_public_key}\n"

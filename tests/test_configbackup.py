@@ -86,6 +86,12 @@ def cb(config: Path, *args: str, env: dict[str, str] | None = None) -> Run:
     return rescue(config, "config-backup", *args, env=env)
 
 
+def restore(
+    config: Path, name: str, root: Path, *args: str, env: dict[str, str] | None = None
+) -> Run:
+    return cb(config, "restore", name, "--root", str(root), *args, env=env)
+
+
 def snapshot(root: Path, dest: Path) -> Path:
     subprocess.run(["cp", "-a", str(root), str(dest)], check=True)
     return dest
@@ -143,7 +149,7 @@ def test_round_trip_restores_every_module(tmp_path: Path, host: Path) -> None:
     disturb(host)
     assert compare_trees(before, host)
 
-    dry = cb(config, "restore", made["name"], "--root", str(host), "--dry-run")
+    dry = restore(config, made["name"], host, "--dry-run")
     assert dry.code == 0, dry.err
     assert "change /etc/hosts (content)" in dry.out
     assert "new    /etc/ssh/sshd_config (file)" in dry.out
@@ -152,7 +158,7 @@ def test_round_trip_restores_every_module(tmp_path: Path, host: Path) -> None:
     assert "dry run: nothing was written" in dry.out
     assert (host / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
 
-    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    run = restore(config, made["name"], host, "--yes")
     assert run.code == 0, run.err
     assert (
         "restored users, network, ssh, firewall, cron, packages, services, rescue, app" in run.out
@@ -161,12 +167,10 @@ def test_round_trip_restores_every_module(tmp_path: Path, host: Path) -> None:
     assert diffs == ["only in actual: etc/app/imported-flag"], diffs  # the app's state import
     assert (host / "etc/app/imported-flag").read_text() == "on\n"
 
-    again = cb(
+    again = restore(
         config,
-        "restore",
         made["name"],
-        "--root",
-        str(host),
+        host,
         "--module",
         "ssh",
         "--yes",
@@ -183,7 +187,7 @@ def test_restoring_one_module_changes_only_its_files(tmp_path: Path, host: Path)
     disturb(host)
     disturbed = snapshot(host, tmp_path / "disturbed")
 
-    run = cb(config, "restore", made["name"], "--root", str(host), "--module", "cron", "--yes")
+    run = restore(config, made["name"], host, "--module", "cron", "--yes")
     assert run.code == 0, run.err
     diffs = compare_trees(disturbed, host)
     assert diffs and all(": etc/cron.d/backup: " in d for d in diffs), diffs
@@ -197,9 +201,7 @@ def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -
     disturb(host)
     before = tree_hash(host)
 
-    refused = cb(
-        config, "restore", made["name"], "--root", str(host), "--module", "firewall", "--yes"
-    )
+    refused = restore(config, made["name"], host, "--module", "firewall", "--yes")
     assert refused.code == 81
     assert (
         "firewall depend(s) on network, which is not selected: add --module network, or "
@@ -207,12 +209,10 @@ def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -
     )
     assert tree_hash(host) == before
 
-    ordered = cb(
+    ordered = restore(
         config,
-        "restore",
         made["name"],
-        "--root",
-        str(host),
+        host,
         "--module",
         "firewall",
         "--module",
@@ -222,12 +222,10 @@ def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -
     assert ordered.code == 0, ordered.err
     assert ordered.out.index("  network:") < ordered.out.index("  firewall:")
 
-    forced = cb(
+    forced = restore(
         config,
-        "restore",
         made["name"],
-        "--root",
-        str(host),
+        host,
         "--module",
         "firewall",
         "--ignore-dependencies",
@@ -285,7 +283,7 @@ def test_bug_report_holds_no_secret_and_cannot_be_restored(tmp_path: Path, host:
     assert info.code == 0, info.err
     assert "/etc/shadow: password hashes of root, alice" in info.out
     before = tree_hash(host)
-    refused = cb(config, "restore", "support-case-1", "--root", str(host), "--yes")
+    refused = restore(config, "support-case-1", host, "--yes")
     assert refused.code == 81
     assert "support-case-1 is a bug report" in refused.err and "never be restored" in refused.err
     assert tree_hash(host) == before
@@ -317,7 +315,7 @@ def test_a_damaged_archive_is_refused_whole(tmp_path: Path, host: Path, damage: 
         _rewrite_without(path, "modules/network/files/etc/hosts")
     disturb(host)
     before = tree_hash(host)
-    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    run = restore(config, made["name"], host, "--yes")
     assert run.code == 80, run.err
     line = run.err.splitlines()[0]
     assert line.startswith(f"rescue: error: {path.name} is corrupt: ")
@@ -336,14 +334,14 @@ def test_undo_restores_the_pre_restore_state(tmp_path: Path, host: Path) -> None
     shutil.rmtree(host / "etc/sudoers.d")
     disturbed = snapshot(host, tmp_path / "disturbed")
 
-    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    run = restore(config, made["name"], host, "--yes")
     assert run.code == 0, run.err
     undo_name = run.out.split("undo: rescue config-backup restore ")[1].strip()
     assert (host / "etc/cron.d/backup").exists() and (host / "etc/sudoers.d/alice").exists()
     listed = cb(config, "list", "--json").json()
     assert [a["type"] for a in listed if a["name"] == undo_name] == ["pre-restore"]
 
-    undo = cb(config, "restore", undo_name, "--root", str(host), "--yes")
+    undo = restore(config, undo_name, host, "--yes")
     assert undo.code == 0, undo.err
     assert "remove /etc/cron.d/backup (not there before the restore)" in undo.out
     diffs = config_diffs(disturbed, host)
@@ -369,12 +367,10 @@ def test_encrypted_archives_symmetric_and_gpg(
     assert "not it" not in wrong.err
 
     disturb(host)
-    run = cb(
+    run = restore(
         config,
-        "restore",
         made.json()["name"],
-        "--root",
-        str(host),
+        host,
         "--module",
         "network",
         "--yes",
@@ -419,12 +415,10 @@ def test_zstd_export_import_to_another_store(tmp_path: Path, host: Path) -> None
     table = cb(other, "list")
     assert "from-web1" in table.out and "configuration" in table.out
     disturb(host)
-    run = cb(
+    run = restore(
         other,
-        "restore",
         "from-web1",
-        "--root",
-        str(host),
+        host,
         "--module",
         "firewall",
         "--module",
@@ -467,7 +461,7 @@ def test_state_exports_and_imports_with_real_dpkg_and_systemctl(tmp_path: Path, 
     wants = host / "etc/systemd/system/multi-user.target.wants/web.service"
     assert not wants.exists()
 
-    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    run = restore(config, made["name"], host, "--yes")
     assert run.code == 0, run.err
     selections = subprocess.run(
         ["dpkg", admindir, "--get-selections"], capture_output=True, text=True, check=True
@@ -482,7 +476,11 @@ def test_confirmation_and_settings_problems(tmp_path: Path, host: Path) -> None:
     made = created(config, host, "--module", "cron")
     disturb(host)
     before = tree_hash(host)
-    unasked = cb(config, "restore", made["name"], "--root", str(host))
+    unasked = restore(
+        config,
+        made["name"],
+        host,
+    )
     assert unasked.code == 81 and "not confirmed: nothing was written" in unasked.err
     assert tree_hash(host) == before
 
@@ -512,7 +510,7 @@ def test_a_symlinked_directory_cannot_lead_a_restore_outside_the_root(
     (host / "etc").rename(outside)
     (host / "etc").symlink_to(outside)  # a root whose /etc leads elsewhere
     before = tree_hash(outside)
-    run = cb(config, "restore", made["name"], "--root", str(host), "--yes")
+    run = restore(config, made["name"], host, "--yes")
     assert run.code == 81, run.err
     assert f"/etc/crontab: its directory resolves to {outside}, outside {host}" in run.err
     assert "nothing was written" in run.err
@@ -524,15 +522,7 @@ def test_copies_go_to_the_backup_destination(
     tmp_path: Path, host: Path, method: str, sshd: SshServer, ftpd: FtpServer
 ) -> None:
     if method == "sftp":
-        destination: dict[str, object] = {
-            "method": "sftp",
-            "host": "127.0.0.1",
-            "port": sshd.port,
-            "user": sshd.user,
-            "ssh_key_file": str(sshd.client_key),
-            "host_key_fingerprint": sshd.host_key_fingerprint,
-            "path": str(tmp_path / "remote"),
-        }
+        destination = sshd.destination(tmp_path / "remote")
         remote_dir = tmp_path / "remote/config-backups"
         env = None
     else:

@@ -477,15 +477,7 @@ def test_network_step_on_loopback_checks_then_reaches_sshd(tmp_path: Path, sshd:
     settings = write_settings(
         tmp_path / "rescue.toml",
         {
-            "destination": {
-                "method": "sftp",
-                "host": "127.0.0.1",
-                "port": sshd.port,
-                "user": sshd.user,
-                "ssh_key_file": str(sshd.client_key),
-                "host_key_fingerprint": sshd.host_key_fingerprint,
-                "path": str(tmp_path / "dest"),
-            },
+            "destination": sshd.destination(tmp_path / "dest"),
             "encryption": {"mode": "none"},
         },
     )

@@ -74,15 +74,7 @@ class Scenario:
 
 
 def _sftp_destination(work: Path, sshd: SshServer) -> dict[str, object]:
-    return {
-        "method": "sftp",
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "user": sshd.user,
-        "ssh_key_file": str(sshd.client_key),
-        "host_key_fingerprint": sshd.host_key_fingerprint,
-        "path": str(work / "dest-sftp"),
-    }
+    return sshd.destination(work / "dest-sftp")
 
 
 @pytest.fixture(scope="module")

@@ -54,15 +54,7 @@ def settings_for(
         }
     else:
         assert sshd is not None
-        destination = {
-            "method": method,
-            "host": "127.0.0.1",
-            "port": sshd.port,
-            "user": sshd.user,
-            "ssh_key_file": str(sshd.client_key),
-            "host_key_fingerprint": sshd.host_key_fingerprint,
-            "path": str(tmp_path / "dest"),
-        }
+        destination = sshd.destination(tmp_path / "dest", method)
     destination.update(overrides)
     if encryption is None:
         encryption = {"mode": "none"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rescue.cli.main import App
+from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json, table
 from rescue.config import DEFAULT_CONFIG_PATH, Settings
 from rescue.configbackup import archive, create, remote, restore
@@ -16,12 +16,8 @@ from rescue.errors import ConfigRestoreRefused, UsageError
 from rescue.prompts import Answers, Question
 from rescue.units import human_size
 
-ROOT_OPTION = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=Path("/"),
-    show_default=True,
-    help="The system to read or restore: / or a mounted one (e.g. during recovery).",
+ROOT_OPTION = root_option(
+    "The system to read or restore: / or a mounted one (e.g. during recovery)."
 )
 SHOWN_PER_MODULE = 20
 

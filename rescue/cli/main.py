@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +24,8 @@ from rescue.errors import EXIT_CODES, RescueError
 DEFAULT_LOG = Path("/var/log/rescue/rescue.log")
 
 log = logging.getLogger("rescue")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -37,6 +41,17 @@ class App:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
         return self._settings
+
+
+def root_option(help_text: str) -> Callable[[F], F]:
+    """--root DIR: the system a command reads or writes, / or a mounted one."""
+    return click.option(
+        "--root",
+        type=click.Path(path_type=Path, file_okay=False, exists=True),
+        default=Path("/"),
+        show_default=True,
+        help=help_text,
+    )
 
 
 def _setup_logging(path: Path | None, verbose: bool) -> Path | None:

@@ -9,17 +9,13 @@ import click
 
 from rescue import schedule_units
 from rescue.cadence import RUN_WORDS, on_calendar, upcoming, window_of
-from rescue.cli.main import App
+from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json
 from rescue.config import Schedule
 from rescue.engine import Engine
 
-ROOT_OPTION = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=Path("/"),
-    show_default=True,
-    help="The system to install into (a mounted or chroot system: written, not started).",
+ROOT_OPTION = root_option(
+    "The system to install into (a mounted or chroot system: written, not started)."
 )
 
 

@@ -58,6 +58,15 @@ class Collected:
     warnings: list[str] = field(default_factory=list)
 
 
+def file_kind(mode: int) -> Kind | None:
+    """What a module can hold: a file, a directory or a symlink (None: a socket, a device)."""
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else None
+
+
 def on_root(root: Path, path: str) -> Path:
     """The system path `path` under root (both absolute)."""
     return root / path.lstrip("/")
@@ -121,14 +130,8 @@ class Reader:
             return
         seen.add(system_path)
         st = path.lstat()
-        kind: Kind
-        if stat.S_ISLNK(st.st_mode):
-            kind = "symlink"
-        elif stat.S_ISDIR(st.st_mode):
-            kind = "dir"
-        elif stat.S_ISREG(st.st_mode):
-            kind = "file"
-        else:
+        kind = file_kind(st.st_mode)
+        if kind is None:
             found.skipped.append(system_path)
             return
         found.entries.append(

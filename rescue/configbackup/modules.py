@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rescue.config import read_toml, validate_toml_file
 from rescue.errors import ConfigError
@@ -32,6 +32,15 @@ def _abs_path(value: str) -> str:
 ModulePath = Annotated[str, AfterValidator(_abs_path)]
 
 
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("must be lower-case letters, digits, - or _ (up to 40)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
+
 class StateCommand(BaseModel):
     """State that is not a file: `export` prints it, `import` reads it back from {state}.
 
@@ -42,7 +51,7 @@ class StateCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(description="A file name for the saved output, e.g. selections.")
+    name: Name = Field(description="A file name for the saved output, e.g. selections.")
     export: str = Field(description="A shell command that prints the state on stdout.")
     import_: str = Field(
         default="",
@@ -53,13 +62,6 @@ class StateCommand(BaseModel):
         default=None, description="Export only when this path exists under the root."
     )
 
-    @field_validator("name")
-    @classmethod
-    def _file_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must be lower-case letters, digits, - or _ (up to 40)")
-        return value
-
 
 class Module(BaseModel):
     """One module: a drop-in file is exactly this, `name` defaulting to the file's stem."""
@@ -67,7 +69,7 @@ class Module(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
     help: ClassVar[str] = "A configuration module for `rescue config-backup`."
 
-    name: str = Field(description="The module's name: lower-case letters, digits, - or _.")
+    name: Name = Field(description="The module's name: lower-case letters, digits, - or _.")
     description: str = Field(default="", description="One line on what the module holds.")
     paths: list[ModulePath] = Field(
         default_factory=list,
@@ -84,13 +86,6 @@ class Module(BaseModel):
         default_factory=list, description="State that is not a file, exported by commands."
     )
     source: str = Field(default="built in", exclude=True)
-
-    @field_validator("name")
-    @classmethod
-    def _module_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must be lower-case letters, digits, - or _ (up to 40)")
-        return value
 
 
 def _state(name: str, export: str, import_: str = "", when: str | None = None) -> StateCommand:

@@ -22,7 +22,7 @@ from typing import Any
 from rescue import execute
 from rescue.config import Settings
 from rescue.configbackup.archive import Opened, file_member, state_member
-from rescue.configbackup.collect import Entry, fill, id_names, on_root
+from rescue.configbackup.collect import Entry, file_kind, fill, id_names, on_root
 from rescue.configbackup.modules import Module, dependency_order, missing_dependencies
 from rescue.errors import ConfigRestoreRefused, UsageError
 from rescue.prompts import Answers, Question
@@ -159,7 +159,7 @@ def _plan_module(result: Plan, record: dict[str, Any]) -> None:
         except FileNotFoundError:
             result.changes.append(Change(module, entry.path, "new", entry.kind))
             continue
-        current = _kind(st.st_mode)
+        current = file_kind(st.st_mode)
         if (current == "dir") != (entry.kind == "dir"):
             raise ConfigRestoreRefused(
                 f"{entry.path} is a {current or 'special file'} on the system but a {entry.kind} "
@@ -189,14 +189,6 @@ def _plan_module(result: Plan, record: dict[str, Any]) -> None:
     for state_name in record.get("state", []):
         if commands.get(state_name):
             result.imports.append(Import(module, state_name, commands[state_name]))
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "file" if stat.S_ISREG(mode) else ""
 
 
 def _sha256(path: Path) -> str:
