@@ -205,6 +205,11 @@ class ConfigArchiveNotFoundError(RescueError):
     meaning = "no configuration archive of that name"
 
 
+class RemoteCopyError(RescueError):
+    exit_code = 83
+    meaning = "copying a configuration archive to or from the backup destination failed"
+
+
 class DuplicityError(RescueError):
     """duplicity failed in a way that has no more specific class; its own line is shown."""
 

@@ -17,8 +17,9 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pexpect
 import pytest
-from clirun import Run, rescue, write_settings
+from clirun import RESCUE, Run, rescue, write_settings
 from confighost import (
     ALICE,
     APP_TOKEN,
@@ -28,7 +29,7 @@ from confighost import (
     WIFI_KEY,
     make_host,
 )
-from servers import FtpServer, GpgHome, SshServer
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
 from rescue.treecompare import compare_trees
 
@@ -242,6 +243,45 @@ def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -
     # creating ssh alone takes users along, so the archive can be restored as it is
     ssh_only = created(config, host, "--module", "ssh")
     assert ssh_only["modules"] == ["users", "ssh"]
+
+
+def test_at_a_terminal_it_offers_the_dependencies_and_asks(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    made = created(config, host)
+    disturb(host)
+    argv = [*RESCUE, "--config", str(config), "--log-file", str(tmp_path / "log")]
+    argv += ["config-backup", "restore", made["name"]]
+    child = pexpect.spawn(
+        argv[0], [*argv[1:], "--root", str(host), "--module", "firewall"],
+        env={**os.environ, "TERM": "xterm"}, dimensions=(50, 200), encoding="utf-8",
+        codec_errors="replace", timeout=60,
+    )  # fmt: skip
+    child.logfile_read = (tmp_path / "terminal.log").open("w")
+    child.expect("firewall depend\\(s\\) on network, which is not selected. Restore network too")
+    child.send("y")  # a confirm takes one key; Enter would answer the next question
+    child.expect("  network: 0 new, 2 changed")
+    child.expect("Replace the configuration as shown")
+    child.send("y")
+    child.expect("undo: rescue config-backup restore pre-restore-")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, (tmp_path / "terminal.log").read_text()
+    assert (host / "etc/hosts").read_text().endswith("10.0.0.5 confighost\n")
+    assert (host / "etc/nftables.conf").read_text().startswith("table inet filter")
+
+    made = created(config, host, "--module", "cron")
+    (host / "etc/crontab").write_text("# changed\n")
+    child = pexpect.spawn(
+        argv[0], [*argv[1:-1], made["name"], "--root", str(host)],
+        env={**os.environ, "TERM": "xterm"}, dimensions=(50, 200), encoding="utf-8",
+        codec_errors="replace", timeout=60,
+    )  # fmt: skip
+    child.expect("Replace the configuration as shown")
+    child.send("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 81
+    assert (host / "etc/crontab").read_text() == "# changed\n"
 
 
 def test_bug_report_holds_no_secret_and_cannot_be_restored(tmp_path: Path, host: Path) -> None:
@@ -517,25 +557,34 @@ def test_a_symlinked_directory_cannot_lead_a_restore_outside_the_root(
     assert tree_hash(outside) == before
 
 
-@pytest.mark.parametrize("method", ["sftp", "ftp"])
-def test_copies_go_to_the_backup_destination(
-    tmp_path: Path, host: Path, method: str, sshd: SshServer, ftpd: FtpServer
+@pytest.mark.parametrize("method", ["sftp", "ftp", "ftps"])
+def test_copies_at_the_backup_destination(
+    tmp_path: Path,
+    host: Path,
+    method: str,
+    sshd: SshServer,
+    ftpd: FtpServer,
+    ftpsd: VsftpdServer,
 ) -> None:
+    """copy_to_destination, list --remote, pull, push and delete --remote, on real servers."""
+    env = None
     if method == "sftp":
         destination = sshd.destination(tmp_path / "remote")
         remote_dir = tmp_path / "remote/config-backups"
-        env = None
     else:
+        server = ftpd if method == "ftp" else ftpsd
         destination = {
-            "method": "ftp",
+            "method": method,
             "host": "127.0.0.1",
-            "port": ftpd.port,
-            "user": ftpd.user,
+            "port": server.port,
+            "user": server.user,
             "password_env": "CB_FTP",
             "path": f"{tmp_path.name}/remote",
         }
-        remote_dir = ftpd.root / tmp_path.name / "remote/config-backups"
-        env = {"CB_FTP": ftpd.password}
+        if method == "ftps":
+            destination["tls_ca_file"] = str(ftpsd.certfile)
+        remote_dir = server.root / tmp_path.name / "remote/config-backups"
+        env = {"CB_FTP": server.password}
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
     run = rescue(
         config, "config-backup", "create", "--root", str(host), "--name", "copied", env=env
@@ -543,29 +592,58 @@ def test_copies_go_to_the_backup_destination(
     assert run.code == 0, run.err
     assert f"copied to {method}://" in run.out
     local = tmp_path / "store/copied.tar.gz"
-    assert (remote_dir / "copied.tar.gz").read_bytes() == local.read_bytes()
+    original = local.read_bytes()
+    assert (remote_dir / "copied.tar.gz").read_bytes() == original
     assert [p.name for p in remote_dir.iterdir()] == ["copied.tar.gz"]  # no .part left
     listed = cb(config, "list", "--json").json()
     assert listed[0]["remote"].endswith("/config-backups/copied.tar.gz")
 
+    # the server is lost with its store: a new one pulls the copy from the destination
+    assert cb(config, "delete", "copied").code == 0 and not local.exists()
+    at_remote = cb(config, "list", "--remote", "--json", env=env)
+    assert at_remote.code == 0, at_remote.err
+    assert at_remote.json() == [{"file": "copied.tar.gz", "size": len(original), "local": False}]
+    pulled = cb(config, "pull", "copied.tar.gz", env=env)
+    assert pulled.code == 0, pulled.err
+    assert local.read_bytes() == original
+    assert cb(config, "info", "copied").code == 0
+    absent = cb(config, "pull", "nosuch.tar.gz", env=env)
+    assert absent.code == 82 and "holds no nosuch.tar.gz" in absent.err
+
+    (remote_dir / "copied.tar.gz").unlink()  # the copy was lost: push it again
+    pushed = cb(config, "push", "copied", env=env)
+    assert pushed.code == 0, pushed.err
+    assert (remote_dir / "copied.tar.gz").read_bytes() == original
+
     gone = cb(config, "delete", "copied", "--remote", env=env)
     assert gone.code == 0, gone.err
     assert not (remote_dir / "copied.tar.gz").exists() and not local.exists()
+    assert cb(config, "list", "--remote", "--json", env=env).json() == []
 
 
 def test_sftp_copy_refuses_an_unpinned_host(tmp_path: Path, host: Path, sshd: SshServer) -> None:
-    destination = {
-        "method": "sftp",
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "user": sshd.user,
-        "ssh_key_file": str(sshd.client_key),
-        "path": str(tmp_path / "remote"),
-    }
+    destination = sshd.destination(tmp_path / "remote")
+    del destination["host_key_fingerprint"]
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
-    run = cb(config, "create", "--root", str(host))
+    run = cb(config, "create", "--root", str(host), "--name", "kept")
     assert run.code == 22 and "is not pinned" in run.err
+    assert "kept is in the store, but its copy to the destination failed" in run.err
+    assert "rescue config-backup push kept" in run.err
     assert not (tmp_path / "remote").exists()
+    assert [a["name"] for a in cb(config, "list", "--json").json()] == ["kept"]
+
+
+def test_a_failed_copy_is_one_line_and_keeps_the_archive(tmp_path: Path, host: Path) -> None:
+    blocked = tmp_path / "dest"
+    blocked.write_text("a file where the destination directory should be\n")
+    config = config_for(tmp_path, copy_to_destination=True)
+    run = cb(config, "create", "--root", str(host), "--module", "cron", "--name", "local-only")
+    assert run.code == 83, run.err
+    first = run.err.splitlines()[0]
+    assert first.startswith("rescue: error: local-only is in the store, but its copy to the ")
+    assert f"copying local-only.tar.gz at file://{blocked}/config-backups/ failed" in first
+    assert (tmp_path / "store/local-only.tar.gz").is_file()
+    assert cb(config, "info", "local-only").code == 0
 
 
 def test_the_real_etc_read_only(tmp_path: Path) -> None:

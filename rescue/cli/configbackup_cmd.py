@@ -44,6 +44,8 @@ def config_backup_group() -> None:
     rescue config-backup restore NAME --module ssh  shows a diff, asks, saves an undo archive
     rescue config-backup export NAME /media/usb/    to a file, to carry to another server
     rescue config-backup import /media/usb/FILE     there: into the list, after checking it
+    rescue config-backup list --remote              the copies at the backup destination
+    rescue config-backup pull FILE                  one of them into the list, checked
 
     Archives are kept in [config_backup] directory (default /var/lib/rescue/config-backups),
     encrypted like the backups when [encryption] mode is not none, and copied to the backup
@@ -133,11 +135,17 @@ def create_cmd(
 
 
 @config_backup_group.command("list")
+@click.option(
+    "--remote", "at_remote", is_flag=True, help="List the copies at the backup destination."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as data.")
 @click.pass_obj
-def list_cmd(app: App, as_json: bool) -> None:
+def list_cmd(app: App, at_remote: bool, as_json: bool) -> None:
     """The archives in the store: name, type, date, size and modules, oldest first."""
     store = Store(_settings(app))
+    if at_remote:
+        _list_remote(store, as_json)
+        return
     found = store.all()
     if as_json:
         emit_json([s.index for s in found])
@@ -160,6 +168,70 @@ def list_cmd(app: App, as_json: bool) -> None:
         ["name", "type", "date (UTC)", "size", "modules"],
         rows,
     )
+
+
+def _list_remote(store: Store, as_json: bool) -> None:
+    settings = _need_settings(store, "--remote")
+    local = {s.path.name for s in store.all()}
+    found = [
+        {"file": name, "size": size, "local": name in local}
+        for name, size in remote.listing(settings).items()
+    ]
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo(f"no configuration archives at {remote.where(settings)}")
+        return
+    rows = [[f["file"], human_size(f["size"]), "yes" if f["local"] else "no"] for f in found]
+    table(f"at {remote.where(settings)}", ["file", "size", "in the store"], rows)
+
+
+def _need_settings(store: Store, what: str) -> Settings:
+    if store.settings is None:
+        raise UsageError(f"{what} needs settings with a [destination] (--config)")
+    return store.settings
+
+
+def _add_checked(store: Store, source: Path, name: str | None, work: Path) -> str:
+    """Check source whole (it must open with these settings), then add it to the store."""
+    opened = archive.open_verified(source, store.settings, work, stage=False)
+    name = name or str(opened.manifest["name"])
+    store.check_new_name(name)
+    copy = work / source.name
+    if copy != source:
+        archive.copy_file(source, copy)
+    stored = store.add(copy, opened.manifest, name)
+    return f"{stored.name} ({stored.index['type']}, {len(stored.index['modules'])} module(s))"
+
+
+@config_backup_group.command("push")
+@click.argument("archive_name", metavar="ARCHIVE")
+@click.pass_obj
+def push_cmd(app: App, archive_name: str) -> None:
+    """Copy ARCHIVE to the backup destination's config-backups/ (as copy_to_destination does
+    for new archives)."""
+    store = Store(_settings(app))
+    stored = store.get(archive_name)
+    stored.index["remote"] = remote.upload(_need_settings(store, "push"), stored.path)
+    store.write_index(stored)
+    click.echo(f"copied {archive_name} to {stored.index['remote']}")
+
+
+@config_backup_group.command("pull")
+@click.argument("file_name", metavar="FILE")
+@click.option("--name", help="The name in the list [default: the name it was made with].")
+@click.pass_obj
+def pull_cmd(app: App, file_name: str, name: str | None) -> None:
+    """Fetch FILE from the backup destination's config-backups/ (see list --remote), check it
+    whole and add it to the list: how a new server gets an old one's configuration."""
+    store = Store(_settings(app))
+    settings = _need_settings(store, "pull")
+    with store.work_dir() as work:
+        fetched = work / file_name
+        remote.download(settings, file_name, fetched)
+        added = _add_checked(store, fetched, name, work)
+    click.echo(f"pulled {file_name} as {added}")
 
 
 @config_backup_group.command("info")
@@ -228,19 +300,10 @@ def export_cmd(app: App, archive_name: str, out: Path, force: bool) -> None:
 def import_cmd(app: App, source: Path, name: str | None) -> None:
     """Check the archive file SOURCE whole (it must open with these settings) and add it to
     the list, so that info and restore can use it."""
-    settings = _settings(app)
-    store = Store(settings)
+    store = Store(_settings(app))
     with store.work_dir() as work:
-        opened = archive.open_verified(source, settings, work, stage=False)
-        name = name or str(opened.manifest["name"])
-        store.check_new_name(name)
-        copy = work / source.name
-        archive.copy_file(source, copy)
-        stored = store.add(copy, opened.manifest, name)
-    click.echo(
-        f"imported {source} as {stored.name} ({stored.index['type']}, "
-        f"{len(stored.index['modules'])} module(s))"
-    )
+        added = _add_checked(store, source, name, work)
+    click.echo(f"imported {source} as {added}")
 
 
 @config_backup_group.command("delete")
@@ -251,12 +314,10 @@ def import_cmd(app: App, source: Path, name: str | None) -> None:
 @click.pass_obj
 def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     """Delete ARCHIVE from the store (and, with --remote, its copy at the destination)."""
-    settings = _settings(app)
-    store = Store(settings)
+    store = Store(_settings(app))
     stored = store.get(archive_name)
     if with_remote:
-        if settings is None:
-            raise UsageError("--remote needs settings with a [destination]")
+        settings = _need_settings(store, "--remote")
         remote.delete(settings, stored.path.name)
         click.echo(f"deleted {remote.where(settings)}{stored.path.name}")
     store.delete(stored)

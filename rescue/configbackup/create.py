@@ -155,7 +155,14 @@ def create(
         stored = store.add(built, manifest, name)
     if settings is not None and store.options.copy_to_destination:
         say("copying to the backup destination")
-        stored.index["remote"] = remote.upload(settings, stored.path)
+        try:
+            stored.index["remote"] = remote.upload(settings, stored.path)
+        except RescueError as exc:
+            exc.message = (
+                f"{name} is in the store, but its copy to the destination failed: {exc.message}; "
+                f"copy it later with: rescue config-backup push {name}"
+            )
+            raise
         store.write_index(stored)
     return Created(stored, manifest, added)
 

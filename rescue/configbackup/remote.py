@@ -30,6 +30,8 @@ from rescue.destinations import (
 from rescue.errors import (
     AuthenticationError,
     ChangedHostKeyError,
+    ConfigArchiveNotFoundError,
+    RemoteCopyError,
     UnreachableError,
     UntrustedCertificateError,
 )
@@ -40,51 +42,108 @@ if TYPE_CHECKING:
 SUBDIR = "config-backups"
 
 
+@contextmanager
+def _transfer(settings: Settings, what: str) -> Iterator[None]:
+    """A failure mid-transfer (a full disk, a permission, a dropped link) as one line."""
+    import paramiko
+
+    try:
+        yield
+    except (OSError, EOFError, paramiko.SSHException, *ftplib.all_errors) as exc:
+        raise RemoteCopyError(f"{what} at {where(settings)} failed: {exc}") from None
+
+
 def where(settings: Settings) -> str:
     return f"{display_url(settings).rstrip('/')}/{SUBDIR}/"
 
 
 def upload(settings: Settings, local: Path) -> str:
     """Copy local to the destination; returns where it went, as a person reads it."""
-    dest = settings.destination
-    if dest.method == "file":
-        directory = Path(dest.path) / SUBDIR
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        part = directory / f".{local.name}.part"
-        shutil.copyfile(local, part)
-        part.chmod(0o600)
-        part.replace(directory / local.name)
-    elif dest.method in SSH_METHODS:
-        with _sftp(settings) as sftp:
-            directory = str(PurePosixPath(dest.path) / SUBDIR)
-            _sftp_makedirs(sftp, directory)
-            part = f"{directory}/.{local.name}.part"
-            sftp.put(str(local), part)
-            sftp.chmod(part, 0o600)
-            sftp.posix_rename(part, f"{directory}/{local.name}")
-    else:
-        with _ftp(settings) as ftp:
-            _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR])
-            part = f".{local.name}.part"
-            with local.open("rb") as f:
-                ftp.storbinary(f"STOR {part}", f)
-            ftp.rename(part, local.name)
-    return where(settings) + local.name
+    with _transfer(settings, f"copying {local.name}"):
+        dest = settings.destination
+        if dest.method == "file":
+            directory = Path(dest.path) / SUBDIR
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            part = directory / f".{local.name}.part"
+            shutil.copyfile(local, part)
+            part.chmod(0o600)
+            part.replace(directory / local.name)
+        elif dest.method in SSH_METHODS:
+            with _sftp(settings) as sftp:
+                directory = str(PurePosixPath(dest.path) / SUBDIR)
+                _sftp_makedirs(sftp, directory)
+                part = f"{directory}/.{local.name}.part"
+                sftp.put(str(local), part)
+                sftp.chmod(part, 0o600)
+                sftp.posix_rename(part, f"{directory}/{local.name}")
+        else:
+            with _ftp(settings) as ftp:
+                _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR])
+                part = f".{local.name}.part"
+                with local.open("rb") as f:
+                    ftp.storbinary(f"STOR {part}", f)
+                ftp.rename(part, local.name)
+        return where(settings) + local.name
+
+
+def listing(settings: Settings) -> dict[str, int]:
+    """file name -> size of every archive at the destination (none yet: empty)."""
+    with _transfer(settings, "listing the archives"):
+        dest = settings.destination
+        names: dict[str, int] = {}
+        if dest.method == "file":
+            directory = Path(dest.path) / SUBDIR
+            if directory.is_dir():
+                names = {p.name: p.stat().st_size for p in directory.iterdir() if p.is_file()}
+        elif dest.method in SSH_METHODS:
+            with _sftp(settings) as sftp:
+                try:
+                    found = sftp.listdir_attr(str(PurePosixPath(dest.path) / SUBDIR))
+                except FileNotFoundError:
+                    found = []
+                names = {a.filename: int(a.st_size or 0) for a in found}
+        else:
+            with _ftp(settings) as ftp:
+                if _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR], make=False):
+                    found_names = [n for n in ftp.nlst() if not n.startswith(".")]
+                    ftp.voidcmd("TYPE I")  # after NLST, which switches to ASCII: SIZE needs binary
+                    names = {n: ftp.size(n) or 0 for n in found_names}
+        return {n: s for n, s in sorted(names.items()) if not n.startswith(".")}
+
+
+def download(settings: Settings, file_name: str, out: Path) -> None:
+    """Fetch one archive from the destination's config-backups/ to out."""
+    with _transfer(settings, f"fetching {file_name}"):
+        if file_name not in listing(settings):
+            raise ConfigArchiveNotFoundError(
+                f"{where(settings)} holds no {file_name} (see: rescue config-backup list --remote)"
+            )
+        dest = settings.destination
+        if dest.method == "file":
+            shutil.copyfile(Path(dest.path) / SUBDIR / file_name, out)
+        elif dest.method in SSH_METHODS:
+            with _sftp(settings) as sftp:
+                sftp.get(str(PurePosixPath(dest.path) / SUBDIR / file_name), str(out))
+        else:
+            with _ftp(settings) as ftp, out.open("wb") as sink:
+                _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR])
+                ftp.retrbinary(f"RETR {file_name}", sink.write)
 
 
 def delete(settings: Settings, file_name: str) -> None:
     """Remove one archive from the destination's config-backups/ (absent is fine)."""
-    dest = settings.destination
-    if dest.method == "file":
-        (Path(dest.path) / SUBDIR / file_name).unlink(missing_ok=True)
-    elif dest.method in SSH_METHODS:
-        with _sftp(settings) as sftp, suppress(FileNotFoundError):
-            sftp.remove(str(PurePosixPath(dest.path) / SUBDIR / file_name))
-    else:
-        with _ftp(settings) as ftp:
-            _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR])
-            with suppress(ftplib.error_perm):
-                ftp.delete(file_name)
+    with _transfer(settings, f"deleting {file_name}"):
+        dest = settings.destination
+        if dest.method == "file":
+            (Path(dest.path) / SUBDIR / file_name).unlink(missing_ok=True)
+        elif dest.method in SSH_METHODS:
+            with _sftp(settings) as sftp, suppress(FileNotFoundError):
+                sftp.remove(str(PurePosixPath(dest.path) / SUBDIR / file_name))
+        else:
+            with _ftp(settings) as ftp:
+                _ftp_cwd(ftp, [*PurePosixPath(dest.path).parts, SUBDIR])
+                with suppress(ftplib.error_perm):
+                    ftp.delete(file_name)
 
 
 @contextmanager
@@ -165,8 +224,9 @@ def _ftp(settings: Settings) -> Iterator[ftplib.FTP]:
         ftp.close()
 
 
-def _ftp_cwd(ftp: ftplib.FTP, parts: list[str]) -> None:
-    """Walk into the directory, making what is missing (paths are relative to the login dir)."""
+def _ftp_cwd(ftp: ftplib.FTP, parts: list[str], make: bool = True) -> bool:
+    """Walk into the directory, making what is missing (paths are relative to the login dir);
+    without make, False when it does not exist."""
     if parts and parts[0] == "/":
         ftp.cwd("/")
         parts = parts[1:]
@@ -174,5 +234,8 @@ def _ftp_cwd(ftp: ftplib.FTP, parts: list[str]) -> None:
         try:
             ftp.cwd(part)
         except ftplib.error_perm:
+            if not make:
+                return False
             ftp.mkd(part)
             ftp.cwd(part)
+    return True
