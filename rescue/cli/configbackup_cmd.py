@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rescue import lock
 from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json, table
 from rescue.config import DEFAULT_CONFIG_PATH, Settings
@@ -372,7 +373,8 @@ def restore_cmd(
     store = Store(settings)
     path = store.resolve(archive_name)
     answers = Answers()
-    with store.work_dir() as work:
+    restoring = lock.exclusive(store.ensure(), f"config-backup restore of {archive_name}")
+    with restoring, store.work_dir() as work:
         opened = archive.open_verified(path, settings, work, stage=True)
         planned = restore.plan(opened, root, modules, ignore_dependencies, answers)
         _show_plan(planned, no_imports)

@@ -4,7 +4,8 @@ Why this order of work: every byte of the archive is checked before anything is 
 plan (what is new, what changes, what a pre-restore archive would remove) is shown and
 confirmed; then the current state of the touched modules is saved as a pre-restore archive, so
 any restore can be undone by restoring that one. Each file is written beside its target and
-renamed over it, so a file is always either the old one or the new one, never a mix.
+renamed over it, so a file is always either the old one or the new one, never a mix; a module's
+new files all reach the disk (one sync) before the first of them replaces an old one.
 """
 
 from __future__ import annotations
@@ -243,11 +244,21 @@ def apply(
         say(f"restoring {module}")
         users, groups = _ids(result.root, "passwd"), _ids(result.root, "group")
         due = {c.path for c in result.changes if c.module == module and c.action != "remove"}
-        for raw in records[module]["entries"]:
-            entry = Entry.from_record(raw)
-            if entry.path in due:  # unchanged paths are left alone, mtimes and all
-                _write(result, module, entry, users, groups)
-                done.written += 1
+        pending: list[tuple[Path, Path]] = []  # (written beside, target)
+        try:
+            for raw in records[module]["entries"]:
+                entry = Entry.from_record(raw)
+                if entry.path in due:  # unchanged paths are left alone, mtimes and all
+                    placed = _prepare(result, module, entry, users, groups)
+                    pending += [placed] if placed else []
+                    done.written += 1
+            os.sync()  # once per module, not per file: every new file is on disk before...
+        except BaseException:
+            for tmp, _target in pending:
+                tmp.unlink(missing_ok=True)
+            raise
+        for tmp, target in pending:  # ...any of them replaces an old one
+            os.replace(tmp, target)
         for path in sorted(records[module].get("absent", []), key=len, reverse=True):
             done.removed += _remove(result.root, path, done.warnings)
     if result.imports and run_imports:
@@ -259,16 +270,17 @@ def apply(
     return done
 
 
-def _write(
+def _prepare(
     result: Plan, module: str, entry: Entry, users: dict[str, int], groups: dict[str, int]
-) -> None:
+) -> tuple[Path, Path] | None:
+    """Make a directory in place, or write a file or link beside its target: (beside, target)."""
     target = _inside(result.root, entry.path)
     uid, gid = _owner(entry, users, groups)
     if entry.kind == "dir":
         target.mkdir(parents=True, exist_ok=True)
         os.chown(target, uid, gid)
         target.chmod(entry.mode)
-        return
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.rescue-new")
     if os.path.lexists(tmp):
@@ -281,12 +293,10 @@ def _write(
         with staged.open("rb") as source, open(tmp, "xb") as sink:
             while chunk := source.read(1 << 20):
                 sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
         os.chown(tmp, uid, gid)
         tmp.chmod(entry.mode)
         os.utime(tmp, (entry.mtime, entry.mtime))
-    os.replace(tmp, target)
+    return tmp, target
 
 
 def _remove(root: Path, path: str, warnings: list[str]) -> int:
