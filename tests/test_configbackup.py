@@ -36,6 +36,7 @@ from rescue.treecompare import compare_trees
 APP_MODULE = """\
 description = "the web app"
 paths = ["/etc/app"]
+data_dirs = ["/srv/app"]
 depends = ["users"]
 
 [[state]]
@@ -49,6 +50,8 @@ import = "cp {state} {root}/etc/app/imported-flag"
 def host(tmp_path: Path) -> Path:
     root = make_host(tmp_path / "host")
     (root / "etc/app/flag").write_text("on\n")
+    (root / "srv/app/uploads").mkdir(parents=True)
+    (root / "srv/app/uploads/photo.jpg").write_bytes(bytes(range(256)) * 64)
     return root
 
 
@@ -194,6 +197,25 @@ def test_restoring_one_module_changes_only_its_files(tmp_path: Path, host: Path)
     assert diffs and all(": etc/cron.d/backup: " in d for d in diffs), diffs
     assert (host / "etc/cron.d/backup").read_text() == "30 2 * * * root /usr/local/bin/nightly\n"
     assert (host / "etc/hosts").read_text() == "127.0.0.1 localhost\n"  # network untouched
+
+
+def test_full_archives_also_hold_the_data_dirs(tmp_path: Path, host: Path) -> None:
+    config = config_for(tmp_path)
+    plain = created(config, host, "--module", "app")
+    paths = {e["path"] for m in plain["manifest"]["modules"] for e in m["entries"]}
+    assert "/etc/app/app.conf" in paths and not any(p.startswith("/srv") for p in paths)
+    full = created(config, host, "--module", "app", "--type", "full")
+    paths = {e["path"] for m in full["manifest"]["modules"] for e in m["entries"]}
+    assert {"/srv/app", "/srv/app/uploads", "/srv/app/uploads/photo.jpg"} <= paths
+
+    photo = host / "srv/app/uploads/photo.jpg"
+    original = photo.read_bytes()
+    shutil.rmtree(host / "srv/app")
+    run = restore(config, full["name"], host, "--module", "app", "--module", "users", "--yes")
+    assert run.code == 0, run.err
+    assert photo.read_bytes() == original
+    nothing = restore(config, plain["name"], host, "--yes", "--no-imports")
+    assert "nothing to restore" in nothing.out  # a configuration archive leaves data alone
 
 
 def test_dependencies_decide_and_order_the_restore(tmp_path: Path, host: Path) -> None:
