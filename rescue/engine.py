@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -253,7 +253,7 @@ class Engine:
         with exclusive(self.archive_dir, "backup"), self._target(reads=False) as target:
             before = self._cached(target)
             kind, reason = choose_kind(mode, before, self.settings, now)
-            manifest.write(self.settings)
+            manifest.write(self.settings, self._own_excludes())
             root = str(self.settings.selection.root)
             action = [kind]
             if now is not None:
@@ -293,13 +293,18 @@ class Engine:
                 summary.removed_chains, summary.retention_note = self._retain(target, after)
             return summary
 
-    def _selection_args(self) -> list[str]:
+    def _own_excludes(self) -> list[str]:
+        """What a backup never holds: its own cache and, for a file destination, itself."""
         dest = self.settings.destination
         extra = [str(self.archive_dir)]
         if dest.method == "file":
             extra.append(dest.path)
-        always = [str(manifest.manifest_path(str(self.settings.selection.root)))]
-        return filter_args(self.settings.selection, extra, always)
+        return extra
+
+    def _selection_args(self) -> list[str]:
+        root = Path(str(self.settings.selection.root))
+        always = [str(manifest.manifest_path(root)), str(root / manifest.SIDECAR_REL)]
+        return filter_args(self.settings.selection, self._own_excludes(), always)
 
     def _backup_progress(self, progress: Progress, root: str) -> Callable[[duplog.Record], None]:
         changed = (duplog.INFO_DIFF_NEW, duplog.INFO_DIFF_CHANGED, duplog.INFO_DIFF_DELETED)
@@ -394,28 +399,27 @@ class Engine:
         at: int | None = None,
         force: bool = False,
         stage_inside: bool = False,
+        numeric_owner: bool = False,
+        during: Callable[[Path], AbstractContextManager[object]] | None = None,
     ) -> RestoreSummary:
         """Restore path (everything when None) as of `at` to dest, via a staging directory.
 
         stage_inside puts the staging directory inside dest (an existing directory), for a
         whole-system restore into a mounted target root: beside it would be the rescue system's
-        RAM.
+        RAM. numeric_owner keeps the backup's uids and gids whatever the names map to here.
+        during(staged path) is entered while duplicity writes (rescue.exact.watch follows the
+        sparse files with it).
         """
         dest = dest.absolute()
-        if (dest.exists() or dest.is_symlink()) and not force:
-            raise RestoreTargetExistsError(
-                f"{dest} exists; rescue will not overwrite it without --force"
-            )
+        refuse_existing(dest, force)
         rel = relative_path(path, self.settings) if path else ""
         with self._target() as target:
-            # The cache is enough to pick the set; only a host without one asks the destination.
-            status = self._cached(target)
-            if not status.sets:
-                status = self._status(target)
-            backup_set = pick_set(status, at)
+            backup_set = self._pick(target, at)
             action = ["restore", "-t", str(backup_set.time)]
             if rel:
                 action += ["--path-to-restore", rel]
+            if numeric_owner:
+                action.append("--numeric-owner")
             # Always into a staging directory beside dest, moved into place only on success:
             # a failed restore leaves no half-written tree that looks like a good one.
             staging = staging_dir(dest, inside=stage_inside)
@@ -423,12 +427,13 @@ class Engine:
             progress = Progress(phase="restore")
             start = time.monotonic()
             try:
-                self._run(
-                    [*action, target.url, str(into)],
-                    target,
-                    verbosity="info" if self.progress else "notice",
-                    on_record=self._restore_progress(progress) if self.progress else None,
-                )
+                with during(into) if during else nullcontext():
+                    self._run(
+                        [*action, target.url, str(into)],
+                        target,
+                        verbosity="info" if self.progress else "notice",
+                        on_record=self._restore_progress(progress) if self.progress else None,
+                    )
                 files, size = _totals(into)
                 merge_into(into, dest)
             finally:
@@ -441,6 +446,18 @@ class Engine:
                 bytes=size,
                 seconds=time.monotonic() - start,
             )
+
+    def pick(self, at: int | None) -> BackupSet:
+        """The set a restore as of `at` uses (the newest at or before it)."""
+        with self._target() as target:
+            return self._pick(target, at)
+
+    def _pick(self, target: Target, at: int | None) -> BackupSet:
+        # The cache is enough to pick the set; only a host without one asks the destination.
+        status = self._cached(target)
+        if not status.sets:
+            status = self._status(target)
+        return pick_set(status, at)
 
     def verify(self, path: str, local: Path, at: int) -> tuple[int, list[str]]:
         """Compare local with path in the set at `at`, content included (duplicity verify
@@ -520,6 +537,14 @@ class Engine:
             self.progress(progress)
 
         return on_record
+
+
+def refuse_existing(dest: Path, force: bool) -> None:
+    """An existing restore target is never touched without --force."""
+    if (dest.exists() or dest.is_symlink()) and not force:
+        raise RestoreTargetExistsError(
+            f"{dest} exists; rescue will not overwrite it without --force"
+        )
 
 
 def _literal(rel: str) -> str:

@@ -142,6 +142,21 @@ class DrillMismatchError(RescueError):
     meaning = "the drill restored data that differs from what was backed up"
 
 
+class IncompleteRestoreError(RescueError):
+    """The files are restored, but some of what duplicity drops could not be put back (a file
+    system without xattrs or ACLs, say); one warning line per kind says what and how many."""
+
+    exit_code = 42
+    meaning = "restored, with warnings: some xattrs, ACLs, holes or times could not be put back"
+
+
+class TreeDiffersError(RescueError):
+    """`rescue verify` found differences between a tree and the backup; each one is printed."""
+
+    exit_code = 43
+    meaning = "the tree differs from the backup (rescue verify printed each difference)"
+
+
 class LayoutError(RescueError):
     """The disk layout cannot be read: a probe failed, or a layout record is malformed."""
 

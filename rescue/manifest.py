@@ -28,6 +28,7 @@ from rescue.errors import ManifestError, RescueError
 
 FORMAT_VERSION = 1
 MANIFEST_REL = "var/lib/rescue/manifest.json"
+SIDECAR_REL = "var/lib/rescue/metadata.jsonl.gz"  # rescue.exact's records, beside it
 
 
 def manifest_path(root: str | Path) -> Path:
@@ -142,34 +143,18 @@ def _relative(path: str, root: Path) -> str | None:
         return None
 
 
-def hardlink_groups(root: Path, excludes: Iterable[str] = ()) -> list[list[str]]:
-    """Every group of two or more paths under root that share one inode, relative to root.
+def hardlink_groups(
+    root: Path, excludes: Iterable[str] = (), includes: Iterable[str] | None = None
+) -> list[list[str]]:
+    """Every group of two or more paths under root (or its includes) that share one inode,
+    relative to root: the metadata capture's walk, with its records thrown away.
 
     Excluded paths are not walked (so /proc and /sys never are); other file systems mounted below
     root are, as duplicity backs them up too.
     """
-    skip = {str(PurePosixPath(p)) for p in excludes}
-    inodes: dict[tuple[int, int], list[str]] = {}
-    stack = [str(root)]
-    while stack:
-        directory = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.path in skip:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(entry.path)
-            elif st.st_nlink > 1 and not stat.S_ISLNK(st.st_mode):
-                rel = os.path.relpath(entry.path, root)
-                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
-    return sorted(sorted(paths) for paths in inodes.values() if len(paths) > 1)
+    from rescue.exact.capture import Discard, capture
+
+    return capture(Path(root), includes or [str(root)], excludes, Discard()).hardlinks
 
 
 def grub_disk(disks: Iterable[str]) -> str | None:
@@ -233,8 +218,14 @@ def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     return layout_to_dict(layout), None, [d.path for d in layout.disks]
 
 
-def build(settings: Settings) -> dict[str, Any]:
-    """The manifest of the host and selection that settings describe."""
+def build(
+    settings: Settings,
+    hardlinks: list[list[str]] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of the host and selection that settings describe. hardlinks are the groups
+    the metadata capture found in its walk (walked here when not given); metadata is what that
+    capture recorded, in counts."""
     root = Path(str(settings.selection.root))
     layout, layout_error, disks = _layout(root)
     facts = host_facts(root, layout)
@@ -250,14 +241,32 @@ def build(settings: Settings) -> dict[str, Any]:
         "users": read_ids(root / "etc/passwd"),
         "groups": read_ids(root / "etc/group"),
         "excluded": excluded_dirs(root, settings.selection.exclude),
-        "hardlinks": hardlink_groups(root, settings.selection.exclude),
+        "hardlinks": (
+            hardlinks
+            if hardlinks is not None
+            else hardlink_groups(root, settings.selection.exclude)
+        ),
+        "metadata": metadata,
         "settings": settings.redacted(),
     }
 
 
-def write(settings: Settings) -> Path:
-    """Build the manifest and write it where the backup will pick it up."""
-    manifest = build(settings)
+def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
+    """Record the metadata duplicity drops (rescue.exact), then build the manifest and write
+    both where the backup will pick them up. One walk of the file system serves both."""
+    from rescue.exact.capture import record_selection
+
+    captured = record_selection(settings, extra_excludes)
+    metadata = {
+        "file": SIDECAR_REL,
+        "entries": captured.entries,
+        "records": captured.records,
+        "with_xattrs": captured.with_xattrs,
+        "with_acls": captured.with_acls,
+        "sparse_files": captured.sparse,
+        "seconds": round(captured.seconds, 3),
+    }
+    manifest = build(settings, captured.hardlinks, metadata)
     path = manifest_path(str(settings.selection.root))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

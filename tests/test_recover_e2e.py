@@ -31,14 +31,17 @@ import pexpect
 import pytest
 from bootdisk import HOSTNAME, boot_disk, source_image
 from clirun import rescue
+from exacttree import assert_exact_copy
 from loopdisks import attached_image, loop_disk, require_loop_disks, sh
 from scenario import (
     CHANGED_MARKER,
+    EXACT_REL,
     EXCLUDE_GLOB,
     GAMES_ID,
     PASSPHRASE,
     SOURCE_EXCLUDES,
     TOOLS,
+    add_exact_tree,
     change,
     mark_disk,
     populate,
@@ -52,7 +55,8 @@ from scenario import (
 )
 from servers import SshServer
 
-from rescue.manifest import MANIFEST_REL, hardlink_groups
+from rescue.manifest import MANIFEST_REL, SIDECAR_REL, hardlink_groups
+from rescue.steps import RECOVER
 from rescue.treecompare import compare_trees, difference_path
 
 pytestmark = pytest.mark.slow
@@ -101,6 +105,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Itera
         try:
             sh("mount", parts[1], str(root / "boot"))
             populate(root)
+            add_exact_tree(root)
             for path in settings.values():
                 run = rescue(path, "backup", "--full")
                 assert run.code == 0, run.err
@@ -128,13 +133,16 @@ def _mount_tree(parts: list[str], point: Path) -> None:
 def _allowed(line: str) -> bool:
     """A difference the recovery explains: what the selection leaves out (the excluded
     directories' content and the glob exclusions, both recorded in the manifest), a file the
-    bootloader step regenerates, the recovery's own log, or the manifest itself (each backup
-    rewrites it in the source; the source's copy is from the last backup of the two)."""
+    bootloader step regenerates, the recovery's own log, or the manifest and its metadata
+    records (each backup rewrites them in the source; the source's copies are from the last
+    backup of the two)."""
     path = difference_path(line)
     excluded = tuple(f"{d}/" for d in SOURCE_EXCLUDES)
     if path.startswith(excluded) or fnmatch.fnmatch(os.path.basename(path), EXCLUDE_GLOB):
         return True
-    if path == MANIFEST_REL and line.startswith(("size differs", "mtime differs", "content")):
+    if path in (MANIFEST_REL, SIDECAR_REL) and line.startswith(
+        ("size differs", "mtime differs", "content")
+    ):
         return True
     return (path + "/").startswith(REGENERATED) or path.startswith(REGENERATED)
 
@@ -172,6 +180,8 @@ def assert_same_system(scenario: Scenario, target: Path, folder: Path) -> None:
                 # Numeric owners that only the identity step gets right.
                 assert (target_view / "srv/data/games-save").stat().st_uid == GAMES_ID
                 assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
+                # What duplicity drops, as getcap, getfattr, getfacl, stat and du see it.
+                assert_exact_copy(source_view / EXACT_REL, target_view / EXACT_REL)
             finally:
                 sh("umount", "-R", str(target_view))
         finally:
@@ -366,7 +376,8 @@ def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_pa
         plan = write_plan(tmp_path, scenario.file_settings, [target])
         done = run_recover(scenario.file_settings, tmp_path, "--plan", str(plan), "--dry-run")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert len(re.findall(r"^\[\s*\d+/16\] ", done.stdout, flags=re.M)) == 16
+        steps = len(RECOVER)
+        assert len(re.findall(rf"^\[\s*\d+/{steps}\] ", done.stdout, flags=re.M)) == steps
         assert f"ERASE {device} (for " in done.stdout
         assert f"mount {device}p4 (ext4) at {tmp_path / 'target'}" in done.stdout
         assert "grub-install --target=i386-pc --recheck " + device in done.stdout

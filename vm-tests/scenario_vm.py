@@ -22,7 +22,7 @@ from server import ARCHIVE_DIR, ODD_MODES, SERVICE_LINK, SPARSE_DATA, SPARSE_DAT
 from rescue.config import DEFAULT_EXCLUDES
 from rescue.live.console import DONE_MARKER, READY_MARKER
 from rescue.live.plan_source import LABEL, PLAN_DIR
-from rescue.manifest import MANIFEST_REL, hardlink_groups
+from rescue.manifest import MANIFEST_REL, SIDECAR_REL, hardlink_groups
 from rescue.treecompare import compare_trees, difference_path
 
 PLAN_MOUNT = PLAN_DIR / "disk"  # where the rescue system mounts the RESCUEPLAN disk
@@ -166,7 +166,7 @@ def _allowed(line: str) -> bool:
     # which is its mounted file system's (proc 0555), not the directory's beneath (0755).
     if line.startswith("mode differs") and f"{path}/" in excluded:
         return True
-    if path == MANIFEST_REL:
+    if path in (MANIFEST_REL, SIDECAR_REL):  # each backup rewrites them
         return True
     allowed = REGENERATED + WRITTEN_AFTER_BACKUP
     return (path + "/").startswith(allowed) or path.startswith(allowed)

@@ -162,6 +162,7 @@ def cli(ctx: click.Context, config_path: Path, log_file: Path | None, verbose: b
       rescue files /etc -t 3D       what the backup held three days ago
       rescue versions /etc/hosts    the dates a file can be restored to
       rescue restore /etc/hosts --to /tmp/hosts -t 2W
+      rescue verify --deep /srv     /srv against the backup, xattrs, ACLs and holes too
       rescue config-backup create   an archive of the configuration, by module
     """
     log_path = _setup_logging(log_file, verbose)

@@ -17,7 +17,7 @@ import click
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
-from rescue.errors import PlanError, UsageError
+from rescue.errors import IncompleteRestoreError, PlanError, UsageError
 from rescue.lock import exclusive
 from rescue.prompts import QUESTIONS, Answers
 from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
@@ -168,7 +168,8 @@ def recover(
     Runs the steps below in order, saving the state after each. The disk layout, the ids and
     the bootloader come from the manifest inside the backup. Disks are erased only after an
     explicit yes (typed, or --yes / the plan's answer), and in unattended mode only the disks
-    the plan names by a stable id.
+    the plan names by a stable id. Exit 42: the system is recovered, but some xattrs, ACLs,
+    holes or exact times could not be put back (the warnings and the report say which).
 
     \b
     Examples:
@@ -227,6 +228,12 @@ def recover(
             echo(f"stopped before {stop.step_id}; continue with: rescue recover --resume")
         finally:
             _print_report(report(runner.state), as_json, ctx.work_dir)
+        missing = ctx.facts.metadata_warnings
+        if missing and report(runner.state)["outcome"] == "success":
+            raise IncompleteRestoreError(
+                f"the system is recovered, but {len(missing)} kind(s) of metadata could not be "
+                f"put back: {missing[0]}"
+            )
 
 
 def _dry_run(runner: Runner, ctx: Context) -> None:

@@ -10,6 +10,8 @@ from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.engine import Engine
+from rescue.errors import IncompleteRestoreError
+from rescue.exact.restore import restore_exact
 from rescue.timespec import iso, parse_time
 from rescue.units import human_size
 
@@ -25,14 +27,32 @@ from rescue.units import human_size
 )
 @click.option("-t", "--time", "when", default=None, help=TIME_HELP)
 @click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
+@click.option(
+    "--numeric-owner",
+    is_flag=True,
+    help="Keep the backup's numeric uids and gids instead of mapping owners by name here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.pass_obj
-def restore(app: App, path: str, dest: Path, when: str | None, force: bool, as_json: bool) -> None:
+def restore(
+    app: App,
+    path: str,
+    dest: Path,
+    when: str | None,
+    force: bool,
+    numeric_owner: bool,
+    as_json: bool,
+) -> None:
     """Restore PATH from the backup into DEST, as of a time.
 
     PATH is a path on the backed-up host (/etc/hosts) or relative to the backup root; "/" is
     everything. Owners and modes are kept when run as root. An existing DEST is never touched
     without --force.
+
+    What duplicity drops is put back from the records every backup carries: xattrs, POSIX
+    ACLs, file capabilities, the holes of sparse files (punched while duplicity writes), hard
+    links and exact mtimes. What DEST's file system cannot take is reported, one line per
+    kind, and the exit code is 42.
 
     \b
     Examples:
@@ -42,12 +62,29 @@ def restore(app: App, path: str, dest: Path, when: str | None, force: bool, as_j
     """
     at = parse_time(when) if when else None
     with progress(not as_json) as callback:
-        summary = Engine(app.settings(), progress=callback).restore(path, dest, at, force)
+        engine = Engine(app.settings(), progress=callback)
+        done = restore_exact(engine, path, dest, at, force, numeric_owner)
+    summary = done.summary
     if as_json:
-        emit_json(summary.as_dict())
-        return
-    click.echo(
-        f"restored {summary.path} as of {iso(summary.time)} to {summary.destination}: "
-        f"{summary.files} files, {human_size(summary.bytes)} "
-        f"in {human_seconds(summary.seconds)}"
-    )
+        emit_json(
+            {
+                **summary.as_dict(),
+                "metadata": {**done.replayed.applied, "freed_bytes": done.replayed.freed},
+                "hard_links": done.linked,
+                "warnings": done.warnings,
+            }
+        )
+    else:
+        click.echo(
+            f"restored {summary.path} as of {iso(summary.time)} to {summary.destination}: "
+            f"{summary.files} files, {human_size(summary.bytes)} "
+            f"in {human_seconds(summary.seconds)}"
+        )
+        click.echo(f"{done.replayed.summary()}, {done.linked} hard links made again")
+        for warning in done.warnings:
+            click.echo(f"WARNING: {warning}", err=True)
+    if done.warnings:
+        raise IncompleteRestoreError(
+            f"{summary.destination} is restored, but {len(done.warnings)} kind(s) of "
+            "metadata could not be put back (see the warnings)"
+        )

@@ -1,4 +1,4 @@
-"""Step 14: install GRUB on the target and regenerate its configuration and the initramfs,
+"""Step 15: install GRUB on the target and regenerate its configuration and the initramfs,
 from a chroot into the restored system (its own grub and kernel, so versions match).
 
 /dev, /proc and /sys are bound in as slave mounts (so the unmount stays local) and always

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +20,8 @@ from rescue import manifest
 from rescue.config import Settings, load_settings
 from rescue.engine import Engine, ProgressCallback
 from rescue.errors import ManifestError, RecoveryStateError
+from rescue.exact.records import Record
+from rescue.exact.records import read as read_records
 from rescue.layout.devices import MountEntry, mount_entries
 from rescue.layout.model import Layout, layout_from_dict
 from rescue.prompts import Answers, Question
@@ -68,6 +70,9 @@ class Facts:
     restored_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # restored files recovery rewrote (rel)
+    metadata_file: str | None = None  # the backup's rescue.exact records, fetched with the manifest
+    punched: list[str] = field(default_factory=list)  # files the hole puncher changed (rel)
+    metadata_warnings: list[str] = field(default_factory=list)  # what replay could not put back
 
 
 class Context:
@@ -152,6 +157,12 @@ class Context:
                 raise RecoveryStateError("no manifest loaded yet: run the step load_manifest")
             self._manifest = manifest.load(Path(self.facts.manifest_file))
         return self._manifest
+
+    def records(self) -> Iterator[Record]:
+        """The backup's metadata records (rescue.exact), streamed; none for an older backup."""
+        if not self.facts.metadata_file:
+            return iter(())
+        return read_records(Path(self.facts.metadata_file))[1]
 
     def layout(self) -> Layout:
         data = self.manifest()

@@ -1,4 +1,4 @@
-"""Step 16: put the rescue system's identity back, keep the log and the report in the
+"""Step 17: put the rescue system's identity back, keep the log and the report in the
 restored system (/var/log/rescue/), unmount everything, and reboot or power off if asked."""
 
 from __future__ import annotations

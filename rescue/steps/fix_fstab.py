@@ -1,4 +1,4 @@
-"""Step 13: make fstab, crypttab and the boot configuration name the recreated devices.
+"""Step 14: make fstab, crypttab and the boot configuration name the recreated devices.
 
 The layout is recreated with the recorded UUIDs, so most entries are right already. What
 changes: a file system that could not keep its UUID (it gets the new one), and entries that name

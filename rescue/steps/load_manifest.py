@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rescue import manifest
 from rescue.errors import ManifestError
+from rescue.exact.fetch import NO_RECORDS
 from rescue.steps.context import Context
 from rescue.units import human_size
 
@@ -22,8 +23,8 @@ REDO_ON_RESUME = False
 
 def plan(ctx: Context) -> list[str]:
     return [
-        f"restore {manifest.MANIFEST_REL}, etc/passwd and etc/group into {ctx.work_dir} "
-        "(one duplicity run)"
+        f"restore {manifest.MANIFEST_REL}, its metadata records, etc/passwd and etc/group "
+        f"into {ctx.work_dir} (one duplicity run)"
     ]
 
 
@@ -43,7 +44,7 @@ def run(ctx: Context) -> list[str]:
     # The identity files come in the same duplicity run: each run costs seconds (a minute
     # under emulation), and restore_identity needs them next.
     found = ctx.engine().restore_files(
-        [manifest.MANIFEST_REL, *IDENTITY_FILES], folder, ctx.restore_time()
+        [manifest.MANIFEST_REL, manifest.SIDECAR_REL, *IDENTITY_FILES], folder, ctx.restore_time()
     )
     if manifest.MANIFEST_REL not in found:
         raise ManifestError(
@@ -53,6 +54,11 @@ def run(ctx: Context) -> list[str]:
     path = ctx.work_dir / "manifest.json"
     os.replace(folder / manifest.MANIFEST_REL, path)
     ctx.facts.manifest_file = str(path)
+    ctx.facts.metadata_file = None
+    if manifest.SIDECAR_REL in found:
+        records = ctx.work_dir / "metadata.jsonl.gz"
+        os.replace(folder / manifest.SIDECAR_REL, records)
+        ctx.facts.metadata_file = str(records)
     data = ctx.manifest()
     host = data.get("host", {})
     ctx.facts.host = host.get("hostname")
@@ -66,4 +72,13 @@ def run(ctx: Context) -> list[str]:
     lines += [f"disk {d['path']} {human_size(d['size_bytes'])}" for d in disks]
     if not disks:
         lines.append(f"no disk layout recorded: {data.get('layout_error') or 'unknown reason'}")
+    if ctx.facts.metadata_file is None:
+        ctx.warn(NO_RECORDS)
+    else:
+        counts = data.get("metadata") or {}
+        lines.append(
+            f"metadata records: {counts.get('records', '?')} paths (xattrs on "
+            f"{counts.get('with_xattrs', '?')}, ACLs on {counts.get('with_acls', '?')}, "
+            f"{counts.get('sparse_files', '?')} sparse files)"
+        )
     return lines

@@ -4,9 +4,7 @@ its group is left alone and reported: it changed between the manifest and the ba
 
 from __future__ import annotations
 
-import filecmp
-import os
-
+from rescue.exact.links import relink
 from rescue.steps.context import Context
 
 ID = "relink"
@@ -24,28 +22,7 @@ def plan(ctx: Context) -> list[str]:
 
 def run(ctx: Context) -> list[str]:
     groups = ctx.manifest().get("hardlinks", [])
-    linked = already = 0
-    for group in groups:
-        paths = [ctx.target(p) for p in group]
-        present = [p for p in paths if p.is_file() and not p.is_symlink()]
-        if len(present) < 2:
-            continue
-        first = present[0]
-        st = first.lstat()
-        for other in present[1:]:
-            ot = other.lstat()
-            if (ot.st_dev, ot.st_ino) == (st.st_dev, st.st_ino):
-                already += 1
-                continue
-            if ot.st_dev != st.st_dev:
-                ctx.warn(f"{other} and {first} are on different file systems: not linked")
-                continue
-            if not filecmp.cmp(first, other, shallow=False):
-                ctx.warn(f"{other} differs from {first}: left as a separate file")
-                continue
-            tmp = other.with_name(f".{other.name}.rescue-link")
-            tmp.unlink(missing_ok=True)
-            os.link(first, tmp)
-            os.replace(tmp, other)
-            linked += 1
-    return [f"{len(groups)} groups: {linked} paths linked, {already} were linked already"]
+    done = relink(groups, ctx.target)
+    for problem in done.problems:
+        ctx.warn(problem)
+    return [f"{len(groups)} groups: {done.linked} paths linked, {done.already} were linked already"]

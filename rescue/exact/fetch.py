@@ -1,0 +1,70 @@
+"""The records of one backup set, fetched for a restore or a verify of a path.
+
+They come from the set itself (rescue's own directory, var/lib/rescue, restored alone: one
+duplicity run that reads only the volume holding it), so a restore on another machine gets the
+same result as one on the backed-up host. A backup made before the records existed has none:
+the restore goes on and says what it could not put back.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from rescue import manifest
+from rescue.engine import Engine
+from rescue.errors import PathNotInBackupError
+from rescue.exact import holes
+from rescue.exact.records import Record, read, under
+
+OWN_DIR = str(PurePosixPath(manifest.SIDECAR_REL).parent)
+NO_RECORDS = (
+    "this backup holds no metadata records (it was made by an older rescue): xattrs, ACLs, "
+    "capabilities, holes and exact times are not restored"
+)
+
+
+@dataclass
+class Fetched:
+    """A set's records and hard-link groups, as local files."""
+
+    sidecar: Path | None
+    hardlinks: list[list[str]] = field(default_factory=list)
+
+    def records(self) -> Iterator[Record]:
+        if self.sidecar is None:
+            return iter(())
+        return read(self.sidecar)[1]
+
+    def sparse_below(self, prefix: str) -> dict[str, tuple[int, holes.Extents]]:
+        """The sparse files at or below prefix, relative to it: what the hole puncher follows."""
+        cut = len(prefix) + 1 if prefix else 0
+        return {
+            (r["p"][cut:] if r["p"] != prefix else ""): (
+                r["s"][0],
+                holes.holes_of([(o, n) for o, n in r["s"][1]], r["s"][0]),
+            )
+            for r in self.records()
+            if "s" in r and under(r["p"], prefix)
+        }
+
+
+@contextmanager
+def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
+    """The records of the set at `at` (an exact set time), in a private temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="rescue-records-") as tmp:
+        own = Path(tmp) / "rescue"
+        try:
+            engine.restore(OWN_DIR, own, at)
+        except PathNotInBackupError:
+            yield Fetched(None)
+            return
+        sidecar = own / PurePosixPath(manifest.SIDECAR_REL).name
+        hardlinks: list[list[str]] = []
+        path = own / PurePosixPath(manifest.MANIFEST_REL).name
+        if path.exists():
+            hardlinks = manifest.load(path).get("hardlinks", [])
+        yield Fetched(sidecar if sidecar.exists() else None, hardlinks)

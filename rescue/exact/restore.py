@@ -1,0 +1,63 @@
+"""`rescue restore` with everything duplicity drops put back: the records of the set are
+fetched first, the sparse files are followed while duplicity writes, then the hard links, the
+xattrs and ACLs, the holes and the exact times are replayed on what was restored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rescue.engine import Engine, RestoreSummary, refuse_existing, relative_path
+from rescue.exact.fetch import NO_RECORDS, fetched
+from rescue.exact.links import relink
+from rescue.exact.records import under
+from rescue.exact.replay import Replayed, replay
+from rescue.exact.watch import HoleWatch
+
+
+@dataclass
+class ExactRestore:
+    summary: RestoreSummary
+    replayed: Replayed
+    linked: int = 0
+    warnings: list[str] = field(default_factory=list)  # what could not be put back
+
+
+def restore_exact(
+    engine: Engine,
+    path: str | None,
+    dest: Path,
+    at: int | None = None,
+    force: bool = False,
+    numeric_owner: bool = False,
+) -> ExactRestore:
+    """Restore path as of `at` to dest like Engine.restore, then replay its records."""
+    prefix = relative_path(path, engine.settings) if path else ""
+    dest = dest.absolute()
+    refuse_existing(dest, force)  # before the records are fetched: fail at once
+    backup_set = engine.pick(at)
+    with fetched(engine, backup_set.time) as records:
+        watch = HoleWatch(records.sparse_below(prefix))
+        summary = engine.restore(
+            path,
+            dest,
+            backup_set.time,
+            force,
+            numeric_owner=numeric_owner,
+            during=watch.during,
+        )
+        cut = len(prefix) + 1 if prefix else 0
+
+        def resolve(rel: str) -> Path | None:
+            if not under(rel, prefix):
+                return None
+            return dest / rel[cut:] if rel != prefix else dest
+
+        linked = relink(records.hardlinks, resolve)
+        punched = {dest / rel if rel else dest for rel in watch.touched}
+        replayed = replay(records.records(), prefix, dest, punched)
+        replayed.freed += watch.freed
+    warnings = [*linked.problems, *replayed.warnings()]
+    if records.sidecar is None:
+        warnings.append(NO_RECORDS)
+    return ExactRestore(summary, replayed, linked.linked, warnings)

@@ -1,0 +1,41 @@
+"""`rescue verify`: compare a tree with a backup set, and with --deep with its records too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rescue.engine import Engine, relative_path
+from rescue.exact.deep import Deep, compare
+from rescue.exact.fetch import NO_RECORDS, fetched
+
+
+@dataclass
+class Verified:
+    set_time: int
+    compared: int  # files duplicity compared, content included
+    differences: list[str] = field(default_factory=list)
+    deep: Deep | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def verify_tree(engine: Engine, path: str, local: Path, at: int | None, deep: bool) -> Verified:
+    """Compare local (path of the backup, restored or live there) with the set as of `at`:
+    duplicity verify --compare-data, then with deep the records (rescue.exact.deep)."""
+    prefix = relative_path(path, engine.settings)
+    backup_set = engine.pick(at)
+    compared, differences = engine.verify(path, local, backup_set.time)
+    result = Verified(backup_set.time, compared, list(differences))
+    if not deep:
+        return result
+    with fetched(engine, backup_set.time) as records:
+        if records.sidecar is None:
+            result.notes.append(NO_RECORDS)
+        result.deep = compare(records.records(), prefix, local, records.hardlinks)
+    result.differences += result.deep.differences
+    if result.deep.changed:
+        result.notes.append(
+            f"{result.deep.changed} file(s) changed between the records and the backup: "
+            "their exact times were not compared"
+        )
+    return result
