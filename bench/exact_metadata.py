@@ -9,7 +9,7 @@ measures, in the same run:
     `duplicity restore` of it; then `rescue.exact.deep` checks the result has no difference.
 The target is under 10% of each. Not a test: the machine is noisy, so read the ratios.
 
-    .venv/bin/python bench/exact_metadata.py [--source /usr] [--max-size 1M] [--rounds 1]
+    .venv/bin/python bench/exact_metadata.py [--source /usr] [--max-size 1M] [--rounds 1] [--cold]
 """
 
 from __future__ import annotations
@@ -69,7 +69,18 @@ def main() -> None:
     parser.add_argument("--max-size", default="1M", help="rsync --max-size for the copy")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--work", default="/var/tmp", help="an ext4 directory for scratch")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page, dentry and inode caches before each timed step (as after a reboot)",
+    )
     args = parser.parse_args()
+
+    def cold() -> None:
+        if args.cold:
+            os.sync()
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
     with tempfile.TemporaryDirectory(prefix="rescue-bench-exact-", dir=args.work) as tmp:
         work = Path(tmp)
         tree = work / "tree"
@@ -83,6 +94,7 @@ def main() -> None:
         size = differences = 0
         for _ in range(args.rounds):
             sidecar = work / "metadata.jsonl.gz"
+            cold()
             start = time.monotonic()
             writer = Writer(sidecar, {"root": str(tree)})
             found = capture(tree, [str(tree)], [], writer)
@@ -119,6 +131,7 @@ def main() -> None:
             "replay_failures": {k: f.count for k, f in done.failed.items()},
             "deep_differences_after_replay": differences,
             "rounds": args.rounds,
+            "cold_caches": args.cold,
         }
         print(json.dumps(result, indent=2))
 

@@ -147,8 +147,12 @@ def _allowed(line: str) -> bool:
     return (path + "/").startswith(REGENERATED) or path.startswith(REGENERATED)
 
 
-def assert_same_system(scenario: Scenario, target: Path, folder: Path) -> None:
-    """The recovered disk holds the source system: the tree, the hard links, the boot files."""
+def assert_same_system(
+    scenario: Scenario, target: Path, folder: Path, settings: Path | None = None
+) -> None:
+    """The recovered disk holds the source system: the tree, the hard links, the boot files,
+    and what duplicity drops (by the standard tools, and by `rescue verify --deep` against the
+    backup it was recovered from: settings, the file destination's by default)."""
     source_view, target_view = folder / "source-view", folder / "target-view"
     with (
         attached_image(scenario.source, read_only=True) as (_, source_parts),
@@ -182,6 +186,12 @@ def assert_same_system(scenario: Scenario, target: Path, folder: Path) -> None:
                 assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
                 # What duplicity drops, as getcap, getfattr, getfacl, stat and du see it.
                 assert_exact_copy(source_view / EXACT_REL, target_view / EXACT_REL)
+                deep = rescue(
+                    settings or scenario.file_settings,
+                    "verify", "--deep", str(scenario.work / "src" / EXACT_REL),
+                    "--restored", str(target_view / EXACT_REL),
+                )  # fmt: skip
+                assert deep.code == 0 and "0 difference(s)" in deep.out, deep.out + deep.err
             finally:
                 sh("umount", "-R", str(target_view))
         finally:
@@ -251,7 +261,7 @@ def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
     ]
     grown = table["partitions"][3]
     assert grown["start"] + grown["size"] > source["lastlba"] + 1000_000  # took the new 512 MiB
-    assert_same_system(scenario, target, tmp_path)
+    assert_same_system(scenario, target, tmp_path, scenario.sftp_settings)
     assert_boots(target, tmp_path)
 
 
