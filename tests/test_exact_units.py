@@ -98,12 +98,43 @@ def test_replay_leaves_the_times_of_a_changed_file_and_deep_notes_it(tmp_path: P
     top.mkdir()
     (top / "f").write_text("old")
     os.utime(top / "f", ns=(1_700_000_000 * 10**9, 1_700_000_000_123_456_789))
+    os.utime(top, ns=(1_700_000_000 * 10**9, 1_700_000_000_000_000_005))
     sidecar = tmp_path / "m.gz"
     _capture(top, sidecar)
     copy.mkdir()
     (copy / "f").write_text("new")  # "restored" from a backup made after a change
     os.utime(copy / "f", (1_700_000_100, 1_700_000_100))
+    os.utime(copy, (1_700_000_000, 1_700_000_000))  # the directory itself did not change
     done = replay(read(sidecar)[1], "", copy)
     assert done.changed == 1 and (copy / "f").stat().st_mtime_ns == 1_700_000_100 * 10**9
     found = compare(read(sidecar)[1], "", copy)
     assert found.changed == 1 and found.differences == []
+    assert (
+        copy.stat().st_mtime_ns == 1_700_000_000_000_000_005
+    )  # the unchanged directory got its ns
+
+
+def test_a_directory_newer_in_the_backup_keeps_its_restored_time(tmp_path: Path) -> None:
+    """gpg writes /root/.gnupg between the records and duplicity's read: the directory in the
+    backup is newer than its record, and must not be set back to the older time."""
+    top, copy = tmp_path / "top", tmp_path / "copy"
+    (top / "d").mkdir(parents=True)
+    os.utime(top / "d", ns=(0, 1_700_000_000_000_000_007))
+    sidecar = tmp_path / "m.gz"
+    _capture(top, sidecar)
+    (copy / "d").mkdir(parents=True)
+    os.utime(copy / "d", (1_700_000_015, 1_700_000_015))
+    replay(read(sidecar)[1], "", copy)
+    assert (copy / "d").stat().st_mtime_ns == 1_700_000_015 * 10**9
+    assert compare(read(sidecar)[1], "", copy).differences == []
+
+
+def test_relinking_keeps_the_directory_times(tmp_path: Path) -> None:
+    from rescue.exact.links import relink
+
+    for name in ("a", "b"):
+        (tmp_path / name).write_text("same")
+    os.utime(tmp_path, ns=(1, 1_700_000_000_000_000_009))
+    done = relink([["a", "b"]], lambda rel: tmp_path / rel)
+    assert done.linked == 1 and (tmp_path / "a").stat().st_ino == (tmp_path / "b").stat().st_ino
+    assert tmp_path.stat().st_mtime_ns == 1_700_000_000_000_000_009

@@ -38,7 +38,7 @@ def verify(
 ) -> None:
     """Compare PATH (or its restored copy) with the backup, and print every difference.
 
-    Without --deep it is duplicity's verify with content: type, permissions, whole-second
+    Without --deep it is duplicity's verify with content: type, owner, permissions, whole-second
     mtimes, symlink targets and the bytes of every file. --deep adds what duplicity drops and
     rescue records at each backup. Exit 0 when nothing differs, 43 when something does.
 

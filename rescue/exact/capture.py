@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from rescue.config import Settings
 from rescue.errors import ManifestError
 from rescue.exact import holes, xattrs
-from rescue.exact.records import SIDECAR_REL, Record, Writer, encode_xattrs
+from rescue.exact.records import SIDECAR_REL, Record, Writer, encode_xattrs, type_code
 
 log = logging.getLogger("rescue.exact")
 
@@ -37,14 +37,6 @@ class Captured:
     sparse: int = 0
     hardlinks: list[list[str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _type(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "f"
-    if stat.S_ISDIR(mode):
-        return "d"
-    return "l" if stat.S_ISLNK(mode) else "o"
 
 
 class Discard:
@@ -70,7 +62,7 @@ class _Walk:
     ) -> None:
         """Record one path if it has anything duplicity would drop."""
         self.found.entries += 1
-        kind = _type(st.st_mode)
+        kind = type_code(st.st_mode)
         record: Record = {"p": rel, "t": kind}
         owner = (st.st_uid, st.st_gid)
         if owner != parent:

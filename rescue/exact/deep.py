@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rescue.exact import holes, xattrs
-from rescue.exact.records import Record, decode_xattrs, under
+from rescue.exact.records import Record, decode_xattrs, type_code, under
 
 _TYPE_NAMES = {"f": "file", "d": "directory", "l": "symlink", "o": "special file"}
 
@@ -29,15 +29,6 @@ class Deep:
     checked: int = 0  # entries of the restored tree looked at
     recorded: int = 0  # records at or below the path
     changed: int = 0  # files newer in the backup than in the records: times not compared
-
-
-def _type(st: os.stat_result) -> str:
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return "f"
-    if stat.S_ISDIR(mode):
-        return "d"
-    return "l" if stat.S_ISLNK(mode) else "o"
 
 
 def show_ns(ns: int) -> str:
@@ -138,7 +129,7 @@ def _check(
     if owner is not None and [st.st_uid, st.st_gid] != list(owner):
         diff(f"owner differs: {shown}: expected {owner[0]}:{owner[1]}, "
              f"actual {st.st_uid}:{st.st_gid}")  # fmt: skip
-    kind = _type(st)
+    kind = type_code(st.st_mode)
     if record is not None and record["t"] != kind:
         diff(f"type differs: {shown}: expected {_TYPE_NAMES[record['t']]}, "
              f"actual {_TYPE_NAMES[kind]}")  # fmt: skip
@@ -155,8 +146,8 @@ def _check(
     if record is None or ignore_time or "m" not in record:
         return
     mtime = record["m"]
-    if kind == "f" and st.st_mtime_ns // 10**9 != mtime // 10**9:
-        found.changed += 1  # the backup holds a newer version than the records describe
+    if kind != "l" and st.st_mtime_ns // 10**9 != mtime // 10**9:
+        found.changed += 1  # newer in the backup than in the records: duplicity verify's part
         return
     if st.st_mtime_ns != mtime:
         diff(f"mtime differs: {shown}: expected {show_ns(mtime)}, actual {show_ns(st.st_mtime_ns)}")

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rescue.exact.dirtimes import kept
+
 
 @dataclass
 class Relinked:
@@ -22,7 +24,7 @@ class Relinked:
 
 def relink(groups: Iterable[list[str]], resolve: Callable[[str], Path | None]) -> Relinked:
     """Link the restored copies of each group (backup paths, mapped by resolve; None = not
-    restored) to the first present one."""
+    restored) to the first present one. The directories keep their times (see dirtimes)."""
     done = Relinked()
     for group in groups:
         paths = [p for p in (resolve(rel) for rel in group) if p is not None]
@@ -45,8 +47,9 @@ def relink(groups: Iterable[list[str]], resolve: Callable[[str], Path | None]) -
                 done.problems.append(f"{other} differs from {first}: left as a separate file")
                 continue
             tmp = other.with_name(f".{other.name}.rescue-link")
-            tmp.unlink(missing_ok=True)
-            os.link(first, tmp)
-            os.replace(tmp, other)
+            with kept(other.parent):
+                tmp.unlink(missing_ok=True)
+                os.link(first, tmp)
+                os.replace(tmp, other)
             done.linked += 1
     return done

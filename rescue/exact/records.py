@@ -17,6 +17,7 @@ import base64
 import gzip
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,12 +25,21 @@ from typing import Any, BinaryIO
 from rescue.errors import ManifestError
 from rescue.manifest import SIDECAR_REL
 
-__all__ = ["SIDECAR_REL", "Record", "Writer", "read", "under"]
+__all__ = ["SIDECAR_REL", "Record", "Writer", "read", "type_code", "under"]
 
 FORMAT = "rescue-metadata"
 VERSION = 1
 
 Record = dict[str, Any]
+
+
+def type_code(mode: int) -> str:
+    """The t of a line: f file, d directory, l symlink, o other."""
+    if stat.S_ISREG(mode):
+        return "f"
+    if stat.S_ISDIR(mode):
+        return "d"
+    return "l" if stat.S_ISLNK(mode) else "o"
 
 
 def encode_xattrs(values: dict[str, bytes]) -> dict[str, str]:

@@ -36,7 +36,7 @@ class Replayed:
     failed: dict[str, Failure] = field(default_factory=dict)
     freed: int = 0  # bytes deallocated by hole punching
     absent: int = 0  # recorded paths the restore did not bring (not selected, or excluded)
-    changed: int = 0  # files whose content is newer than their record: times left as restored
+    changed: int = 0  # paths newer in the backup than in their record: times left as restored
 
     def fail(self, kind: str, reason: str) -> None:
         failure = self.failed.setdefault(kind, Failure(reason=reason))
@@ -146,8 +146,10 @@ def _times(path: str, record: Record, st: os.stat_result, done: Replayed, truste
     mtime = record.get("m")
     if mtime is None:
         return
-    if record["t"] == "f" and not trusted and st.st_mtime_ns // 10**9 != mtime // 10**9:
-        done.changed += 1  # the backup holds a newer version than the record
+    if record["t"] != "l" and not trusted and st.st_mtime_ns // 10**9 != mtime // 10**9:
+        # The backup holds a newer version than the record (duplicity sets every time but a
+        # symlink's, to the second): its time stays as restored.
+        done.changed += 1
         return
     try:
         os.utime(path, ns=(record.get("a", mtime), mtime), follow_symlinks=False)

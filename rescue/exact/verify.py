@@ -35,7 +35,7 @@ def verify_tree(engine: Engine, path: str, local: Path, at: int | None, deep: bo
     result.differences += result.deep.differences
     if result.deep.changed:
         result.notes.append(
-            f"{result.deep.changed} file(s) changed between the records and the backup: "
+            f"{result.deep.changed} path(s) changed between the records and the backup: "
             "their exact times were not compared"
         )
     return result

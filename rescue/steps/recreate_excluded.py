@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from rescue.exact.dirtimes import kept, nearest_existing
 from rescue.steps.context import Context
 
 ID = "recreate_excluded"
@@ -33,7 +34,8 @@ def run(ctx: Context) -> list[str]:
             ctx.warn(f"excluded {entry['path']} was a {entry.get('type')}, not recreated")
             continue
         path = ctx.target(entry["path"])
-        path.mkdir(parents=True, exist_ok=True)
+        with kept(nearest_existing(path.parent)):  # the replay still sees the restored time
+            path.mkdir(parents=True, exist_ok=True)
         os.chown(path, entry["uid"], entry["gid"], follow_symlinks=False)
         os.chmod(path, int(entry["mode"], 8))
         done.append(f"{entry['path']} {entry['mode']} {entry['uid']}:{entry['gid']}")

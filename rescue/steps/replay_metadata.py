@@ -32,7 +32,7 @@ def run(ctx: Context) -> list[str]:
     lines = [done.summary()]
     if done.changed:
         lines.append(
-            f"{done.changed} files changed between the records and the backup: their restored "
+            f"{done.changed} paths changed between the records and the backup: their restored "
             "times are kept"
         )
     return lines
