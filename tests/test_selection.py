@@ -79,6 +79,7 @@ def test_a_backup_holds_exactly_the_selection(tmp_path: Path) -> None:
         "home/alice/notes.txt",
         "home/alice/deep/x/clip.AVI",
         "var/lib/rescue/manifest.json",  # always included, though no include names var/
+        "var/lib/rescue/metadata.jsonl.gz",  # and its metadata records beside it
     }
 
 
