@@ -42,15 +42,12 @@ class Captured:
 class Discard:
     """A writer that keeps nothing: for a walk that only wants the hard-link groups."""
 
-    count = 0
-
     def add(self, record: Record) -> None:
         pass
 
 
 class _Walk:
-    def __init__(self, root: Path, skip: set[str], writer: Writer | Discard) -> None:
-        self.root = str(root)
+    def __init__(self, skip: set[str], writer: Writer | Discard) -> None:
         self.skip = skip
         self.writer = writer
         self.found = Captured()
@@ -142,7 +139,7 @@ def capture(
     """
     start = time.monotonic()
     own = {str(root / rel) for rel in OWN}
-    walk = _Walk(root, {str(PurePosixPath(p)) for p in excludes} | own, writer)
+    walk = _Walk({str(PurePosixPath(p)) for p in excludes} | own, writer)
     for include in sorted(str(PurePosixPath(p)) for p in includes):
         rel = os.path.relpath(include, root)
         rel = "" if rel == "." else rel

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rescue.exact import holes, xattrs
-from rescue.exact.records import Record, decode_xattrs, type_code, under
+from rescue.exact.records import Record, decode_xattrs, relative, type_code, under
 
 _TYPE_NAMES = {"f": "file", "d": "directory", "l": "symlink", "o": "special file"}
 
@@ -65,13 +65,13 @@ def compare(
     subtree are held in memory: only paths that have one.
     """
     found = Deep()
-    cut = len(prefix) + 1 if prefix else 0
     below: dict[str, Record] = {}
     ancestors: dict[str, list[int]] = {}
     for record in records:
         rel = record["p"]
-        if under(rel, prefix):
-            below[rel[cut:] if rel != prefix else ""] = record
+        inside = relative(rel, prefix)
+        if inside is not None:
+            below[inside] = record
         elif "o" in record and under(prefix, rel):
             ancestors[rel] = record["o"]
     found.recorded = len(below)
@@ -102,7 +102,7 @@ def compare(
                         (Path(entry.path), f"{rel}/{entry.name}" if rel else entry.name, owner)
                     )
     for group in hardlinks:
-        _links(found, group, prefix, dest, cut)
+        _links(found, group, prefix, dest)
     return found
 
 
@@ -176,18 +176,19 @@ def _sparse(found: Deep, path: Path, shown: str, st: os.stat_result, record: Rec
         )
 
 
-def _links(found: Deep, group: list[str], prefix: str, dest: Path, cut: int) -> None:
+def _links(found: Deep, group: list[str], prefix: str, dest: Path) -> None:
     inodes = set()
     present = []
     for rel in group:
-        if not under(rel, prefix):
+        inside = relative(rel, prefix)
+        if inside is None:
             continue
         try:
-            st = (dest / rel[cut:] if rel != prefix else dest).lstat()
+            st = (dest / inside if inside else dest).lstat()
         except OSError:
             continue
         inodes.add((st.st_dev, st.st_ino))
-        present.append(rel[cut:] or ".")
+        present.append(inside or ".")
     if len(inodes) > 1:
         found.differences.append(
             f"hard links differ: {', '.join(present)}: expected one file, actual {len(inodes)}"

@@ -18,7 +18,7 @@ from rescue import manifest
 from rescue.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
-from rescue.exact.records import Record, read, under
+from rescue.exact.records import Record, read, relative
 
 OWN_DIR = str(PurePosixPath(manifest.SIDECAR_REL).parent)
 NO_RECORDS = (
@@ -41,15 +41,13 @@ class Fetched:
 
     def sparse_below(self, prefix: str) -> dict[str, tuple[int, holes.Extents]]:
         """The sparse files at or below prefix, relative to it: what the hole puncher follows."""
-        cut = len(prefix) + 1 if prefix else 0
-        return {
-            (r["p"][cut:] if r["p"] != prefix else ""): (
-                r["s"][0],
-                holes.holes_of([(o, n) for o, n in r["s"][1]], r["s"][0]),
-            )
-            for r in self.records()
-            if "s" in r and under(r["p"], prefix)
-        }
+        sparse = {}
+        for r in self.records():
+            inside = relative(r["p"], prefix)
+            if "s" in r and inside is not None:
+                size, extents = r["s"]
+                sparse[inside] = (size, holes.holes_of([(o, n) for o, n in extents], size))
+        return sparse
 
 
 @contextmanager

@@ -101,7 +101,3 @@ def _data_within(fd: int, start: int, end: int) -> list[tuple[int, int]]:
         runs.append((data, hole))
         position = hole
     return runs
-
-
-def allocated(st: os.stat_result) -> int:
-    return st.st_blocks * 512

@@ -113,3 +113,13 @@ def read(path: Path) -> tuple[dict[str, Any], Iterator[Record]]:
 def under(rel: str, prefix: str) -> bool:
     """Whether the backup path rel lies at or below prefix ("" is everything)."""
     return not prefix or rel == prefix or rel.startswith(prefix + "/")
+
+
+def relative(rel: str, prefix: str) -> str | None:
+    """The backup path rel relative to prefix ("" for prefix itself), None when outside it:
+    where rel lies in a restore of prefix."""
+    if not prefix:
+        return rel
+    if rel == prefix:
+        return ""
+    return rel[len(prefix) + 1 :] if rel.startswith(prefix + "/") else None

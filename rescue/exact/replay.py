@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.exact import holes, xattrs
-from rescue.exact.records import Record, decode_xattrs, under
+from rescue.exact.records import Record, decode_xattrs, relative
 
 KINDS = ("xattr", "acl", "capability", "sparse", "time")
 _TYPES = {"f": stat.S_ISREG, "d": stat.S_ISDIR, "l": stat.S_ISLNK}
@@ -75,12 +75,10 @@ def _reason(exc: OSError) -> str:
 
 def mapped(records: Iterator[Record], prefix: str, dest: Path) -> Iterator[tuple[Record, Path]]:
     """The records at or below prefix, each with the path it was restored to under dest."""
-    cut = len(prefix) + 1 if prefix else 0
     for record in records:
-        rel = record["p"]
-        if not under(rel, prefix):
-            continue
-        yield record, (dest / rel[cut:] if rel != prefix else dest)
+        inside = relative(record["p"], prefix)
+        if inside is not None:
+            yield record, dest / inside if inside else dest
 
 
 def replay(

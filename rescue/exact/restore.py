@@ -10,7 +10,7 @@ from pathlib import Path
 from rescue.engine import Engine, RestoreSummary, refuse_existing, relative_path
 from rescue.exact.fetch import NO_RECORDS, fetched
 from rescue.exact.links import relink
-from rescue.exact.records import under
+from rescue.exact.records import relative
 from rescue.exact.replay import Replayed, replay
 from rescue.exact.watch import HoleWatch
 
@@ -46,12 +46,10 @@ def restore_exact(
             numeric_owner=numeric_owner,
             during=watch.during,
         )
-        cut = len(prefix) + 1 if prefix else 0
 
         def resolve(rel: str) -> Path | None:
-            if not under(rel, prefix):
-                return None
-            return dest / rel[cut:] if rel != prefix else dest
+            inside = relative(rel, prefix)
+            return None if inside is None else dest / inside if inside else dest
 
         linked = relink(records.hardlinks, resolve)
         punched = {dest / rel if rel else dest for rel in watch.touched}
