@@ -13,7 +13,6 @@ import base64
 import hashlib
 import logging
 import socket
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from rescue.errors import (
     UnknownHostKeyError,
     UnreachableError,
 )
+from rescue.placement.fsops import private_dir
 
 if TYPE_CHECKING:
     import paramiko
@@ -155,8 +155,8 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
         yield Target(url=url, display=display_url(settings), options=options, secret_env=secret_env)
         return
 
-    with tempfile.TemporaryDirectory(prefix="rescue-ssh-") as tmp:
-        known_hosts = Path(tmp) / "known_hosts"
+    with private_dir("rescue-ssh-") as tmp:
+        known_hosts = tmp / "known_hosts"
         ssh_options = [f"-oUserKnownHostsFile={known_hosts}"]
         if check_host:
             key = check_host_key(dest.host, port, dest.host_key_fingerprint)

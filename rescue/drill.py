@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,8 @@ from typing import TypeVar
 from rescue import execute
 from rescue.config import Settings
 from rescue.engine import Engine, ProgressCallback, Status, relative_path
+from rescue.placement.fsops import private_dir
+from rescue.placement.guard import fresh
 from rescue.sampletree import make_sample_tree, mutate_sample_tree
 from rescue.treecompare import compare_file, compare_trees
 
@@ -68,12 +69,11 @@ class DrillReport:
 
 @contextmanager
 def _workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rescue-drill-"))
-    try:
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="rescue-drill-"))
+        return
+    with private_dir("rescue-drill-") as path:
         yield path
-    finally:
-        if not keep:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -121,7 +121,9 @@ def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> Dr
         report.source_bytes = full.source_bytes
         report.bytes_written = full.bytes_written + inc.bytes_written
 
-        whole = report.timed("restore everything", lambda: engine.restore("/", work / "restored"))
+        whole = report.timed(
+            "restore everything", lambda: engine.restore("/", fresh(work / "restored"))
+        )
         report.restored_files, report.restored_bytes = whole.files, whole.bytes
         diffs = report.timed("compare", lambda: compare_trees(source, work / "restored"))
         report.checks.append(("whole tree as of the incremental", diffs))
@@ -130,7 +132,7 @@ def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> Dr
         target = work / "one-file"
         report.timed(
             "restore one file as of the full",
-            lambda: engine.restore(str(source / one), target, status.sets[0].time),
+            lambda: engine.restore(str(source / one), fresh(target), status.sets[0].time),
         )
         report.checks.append((f"{one} as of the full", compare_file(snapshot / one, target, one)))
         return report
@@ -152,9 +154,7 @@ def run_configured(
         report = DrillReport(destination=status.destination, sets=_set_rows(status))
         newest = status.sets[-1].time if status.sets else None
         restored = work / "restored"
-        summary = report.timed(
-            "restore", lambda: engine.restore(path, restored, newest, force=False)
-        )
+        summary = report.timed("restore", lambda: engine.restore(path, fresh(restored), newest))
         report.restored_files, report.restored_bytes = summary.files, summary.bytes
         live = root / rel if rel else root
         diffs = report.timed(

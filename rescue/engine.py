@@ -11,11 +11,9 @@ import datetime as dt
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,11 +27,12 @@ from rescue.errors import (
     DuplicityError,
     NoBackupError,
     PathNotInBackupError,
-    RestoreTargetExistsError,
 )
 from rescue.failures import classify
 from rescue.lock import exclusive, reading, retention_allowed
-from rescue.placement import merge_into, staging_dir
+from rescue.placement.fsops import private_dir, remove_own, rename_noreplace
+from rescue.placement.guard import Protected, RestoreTarget, fresh
+from rescue.placement.place import Placed, place, staging
 from rescue.selection import filter_args
 from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
 from rescue.timespec import from_duplicity_time, iso
@@ -103,9 +102,11 @@ class RestoreSummary:
     files: int
     bytes: int
     seconds: float
+    placed: Placed
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "date": iso(self.time)}
+        plain = {k: v for k, v in asdict(self).items() if k != "placed"}
+        return {**plain, "date": iso(self.time), **self.placed.as_dict()}
 
 
 @dataclass
@@ -293,13 +294,17 @@ class Engine:
                 summary.removed_chains, summary.retention_note = self._retain(target, after)
             return summary
 
-    def _own_excludes(self) -> list[str]:
-        """What a backup never holds: its own cache and, for a file destination, itself."""
+    def protected(self) -> tuple[Protected, ...]:
+        """What a backup never holds and a restore never writes into: rescue's own cache and,
+        for a file destination, the backups themselves."""
         dest = self.settings.destination
-        extra = [str(self.archive_dir)]
+        found = [Protected("the archive dir", self.archive_dir)]
         if dest.method == "file":
-            extra.append(dest.path)
-        return extra
+            found.append(Protected("the backup destination", Path(dest.path)))
+        return tuple(found)
+
+    def _own_excludes(self) -> list[str]:
+        return [str(p.path) for p in self.protected()]
 
     def _selection_args(self) -> list[str]:
         root = Path(str(self.settings.selection.root))
@@ -395,56 +400,67 @@ class Engine:
     def restore(
         self,
         path: str | None,
-        dest: Path,
+        target: RestoreTarget,
         at: int | None = None,
-        force: bool = False,
-        stage_inside: bool = False,
+        *,
         numeric_owner: bool = False,
         during: Callable[[Path], AbstractContextManager[object]] | None = None,
+        excludes: Sequence[str] = (),
+        drop: Sequence[str] = (),
     ) -> RestoreSummary:
-        """Restore path (everything when None) as of `at` to dest, via a staging directory.
+        """Restore path (everything when None) as of `at` to a checked target (see
+        rescue.placement): staged on its file system, then moved or merged into place.
 
-        stage_inside puts the staging directory inside dest (an existing directory), for a
-        whole-system restore into a mounted target root: beside it would be the rescue system's
-        RAM. numeric_owner keeps the backup's uids and gids whatever the names map to here.
-        during(staged path) is entered while duplicity writes (rescue.exact.watch follows the
-        sparse files with it).
+        A recovery restores each file system by itself, leaving out the backup paths below
+        path where others are mounted, in one of two ways. excludes: the run selects by
+        pattern, so they are never written, but it reads every volume (a plain
+        --path-to-restore reads only those that hold path). drop: a plain run, whose copies of
+        them are removed from the staging directory before the merge (they cost room there
+        while duplicity runs). numeric_owner keeps the backup's uids and gids whatever the
+        names map to here. during(staged path) is entered while duplicity writes
+        (rescue.exact.watch follows the sparse files with it).
         """
-        dest = dest.absolute()
-        refuse_existing(dest, force)
         rel = relative_path(path, self.settings) if path else ""
-        with self._target() as target:
-            backup_set = self._pick(target, at)
+        with self._target() as remote:
+            backup_set = self._pick(remote, at)
             action = ["restore", "-t", str(backup_set.time)]
-            if rel:
+            if excludes:
+                action += [a for x in excludes for a in ("--exclude", _literal(x))]
+                if rel:
+                    action += ["--include", _literal(rel), "--exclude", "**"]
+            elif rel:
                 action += ["--path-to-restore", rel]
             if numeric_owner:
                 action.append("--numeric-owner")
-            # Always into a staging directory beside dest, moved into place only on success:
-            # a failed restore leaves no half-written tree that looks like a good one.
-            staging = staging_dir(dest, inside=stage_inside)
-            into = staging / "restored"
             progress = Progress(phase="restore")
             start = time.monotonic()
-            try:
-                with during(into) if during else nullcontext():
+            with staging(target.home) as staged:
+                into = staged / "restored"
+                item = into / rel if excludes and rel else into
+                with during(item) if during else nullcontext():
                     self._run(
-                        [*action, target.url, str(into)],
-                        target,
+                        [*action, remote.url, str(into)],
+                        target=remote,
                         verbosity="info" if self.progress else "notice",
                         on_record=self._restore_progress(progress) if self.progress else None,
                     )
-                files, size = _totals(into)
-                merge_into(into, dest)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                for rel_below in drop:
+                    remove_own(item / PurePosixPath(rel_below).relative_to(rel or "."))
+                files, size = _totals(item)
+                placed = place(
+                    item,
+                    target,
+                    PurePosixPath(rel).name or "restored",
+                    f"restore of {rel or '/'} as of {iso(backup_set.time)}",
+                )
             return RestoreSummary(
                 path=rel or "/",
-                destination=str(dest),
+                destination=str(target.path),
                 time=backup_set.time,
                 files=files,
                 bytes=size,
                 seconds=time.monotonic() - start,
+                placed=placed,
             )
 
     def pick(self, at: int | None) -> BackupSet:
@@ -491,33 +507,30 @@ class Engine:
 
         Why one run: each duplicity start costs seconds on a server and a minute under
         emulation, and recovery needs the manifest and the identity files before anything else.
-        Returns the rels the backup held; a rel it does not hold is simply absent.
+        dest is a fresh directory of rescue's own (the recovery's work directory). Returns the
+        rels the backup held; a rel it does not hold is simply absent.
         """
-        with self._target() as target:
-            staging = staging_dir(dest, inside=True)
-            try:
-                selection = [a for rel in rels for a in ("--include", _literal(rel))]
-                self._run(
-                    ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
-                     str(staging / "restored")],
-                    target,
-                )  # fmt: skip
-                found = []
-                for rel in rels:
-                    got = staging / "restored" / rel
-                    if got.is_file():
-                        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(got, dest / rel)
-                        found.append(rel)
-                return found
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        with self._target() as target, staging(dest) as staged:
+            selection = [a for rel in rels for a in ("--include", _literal(rel))]
+            self._run(
+                ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
+                 str(staged / "restored")],
+                target,
+            )  # fmt: skip
+            found = []
+            for rel in rels:
+                got = staged / "restored" / rel
+                if got.is_file():
+                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                    rename_noreplace(got, dest / rel)
+                    found.append(rel)
+            return found
 
     def load_manifest(self, at: int | None = None) -> dict[str, object]:
         """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""
-        with tempfile.TemporaryDirectory(prefix="rescue-manifest-") as tmp:
-            target = Path(tmp) / "manifest.json"
-            self.restore(manifest.MANIFEST_REL, target, at)
+        with private_dir("rescue-manifest-") as tmp:
+            target = tmp / "manifest.json"
+            self.restore(manifest.MANIFEST_REL, fresh(target), at)
             return manifest.load(target)
 
     def _restore_progress(self, progress: Progress) -> Callable[[duplog.Record], None]:
@@ -537,14 +550,6 @@ class Engine:
             self.progress(progress)
 
         return on_record
-
-
-def refuse_existing(dest: Path, force: bool) -> None:
-    """An existing restore target is never touched without --force."""
-    if (dest.exists() or dest.is_symlink()) and not force:
-        raise RestoreTargetExistsError(
-            f"{dest} exists; rescue will not overwrite it without --force"
-        )
 
 
 def _literal(rel: str) -> str:

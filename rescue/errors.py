@@ -137,6 +137,22 @@ class RestoreTargetExistsError(RescueError):
     meaning = "the restore target exists; add --force to overwrite it"
 
 
+class RestoreDestinationRefused(RescueError):
+    """A restore destination refused before any work, whatever the flags: /, an empty --to,
+    rescue's own archive dir or backup destination, or a merge that would cross a mount point
+    (every move of a restore is a rename on one file system)."""
+
+    exit_code = 44
+    meaning = "the restore destination is refused (/, empty, the backups themselves, a mount)"
+
+
+class UndoError(RescueError):
+    """An undo directory cannot be read or applied; nothing was moved."""
+
+    exit_code = 45
+    meaning = "an undo directory cannot be read or applied (nothing was moved)"
+
+
 class DrillMismatchError(RescueError):
     exit_code = 41
     meaning = "the drill restored data that differs from what was backed up"

@@ -21,6 +21,11 @@ def mounted_at(path: Path) -> str | None:
     return found
 
 
+def mount_points() -> set[str]:
+    """Every mount point of this system (bind mounts of single files too)."""
+    return {m.mountpoint for m in parse_mountinfo(_read_text(PROC_MOUNTINFO))}
+
+
 def mounts_below(path: Path) -> list[str]:
     """Every mount point at or below path, deepest last (in mount order)."""
     real = os.path.realpath(path)

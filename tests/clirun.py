@@ -28,7 +28,11 @@ class Run:
 
 
 def rescue(
-    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    config: Path | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
 ) -> Run:
     """`rescue [--config CONFIG] ARGS...`, logging next to the config file."""
     argv = [*RESCUE]
@@ -41,6 +45,7 @@ def rescue(
         text=True,
         env={**os.environ, **(env or {})},
         timeout=timeout,
+        cwd=cwd,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

@@ -593,7 +593,13 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert forced.exit_code == 0, forced.output
     assert path.read_text() == sample_settings()
     assert path.stat().st_mode & 0o777 == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["rescue.toml"]  # no temporary left behind
+    # the replaced file is kept beside it, as it was; no temporary is left behind
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[0] == "rescue.toml" and len(names) == 2, names
+    kept = tmp_path / names[1]
+    assert kept.name.startswith("rescue.toml.replaced-") and kept.read_text() == "mine\n"
+    assert kept.stat().st_mode & 0o777 == 0o644
+    assert f"kept as {kept}" in forced.output
 
 
 def test_sample_covers_every_key() -> None:

@@ -579,6 +579,27 @@ def test_a_symlinked_directory_cannot_lead_a_restore_outside_the_root(
     assert tree_hash(outside) == before
 
 
+def test_a_file_with_a_mount_over_it_is_refused(tmp_path: Path, host: Path) -> None:
+    """A file bound over a target (resolv.conf in a container) cannot be renamed over: the
+    restore is refused whole, before anything is written."""
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "cron")
+    (host / "etc/crontab").write_text("# edited\n")
+    cover = tmp_path / "cover"
+    cover.write_text("bound over crontab\n")
+    subprocess.run(["mount", "--bind", str(cover), str(host / "etc/crontab")], check=True)
+    try:
+        before = tree_hash(host)
+        run = restore(config, made["name"], host, "--yes")
+        assert run.code == 81, run.err
+        assert "/etc/crontab is a mount point on the system" in run.err
+        assert "nothing was written" in run.err
+        assert tree_hash(host) == before
+    finally:
+        subprocess.run(["umount", str(host / "etc/crontab")], check=True)
+    assert (host / "etc/crontab").read_text() == "# edited\n"
+
+
 @pytest.mark.parametrize("method", ["sftp", "ftp", "ftps"])
 def test_copies_at_the_backup_destination(
     tmp_path: Path,

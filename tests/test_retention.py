@@ -19,6 +19,7 @@ from rescue.config import load_settings
 from rescue.engine import Engine
 from rescue.errors import NoBackupError, ScheduleClockError
 from rescue.lock import reading
+from rescue.placement.guard import fresh
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +75,9 @@ def test_five_weeks_of_runs_keep_two_chains_and_exactly_their_days(tmp_path: Pat
         if when.date() < kept_from:
             # ... and the days of the removed chains are gone.
             with pytest.raises(NoBackupError):
-                engine.restore(str(tree / "day.txt"), dest, at=int(when.timestamp()))
+                engine.restore(str(tree / "day.txt"), fresh(dest), at=int(when.timestamp()))
             continue
-        engine.restore(str(tree / "day.txt"), dest, at=int(when.timestamp()))
+        engine.restore(str(tree / "day.txt"), fresh(dest), at=int(when.timestamp()))
         assert dest.read_text() == f"{when:%Y-%m-%d}\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -25,6 +26,7 @@ from rescue.config import (
     sample_settings,
 )
 from rescue.errors import ConfigError
+from rescue.placement.fsops import rename_noreplace
 
 
 def _global_config_path() -> Path:
@@ -49,19 +51,25 @@ def _make_parent(path: Path) -> None:
         os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write text to path at mode 0600 from the first byte, replacing it atomically."""
+def write_private(path: Path, text: str) -> Path | None:
+    """Write text to path at mode 0600 from the first byte. An existing file is not lost: it
+    is renamed to PATH.replaced-TIME first, and that name is returned."""
     _make_parent(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    kept = None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
+        if os.path.lexists(path):
+            kept = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            rename_noreplace(path, kept)
+        rename_noreplace(Path(tmp), path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)  # our own new file, never the old one
         raise
+    return kept
 
 
 def _summary(settings: Settings) -> str:
@@ -88,7 +96,9 @@ def config() -> None:
 
 @config.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option(
+    "--force", is_flag=True, help="Replace an existing file (kept as PATH.replaced-TIME)."
+)
 def init(path: Path | None, force: bool) -> None:
     """Write a commented sample settings file to PATH (default: the --config path).
 
@@ -98,8 +108,10 @@ def init(path: Path | None, force: bool) -> None:
     path = path or _global_config_path()
     if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; add --force to overwrite it")
-    write_private(path, sample_settings())
+    kept = write_private(path, sample_settings())
     click.echo(f"wrote {path} (mode 0600); edit it, then run: {_hint(path)}")
+    if kept is not None:
+        click.echo(f"the file it replaced is kept as {kept} (mv it back to undo)")
 
 
 @config.command()

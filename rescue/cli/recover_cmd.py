@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.errors import IncompleteRestoreError, PlanError, UsageError
 from rescue.lock import exclusive
+from rescue.placement.fsops import remove_own
 from rescue.prompts import QUESTIONS, Answers
 from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
 from rescue.runner import Runner, State, Stopped, report, step_ids
@@ -251,4 +251,4 @@ def _forget(ctx: Context) -> None:
     for name in (STATE_FILE, "manifest.json", REPORT_FILE):
         (ctx.work_dir / name).unlink(missing_ok=True)
     for name in ("identity", "from-backup"):
-        shutil.rmtree(ctx.work_dir / name, ignore_errors=True)
+        remove_own(ctx.work_dir / name)  # rescue's own copies (the originals are put back)

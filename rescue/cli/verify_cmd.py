@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -9,8 +10,9 @@ import click
 from rescue.cli.main import App
 from rescue.cli.render import emit_json
 from rescue.cli.status_cmd import TIME_HELP
-from rescue.engine import Engine
-from rescue.errors import TreeDiffersError
+from rescue.config import Settings
+from rescue.engine import Engine, relative_path
+from rescue.errors import TreeDiffersError, UsageError
 from rescue.exact.verify import verify_tree
 from rescue.timespec import iso, parse_time
 
@@ -38,6 +40,10 @@ def verify(
 ) -> None:
     """Compare PATH (or its restored copy) with the backup, and print every difference.
 
+    PATH is read as `rescue restore` reads it: a path of the backed-up host (/etc) or one
+    relative to the backup root (etc), so without --restored the live PATH under the backup
+    root is compared, wherever the command runs. Nothing is ever created or changed.
+
     Without --deep it is duplicity's verify with content: type, owner, permissions, whole-second
     mtimes, symlink targets and the bytes of every file. --deep adds what duplicity drops and
     rescue records at each backup. Exit 0 when nothing differs, 43 when something does.
@@ -49,7 +55,7 @@ def verify(
       rescue verify --deep /srv --restored /mnt/srv -t 2D
     """
     settings = app.settings()
-    target = local if local is not None else Path(path)
+    target = local if local is not None else _live(path, settings)
     result = verify_tree(Engine(settings), path, target, parse_time(when) if when else None, deep)
     if as_json:
         emit_json(
@@ -79,3 +85,15 @@ def verify(
         raise TreeDiffersError(
             f"{target} differs from the backup in {len(result.differences)} place(s)"
         )
+
+
+def _live(path: str, settings: Settings) -> Path:
+    """The live copy of PATH under the backup root; it must exist (duplicity would make it)."""
+    rel = relative_path(path, settings)
+    live = Path(str(settings.selection.root)) / rel
+    if not os.path.lexists(live):
+        raise UsageError(
+            f"{live} does not exist here: nothing to compare (give --restored DIR to compare a "
+            "restored copy)"
+        )
+    return live

@@ -8,12 +8,12 @@ nothing is left in root's keyring.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from rescue import execute
 from rescue.config import Settings, check_gpg_key
 from rescue.errors import ConfigArchiveError, GpgKeyError, WrongPassphraseError
+from rescue.placement.fsops import private_dir
 
 SUFFIX = ".gpg"
 _BATCH = ["gpg", "--batch", "--no-tty", "--yes", "--pinentry-mode", "loopback"]
@@ -32,8 +32,8 @@ def encrypt(settings: Settings, source: Path, out: Path) -> None:
         argv = [*_BATCH, *_home(settings), "--trust-model", "always", "--encrypt"]
         _gpg([*argv, "--recipient", enc.gpg_key, "--output", out, source], None, "encrypt")
         return
-    with tempfile.TemporaryDirectory(prefix="rescue-gpg-") as home:
-        argv = [*_BATCH, "--homedir", home, "--passphrase-fd", "0", "--symmetric"]
+    with private_dir("rescue-gpg-") as home:
+        argv = [*_BATCH, "--homedir", str(home), "--passphrase-fd", "0", "--symmetric"]
         argv += ["--cipher-algo", "AES256", "--output", out, source]
         _gpg(argv, settings.passphrase(), "encrypt")
 
@@ -51,8 +51,8 @@ def decrypt(settings: Settings | None, source: Path, out: Path) -> None:
             argv += ["--passphrase-fd", "0"]
         _gpg([*argv, "--decrypt", "--output", out, source], passphrase, "decrypt", source)
         return
-    with tempfile.TemporaryDirectory(prefix="rescue-gpg-") as home:
-        argv = [*_BATCH, "--homedir", home, "--passphrase-fd", "0", "--decrypt"]
+    with private_dir("rescue-gpg-") as home:
+        argv = [*_BATCH, "--homedir", str(home), "--passphrase-fd", "0", "--decrypt"]
         _gpg([*argv, "--output", out, source], passphrase, "decrypt", source)
 
 

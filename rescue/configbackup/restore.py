@@ -26,6 +26,7 @@ from rescue.configbackup.archive import Opened, file_member, state_member
 from rescue.configbackup.collect import Entry, file_kind, fill, id_names, on_root
 from rescue.configbackup.modules import Module, dependency_order, missing_dependencies
 from rescue.errors import ConfigRestoreRefused, UsageError
+from rescue.mounts import mount_points
 from rescue.prompts import Answers, Question
 
 Say = Callable[[str], None]
@@ -151,6 +152,7 @@ def _plan_module(result: Plan, record: dict[str, Any]) -> None:
     module = record["name"]
     root = result.root
     users, groups = _ids(root, "passwd"), _ids(root, "group")
+    mounted = mount_points()
     unchanged = 0
     for raw in record["entries"]:
         entry = Entry.from_record(raw)
@@ -160,6 +162,12 @@ def _plan_module(result: Plan, record: dict[str, Any]) -> None:
         except FileNotFoundError:
             result.changes.append(Change(module, entry.path, "new", entry.kind))
             continue
+        if entry.kind != "dir" and _real(target) in mounted:
+            raise ConfigRestoreRefused(
+                f"{entry.path} is a mount point on the system (a file bound over it): a "
+                "restore replaces a file by rename on its own file system; unmount it first "
+                "(nothing was written)"
+            )
         current = file_kind(st.st_mode)
         if (current == "dir") != (entry.kind == "dir"):
             raise ConfigRestoreRefused(
@@ -299,9 +307,19 @@ def _prepare(
     return tmp, target
 
 
+def _real(target: Path) -> str:
+    """target with its directory resolved, the last name kept (a link is itself replaced)."""
+    return os.path.join(os.path.realpath(target.parent), target.name)
+
+
 def _remove(root: Path, path: str, warnings: list[str]) -> int:
+    """Remove what was not there when the archive was made: a file or link, or an empty
+    directory, never a mount point (the pre-restore archive holds it, for the undo)."""
     target = _inside(root, path)
     if not os.path.lexists(target):
+        return 0
+    if _real(target) in mount_points():
+        warnings.append(f"kept {path}: it is a mount point")
         return 0
     if target.is_dir() and not target.is_symlink():
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from rescue.config import ConfigBackup, Settings
 from rescue.configbackup import archive, crypt
 from rescue.errors import ConfigArchiveNotFoundError, RestoreTargetExistsError, UsageError
+from rescue.placement.fsops import private_dir
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 INDEX_KEYS = ("name", "type", "created", "host", "modules", "encrypted", "size", "file", "remote")
@@ -51,8 +51,8 @@ class Store:
     @contextmanager
     def work_dir(self) -> Iterator[Path]:
         """A private scratch directory inside the store (same file system: renames are atomic)."""
-        with tempfile.TemporaryDirectory(prefix=".work-", dir=self.ensure()) as tmp:
-            yield Path(tmp)
+        with private_dir(".work-", self.ensure()) as tmp:
+            yield tmp
 
     def file_name(self, name: str, compression: str, encrypted: bool) -> str:
         return name + archive.SUFFIXES[compression] + (crypt.SUFFIX if encrypted else "")

@@ -8,7 +8,6 @@ the restore goes on and says what it could not put back.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from rescue.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
 from rescue.exact.records import Record, read, relative
+from rescue.placement.fsops import private_dir
+from rescue.placement.guard import fresh
 
 OWN_DIR = str(PurePosixPath(manifest.SIDECAR_REL).parent)
 NO_RECORDS = (
@@ -53,10 +54,10 @@ class Fetched:
 @contextmanager
 def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
     """The records of the set at `at` (an exact set time), in a private temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="rescue-records-") as tmp:
-        own = Path(tmp) / "rescue"
+    with private_dir("rescue-records-") as tmp:
+        own = tmp / "rescue"
         try:
-            engine.restore(OWN_DIR, own, at)
+            engine.restore(OWN_DIR, fresh(own), at)
         except PathNotInBackupError:
             yield Fetched(None)
             return

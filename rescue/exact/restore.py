@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rescue.engine import Engine, RestoreSummary, refuse_existing, relative_path
+from rescue.engine import Engine, RestoreSummary, relative_path
 from rescue.exact.fetch import NO_RECORDS, fetched
 from rescue.exact.links import relink
 from rescue.exact.records import relative
 from rescue.exact.replay import Replayed, replay
 from rescue.exact.watch import HoleWatch
+from rescue.placement.guard import RestoreTarget
 
 
 @dataclass
@@ -26,23 +27,21 @@ class ExactRestore:
 def restore_exact(
     engine: Engine,
     path: str | None,
-    dest: Path,
+    target: RestoreTarget,
     at: int | None = None,
-    force: bool = False,
     numeric_owner: bool = False,
 ) -> ExactRestore:
-    """Restore path as of `at` to dest like Engine.restore, then replay its records."""
+    """Restore path as of `at` to a target checked before any work (rescue.placement.guard)
+    like Engine.restore, then replay its records on what was restored."""
     prefix = relative_path(path, engine.settings) if path else ""
-    dest = dest.absolute()
-    refuse_existing(dest, force)  # before the records are fetched: fail at once
+    dest = target.path
     backup_set = engine.pick(at)
     with fetched(engine, backup_set.time) as records:
         watch = HoleWatch(records.sparse_below(prefix))
         summary = engine.restore(
             path,
-            dest,
+            target,
             backup_set.time,
-            force,
             numeric_owner=numeric_owner,
             during=watch.during,
         )

@@ -4,8 +4,9 @@ first boot. Where they are links to /run (modern systems), there is nothing to d
 
 from __future__ import annotations
 
-import shutil
+import os
 
+from rescue.placement.fsops import CrossesMount, remove_own
 from rescue.steps.context import Context
 
 ID = "clean_runtime"
@@ -21,6 +22,7 @@ def plan(ctx: Context) -> list[str]:
 
 def run(ctx: Context) -> list[str]:
     done = []
+    root = os.path.realpath(ctx.target_root)
     for rel in RUNTIME_DIRS:
         path = ctx.target(rel)
         if path.is_symlink():
@@ -29,12 +31,16 @@ def run(ctx: Context) -> list[str]:
         if not path.is_dir():
             done.append(f"{rel} does not exist")
             continue
+        real = os.path.realpath(path)
+        if not real.startswith(root.rstrip("/") + "/"):  # var itself a link out of the target
+            ctx.warn(f"{rel} resolves to {real}, outside the target: left alone")
+            continue
         removed = 0
         for entry in path.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            try:
+                remove_own(entry)  # no link followed, no mount point crossed
+            except CrossesMount as exc:
+                ctx.warn(f"{rel}: {exc.strerror}")
             removed += 1
         done.append(f"{rel}: removed {removed} entries")
     return done

@@ -6,12 +6,12 @@ etc/group come in the same run, for the restore_identity step."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from rescue import manifest
 from rescue.errors import ManifestError
 from rescue.exact.fetch import NO_RECORDS
+from rescue.placement.fsops import remove_own
 from rescue.steps.context import Context
 from rescue.units import human_size
 
@@ -39,7 +39,7 @@ def identity_dir(ctx: Context) -> Path:
 def run(ctx: Context) -> list[str]:
     ctx.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder = identity_dir(ctx)
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_own(folder)  # what an earlier attempt fetched: rescue's own work files
     folder.mkdir(mode=0o700)
     # The identity files come in the same duplicity run: each run costs seconds (a minute
     # under emulation), and restore_identity needs them next.

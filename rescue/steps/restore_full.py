@@ -1,20 +1,29 @@
-"""Step 9: restore the whole backup into the target root, with progress.
+"""Step 9: restore the whole backup into the target, one file system at a time, with progress.
 
-It is staged inside the target root (on the new root file system, not in the rescue system's
-RAM) and merged over the mount-point directories that are already there. A restore that was
-killed leaves its staging directory behind: it is removed before the next attempt.
+Each mounted file system of the target gets its own duplicity run, staged on that file system
+itself and merged into it by rename (rescue.placement): the root's run leaves out the paths
+where other file systems are mounted, and each of those restores its own path (see _restore for
+the file systems mounted below it in turn). So no file is ever copied across file systems, and
+a separate /boot or /home is filled directly, never through the root's free space. A run that
+was killed leaves its staging directory behind: it is removed before the next attempt, and the
+merge's journal lets the next attempt replace what the killed one had already placed.
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+import logging
+from pathlib import Path, PurePosixPath
 
+from rescue.engine import Engine, RestoreSummary
+from rescue.errors import PathNotInBackupError, RescueError
 from rescue.exact.fetch import Fetched
 from rescue.exact.watch import HoleWatch
+from rescue.placement.guard import file_system_root
 from rescue.steps.context import Context
 from rescue.timespec import iso
 from rescue.units import human_size
+
+log = logging.getLogger("rescue.steps")
 
 ID = "restore_full"
 TITLE = "restore every file of the backup into the target root"
@@ -25,33 +34,94 @@ REDO_ON_RESUME = False
 def plan(ctx: Context) -> list[str]:
     point = ctx.facts.restore_set
     which = f"the {point['kind']} set of {iso(point['time'])}" if point else "the chosen set"
+    systems = file_systems(ctx) if ctx.facts.mounts else [("", [])]
     return [
-        f"duplicity restore of {which} into {ctx.target_root} (merged over mount points), "
-        "owners by number, the recorded holes of sparse files punched as they are written"
+        f"duplicity restore of {which} into {ctx.target_root}, one run per file system "
+        f"({', '.join('/' + rel for rel, _ in systems)}), each staged on its own file system "
+        "and merged in by rename; owners by number, the recorded holes of sparse files "
+        "punched as they are written"
     ]
+
+
+def _under(rel: str, other: str) -> bool:
+    return other != rel and (not rel or other.startswith(rel + "/"))
+
+
+def file_systems(ctx: Context) -> list[tuple[str, list[str]]]:
+    """(backup path of each mounted file system, the mount points below it), root first.
+
+    A file system mounted under an excluded path (/mnt/data with /mnt excluded) is skipped:
+    the backup holds nothing of it."""
+    points = sorted({m["mountpoint"].strip("/") for m in ctx.facts.mounts} | {""})
+    excluded = [str(e["path"]).strip("/") for e in ctx.manifest().get("excluded", [])]
+    points = [p for p in points if not any(p == x or _under(x, p) for x in excluded if x)]
+    return [(rel, [p for p in points if _under(rel, p)]) for rel in points]
 
 
 def run(ctx: Context) -> list[str]:
-    for stale in ctx.target_root.glob(".rescue-restore-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    watch = HoleWatch(Fetched(_sidecar(ctx)).sparse_below(""))
-    summary = ctx.engine().restore(
-        None,
-        ctx.target_root,
-        ctx.restore_time(),
-        force=True,
-        stage_inside=True,
-        numeric_owner=True,  # ids come back exactly, named or not (and restore_identity agrees)
-        during=watch.during,
-    )
-    ctx.facts.punched = sorted(watch.touched)
-    ctx.facts.restored_files = summary.files
-    ctx.facts.restored_bytes = summary.bytes
+    records = Fetched(_sidecar(ctx))
+    engine = ctx.engine()
+    at = ctx.restore_time()
+    punched: list[str] = []
+    files = size = followed = freed = 0
+    seconds = 0.0
+    lines = []
+    for rel, below in file_systems(ctx):
+        watch = HoleWatch(records.sparse_below(rel))
+        try:
+            summary = _restore(engine, ctx.target(rel), rel, below, at, watch)
+        except PathNotInBackupError:
+            lines.append(f"/{rel}: the backup holds nothing there")
+            continue
+        punched += [str(PurePosixPath(rel, t)) if rel else t for t in watch.touched]
+        files, size = files + summary.files, size + summary.bytes
+        seconds += summary.seconds
+        followed, freed = followed + len(watch.sparse), freed + watch.freed
+        kept = summary.placed.undo
+        lines.append(
+            f"/{rel}: {summary.files} entries, {human_size(summary.bytes)} in "
+            f"{summary.seconds:.1f} s"
+            + (f"; {summary.placed.replaced} replaced entries kept in {kept}" if kept else "")
+        )
+    ctx.facts.punched = sorted(punched)
+    ctx.facts.restored_files = files
+    ctx.facts.restored_bytes = size
     return [
-        f"restored {summary.files} entries, {human_size(summary.bytes)}, from the set of "
-        f"{iso(summary.time)} in {summary.seconds:.1f} s",
-        f"{len(watch.sparse)} sparse files followed, {human_size(watch.freed)} of holes kept free",
+        f"restored {files} entries, {human_size(size)}, from the set of {iso(at)} in "
+        f"{seconds:.1f} s",
+        *lines,
+        f"{followed} sparse files followed, {human_size(freed)} of holes kept free",
     ]
+
+
+def _restore(
+    engine: Engine, point: Path, rel: str, below: list[str], at: int, watch: HoleWatch
+) -> RestoreSummary:
+    """One file system's run. The root selects by pattern, leaving out the file systems
+    mounted below it (it reads every volume anyway). Another file system restores its own path,
+    reading only the volumes that hold it; what belongs to a file system mounted below it (an
+    ESP under /boot) comes along and is dropped from its staging directory. Should that not fit
+    there, the run is made again by pattern, which never writes it."""
+
+    def run(**leave_out: list[str]) -> RestoreSummary:
+        return engine.restore(
+            rel or None,
+            file_system_root(point),
+            at,
+            numeric_owner=True,  # ids come back exactly, named or not (restore_identity agrees)
+            during=watch.during,
+            **leave_out,
+        )
+
+    if not rel or not below:
+        return run(excludes=below)
+    try:
+        return run(drop=below)
+    except PathNotInBackupError:
+        raise
+    except RescueError as exc:
+        log.warning("/%s: %s; restoring it again without the file systems below it", rel, exc)
+        return run(excludes=below)
 
 
 def _sidecar(ctx: Context) -> Path | None:

@@ -1,0 +1,134 @@
+"""The few file-system moves a restore is allowed: a rename that never replaces, attributes
+read and put back, and the removal of a tree rescue made itself that never crosses a mount.
+
+Why renameat2(RENAME_NOREPLACE): between the check that a name is free and the move onto it,
+another process may create it; a plain rename would then silently replace that entry. With
+NOREPLACE the kernel refuses instead, so no move of a restore can ever destroy anything.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Move src to dst on one file system; FileExistsError if dst exists, EXDEV across mounts."""
+    result = _libc.renameat2(
+        _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+    )
+    if result == 0:
+        return
+    code = ctypes.get_errno()
+    if code == errno.EINVAL and not os.path.lexists(dst):
+        os.rename(src, dst)  # a file system without the flag (rare): checked just before
+        return
+    raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+
+@dataclass(frozen=True)
+class Attrs:
+    """What a merge changes on a directory it keeps: owner, mode and times."""
+
+    mode: int
+    uid: int
+    gid: int
+    atime_ns: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> Attrs:
+        st = path.lstat()
+        return cls.from_stat(st)
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> Attrs:
+        return cls(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
+
+    def apply(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+        os.chmod(path, self.mode)
+        os.utime(path, ns=(self.atime_ns, self.mtime_ns), follow_symlinks=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def is_dir(st: os.stat_result) -> bool:
+    return stat.S_ISDIR(st.st_mode)
+
+
+def is_empty_dir(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
+class CrossesMount(OSError):
+    """A tree rescue was removing holds a mount point: it is left as it is."""
+
+
+def remove_own(path: Path) -> None:
+    """Remove a tree that is rescue's to remove (its own staging and scratch directories, or
+    what a recovery step empties by design): never through a symlink, never across a mount
+    point (CrossesMount, with everything else removed)."""
+    try:
+        top = path.lstat()
+    except FileNotFoundError:
+        return
+    if not is_dir(top):
+        path.unlink()
+        return
+    blocked = _remove_below(path, top.st_dev)
+    if blocked:
+        raise CrossesMount(errno.EBUSY, f"{blocked} is a mount point: left in place", str(path))
+    path.rmdir()
+
+
+def _remove_below(directory: Path, device: int) -> Path | None:
+    """Empty directory (one file system); the first mount point met, which is kept."""
+    blocked: Path | None = None
+    with os.scandir(directory) as entries:
+        children = list(entries)
+    for entry in children:
+        child = Path(entry.path)
+        st = child.lstat()
+        if not is_dir(st):
+            child.unlink()
+            continue
+        if st.st_dev != device or os.path.ismount(child):
+            blocked = blocked or child
+            continue
+        inner = _remove_below(child, device)
+        if inner is not None:
+            blocked = blocked or inner
+            continue
+        child.rmdir()
+    return blocked
+
+
+def inside(path: str, top: str) -> bool:
+    """path is top or below it (both absolute and resolved)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+@contextmanager
+def private_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private temporary directory (0700) for rescue's own scratch work, removed at the end
+    the same safe way as a staging directory (no symlink followed, no mount crossed)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        remove_own(path)
