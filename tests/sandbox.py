@@ -160,8 +160,9 @@ Entry = tuple[object, ...]
 
 
 def entry_state(path: Path, content: bool = True, follow: bool = False) -> Entry:
-    """What a tree hash compares of one entry: type, mode, owner, size, mtime, and the bytes
-    of a file (as a digest), the target of a link or the device number of a node."""
+    """What a tree hash compares of one entry: type, mode, owner, size, mtime, the bytes of a
+    file (as a digest), the target of a link or the device number of a node, and its xattrs
+    (ACLs and capabilities among them)."""
     st = path.stat() if follow else path.lstat()
     kind = stat.S_IFMT(st.st_mode)
     extra: object = None
@@ -172,7 +173,13 @@ def entry_state(path: Path, content: bool = True, follow: bool = False) -> Entry
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         extra = st.st_rdev
     size = st.st_size if not stat.S_ISDIR(st.st_mode) else None
-    return (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, st.st_mtime_ns, extra)
+    try:
+        names = sorted(os.listxattr(path, follow_symlinks=follow))
+        found = tuple((n, os.getxattr(path, n, follow_symlinks=follow)) for n in names)
+    except OSError:
+        found = ()
+    mode = stat.S_IMODE(st.st_mode)
+    return (kind, mode, st.st_uid, st.st_gid, size, st.st_mtime_ns, extra, found)
 
 
 def tree_state(top: Path, skip: Iterable[str] = (), follow_top: bool = False) -> dict[str, Entry]:

@@ -43,6 +43,7 @@ def source_tree(root: Path) -> None:
     os.chmod(data / "a", 0o640)
     os.chown(data / "sub/b", 1234, 1235)
     os.chmod(data, 0o750)
+    os.setxattr(data / "sub", "user.mark", b"restored")  # put back on a merged directory
     os.symlink("data", root / "srv/link")
     for d in range(4):  # a tree with many entries, for the kills
         folder = root / f"srv/big/d{d}"
@@ -111,6 +112,8 @@ SHAPES: dict[str, Shape] = {
         "echo 'old a' > /srv/work/holder/a; chmod 600 /srv/work/holder/a; "
         "echo 'old b' > /srv/work/holder/sub/b; echo keep > /srv/work/holder/sub/keep; "
         "echo 'a file' > /srv/work/holder/empty; ln -s nowhere /srv/work/holder/link; "
+        "setfattr -n user.mark -v old /srv/work/holder/sub; "
+        "setfattr -n user.mine -v kept /srv/work/holder/sub; "
         "touch -d 2020-01-02 /srv/work/holder/sub /srv/work/holder",
         "/srv/work/holder",
     ),
@@ -161,6 +164,7 @@ SHAPES: dict[str, Shape] = {
         "/srv/work/to-cache", "/", f"mkdir -p {ARCHIVE}; ln -s {ARCHIVE} /srv/work/to-cache", None
     ),
     "archive-dir": Shape(f"{ARCHIVE}/restored", "/", "", None),
+    "below-a-file": Shape("/srv/work/plain/x", "/", "echo p > /srv/work/plain", None),
 }
 
 
@@ -173,6 +177,8 @@ def expected(shape: str, kind: str, force: bool) -> tuple[int, str]:
         return 44, "is the root directory"
     if shape in ("symlink-to-archive", "archive-dir"):
         return 44, "inside the archive dir"
+    if shape == "below-a-file":
+        return 44, "/srv/work/plain is not a directory"
     if shape == "missing":
         return 0, ""
     if not force:
@@ -429,7 +435,7 @@ def _nothing_lost(box: Sandbox, before: dict[str, Entry], restored: dict[str, En
 
 
 def _same_content(a: Entry, b: Entry) -> bool:
-    """Type, mode, owner, size and bytes (a killed run did not put exact times back yet)."""
+    """Type, mode, owner, size and bytes (a killed run did not replay times and xattrs yet)."""
     return a[:5] == b[:5] and a[6] == b[6]
 
 

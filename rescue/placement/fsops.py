@@ -8,6 +8,7 @@ NOREPLACE the kernel refuses instead, so no move of a restore can ever destroy a
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
 import os
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from rescue.exact import xattrs
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -39,30 +42,40 @@ def rename_noreplace(src: Path, dst: Path) -> None:
 
 @dataclass(frozen=True)
 class Attrs:
-    """What a merge changes on a directory it keeps: owner, mode and times."""
+    """What a merge changes on a directory it keeps: owner, mode, times and xattrs (ACLs
+    among them). xattrs None: leave them as they are."""
 
     mode: int
     uid: int
     gid: int
     atime_ns: int
     mtime_ns: int
+    xattrs: dict[str, str] | None = None  # name -> base64 value
 
     @classmethod
-    def of(cls, path: Path) -> Attrs:
+    def of(cls, path: Path, with_xattrs: bool = False) -> Attrs:
         st = path.lstat()
-        return cls.from_stat(st)
-
-    @classmethod
-    def from_stat(cls, st: os.stat_result) -> Attrs:
-        return cls(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
+        found = None
+        if with_xattrs:
+            raw = xattrs.read_all(str(path))
+            found = {name: base64.b64encode(value).decode() for name, value in raw.items()}
+        return cls(
+            stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns, found
+        )
 
     def apply(self, path: Path) -> None:
         if os.geteuid() == 0:
             os.chown(path, self.uid, self.gid, follow_symlinks=False)
         os.chmod(path, self.mode)
+        if self.xattrs is not None:
+            wanted = {name: base64.b64decode(value) for name, value in self.xattrs.items()}
+            for name in set(xattrs.read_all(str(path))) - set(wanted):
+                os.removexattr(path, name, follow_symlinks=False)
+            for name, value in wanted.items():
+                os.setxattr(path, name, value, follow_symlinks=False)
         os.utime(path, ns=(self.atime_ns, self.mtime_ns), follow_symlinks=False)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 

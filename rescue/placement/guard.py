@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rescue.errors import RestoreDestinationRefused, RestoreTargetExistsError
-from rescue.mounts import mounts_below
+from rescue.exact.dirtimes import nearest_existing
+from rescue.mounts import mount_points
 from rescue.placement.fsops import Attrs, inside
 
 
@@ -78,18 +79,27 @@ def check(
             f"{path} exists; rescue will not overwrite it without --force"
         )
     if not exists:
+        above = nearest_existing(path.parent)
+        if not above.is_dir():
+            raise RestoreDestinationRefused(
+                f"--to {raw}: {above} is not a directory, so nothing can be restored below it"
+            )
         return RestoreTarget(path, force, path.parent, None, guards)
-    mounted = os.path.ismount(path)
+    points = mount_points()
+    mounted = str(path) in points
     if not path.is_dir() and mounted:
         raise RestoreDestinationRefused(f"{path} is a mount point: a restore cannot replace it")
-    below = [m for m in mounts_below(path) if m != str(path)] if path.is_dir() else []
+    below = sorted(p for p in points if inside(p, str(path)) and p != str(path))
+    below = below if path.is_dir() else []
     if below:
         raise RestoreDestinationRefused(
             f"{below[0]} is a mount point inside {path}: a forced restore moves entries by "
             "rename(2) on one file system and never copies across file systems; restore into "
             f"each file system by itself (e.g. --to {below[0]} for what lies there)"
         )
-    return RestoreTarget(path, force, path if mounted else path.parent, Attrs.of(path), guards)
+    return RestoreTarget(
+        path, force, path if mounted else path.parent, Attrs.of(path, with_xattrs=True), guards
+    )
 
 
 def fresh(path: Path) -> RestoreTarget:
@@ -108,4 +118,6 @@ def file_system_root(path: Path) -> RestoreTarget:
     An undo directory is kept only if the merge replaced something: what it added is all that
     a fresh file system of the recovery holds."""
     path = Path(os.path.realpath(path))
-    return RestoreTarget(path, True, path, Attrs.of(path), keep_undo_without_replaced=False)
+    return RestoreTarget(
+        path, True, path, Attrs.of(path, with_xattrs=True), keep_undo_without_replaced=False
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -157,13 +156,14 @@ def apply(
     dest: Path,
     undo: UndoDir,
     top_attrs: Attrs | None,
-    new_attrs: Callable[[str, Path], Attrs] = lambda rel, source: Attrs.of(source),
 ) -> Counts:
     """Carry out a checked plan; every move journaled in undo before it happens.
 
-    A merged directory takes new_attrs(rel, staged directory), read before its entries move
-    out (which changes the staged directory's mtime); top_attrs are DEST's own from before the
-    restore began (a staging directory inside DEST has changed its mtime since)."""
+    A merged directory takes the staged one's owner, mode, times and xattrs (none: duplicity
+    drops them, and the replay then sets the backup's from its records), read before its
+    entries move out (which changes the staged directory's mtime). top_attrs are DEST's own
+    from before the restore began (a staging directory inside DEST has changed its mtime
+    since)."""
     done = Counts()
     pending: dict[str, Attrs] = {}
     for step in found.steps:
@@ -171,9 +171,11 @@ def apply(
         here = dest / rel if rel else dest
         source = staged / rel if rel else staged
         if step.kind == "enter":
-            pending[rel] = new_attrs(rel, source)
+            pending[rel] = Attrs.of(source, with_xattrs=True)
             if not step.own:
-                undo.note_dir(rel, top_attrs if not rel and top_attrs else Attrs.of(here))
+                undo.note_dir(
+                    rel, top_attrs if not rel and top_attrs else Attrs.of(here, with_xattrs=True)
+                )
             continue
         if step.kind == "leave":
             pending.pop(rel).apply(here)

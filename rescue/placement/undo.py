@@ -107,7 +107,7 @@ def _old_attributes(old: UndoDir, new: UndoDir) -> int:
     for rel in sorted(old.dirs, key=_depth, reverse=True):
         here = old.dest / rel if rel else old.dest
         if here.is_dir() and not here.is_symlink():
-            new.note_dir(rel, Attrs.of(here))
+            new.note_dir(rel, Attrs.of(here, with_xattrs=True))
             old.dirs[rel].apply(here)
             count += 1
     return count
