@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rescue.cadence import cron_fields, on_calendar
 from rescue.config import Settings
+from rescue.errors import UsageError
 from rescue.execute import run_checked
 
 SERVICE = "rescue-backup.service"
@@ -52,9 +53,33 @@ def rescue_command(config_path: Path) -> list[str]:
     return [*argv, "--config", str(config_path.absolute()), "backup"]
 
 
+# The first line of every file rescue writes here: only such files are replaced or removed.
+MARK = "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+
+
+def ours(path: Path) -> bool:
+    """path was written by rescue (its first line), or is the timer's enable link."""
+    if path.is_symlink():
+        return path.name == TIMER and os.readlink(path) == f"/{UNIT_DIR}/{TIMER}"
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return f.readline() == MARK
+    except OSError:
+        return False
+
+
+def _refuse_foreign(paths: list[Path]) -> None:
+    """Never replace or remove a unit or cron file that an admin wrote under rescue's names."""
+    foreign = [p for p in paths if (p.exists() or p.is_symlink()) and not ours(p)]
+    if foreign:
+        raise UsageError(
+            f"{foreign[0]} exists and was not written by rescue: move it away first "
+            "(nothing was changed)"
+        )
+
+
 def service_text(command: list[str]) -> str:
-    return (
-        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+    return MARK + (
         "[Unit]\n"
         "Description=rescue backup (full or incremental, as the schedule says)\n"
         "Wants=network-online.target\n"
@@ -71,8 +96,7 @@ def service_text(command: list[str]) -> str:
 
 def timer_text(settings: Settings) -> str:
     schedule = settings.schedule
-    return (
-        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+    return MARK + (
         "[Unit]\n"
         f"Description=rescue backups: {schedule.incremental_every} at {schedule.start_time}, "
         f"fulls {schedule.full_every}\n"
@@ -90,8 +114,7 @@ def timer_text(settings: Settings) -> str:
 def cron_text(settings: Settings, command: list[str]) -> str:
     schedule = settings.schedule
     fields = cron_fields(schedule.incremental_every, schedule.start)
-    return (
-        "# Written by `rescue schedule install`; remove with `rescue schedule remove`.\n"
+    return MARK + (
         "# Errors go to stderr, which cron mails; the summary of a good run is dropped.\n"
         "SHELL=/bin/sh\n"
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
@@ -138,6 +161,7 @@ def install(settings: Settings, config_path: Path, root: Path, kind: str) -> Ins
     """Write the units (enabled) or the cron.d file under root; start the timer when systemd
     runs this root. Whatever the other kind left is removed, so one schedule is active."""
     command = rescue_command(config_path)
+    _refuse_foreign([root / rel for rel in _FILES])
     remove(root, start_stop=False)
     if kind == "cron":
         cron = root / CRON_FILE
@@ -167,12 +191,16 @@ def installed(root: Path) -> Installed:
     return Installed(None, [])
 
 
+_FILES = (f"{WANTS_DIR}/{TIMER}", f"{UNIT_DIR}/{TIMER}", f"{UNIT_DIR}/{SERVICE}", CRON_FILE)
+
+
 def remove(root: Path, start_stop: bool = True) -> list[Path]:
     """Remove both kinds (stopping the timer first when systemd runs root); the files gone."""
     if start_stop and systemd_running(root) and (root / UNIT_DIR / TIMER).exists():
         _systemctl("disable", "--now", TIMER)
+    _refuse_foreign([root / rel for rel in _FILES])
     gone = []
-    for rel in (f"{WANTS_DIR}/{TIMER}", f"{UNIT_DIR}/{TIMER}", f"{UNIT_DIR}/{SERVICE}", CRON_FILE):
+    for rel in _FILES:
         path = root / rel
         if path.exists() or path.is_symlink():
             path.unlink()

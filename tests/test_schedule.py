@@ -162,6 +162,14 @@ def test_without_systemd_a_cron_file_is_written_and_says_so(tmp_path: Path, conf
     assert rescue(config, "schedule", "install", "--root", str(root)).code == 0
     assert not (root / "etc/cron.d/rescue-backup").exists()
     assert (root / UNITS / "rescue-backup.timer").exists()
+    # A file of the same name that rescue did not write is never replaced or removed.
+    mine = root / UNITS / "rescue-backup.service"
+    mine.write_text("[Unit]\nDescription=the admin's own\n")
+    for args in (("install", "--root", str(root)), ("remove", "--root", str(root))):
+        r = rescue(config, "schedule", *args)
+        assert r.code == 2 and f"{mine} exists and was not written by rescue" in r.err, r.err
+        assert mine.read_text() == "[Unit]\nDescription=the admin's own\n"
+        assert (root / UNITS / "rescue-backup.timer").exists()
 
 
 def test_status_shows_the_last_runs_window_and_next_run(tmp_path: Path, config: Path) -> None:
