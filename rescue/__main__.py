@@ -1,5 +1,5 @@
 """`python -m rescue` is the same as the `rescue` command."""
 
-from rescue.cli import main
+from rescue.launch import main
 
 main()

@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import cadence, duplog, execute, history, manifest
+from rescue import cadence, duplog, execute, history, lifetime, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, display_url, duplicity_url, prepare
 from rescue.errors import (
     DuplicityError,
+    LockedError,
     NoBackupError,
     PathNotInBackupError,
 )
@@ -153,9 +154,16 @@ class Engine:
         *,
         verbosity: str = "notice",
         on_record: Callable[[duplog.Record], None] | None = None,
+        log_output: bool = True,
     ) -> duplog.LogParser:
         enc_args, env, secret_env = self._encryption()
         self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for pid, command in lifetime.duplicity_using(self.archive_dir):
+            raise LockedError(
+                f"duplicity (pid {pid}: {command} ...) is still using the archive dir "
+                f"{self.archive_dir}, left by a run that was stopped or started by hand: wait "
+                f"for it to end, or stop it (kill {pid}), then run this again"
+            )
         argv = [
             DUPLICITY,
             *action,
@@ -178,6 +186,7 @@ class Engine:
                 env=env,
                 secret_env={**secret_env, **target.secret_env},
                 on_logfd=parser.feed,
+                log_output=log_output,
             )
             parser.close()
         finally:
@@ -237,8 +246,8 @@ class Engine:
             summary = self._backup(mode, now, run)
             run.outcome = "success"
             return summary
-        except KeyboardInterrupt:
-            run.outcome, run.error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
+        except (KeyboardInterrupt, lifetime.Terminated) as exc:
+            run.outcome, run.error = "interrupted", f"interrupted ({exc or 'Ctrl-C'})"
             raise
         except Exception as exc:
             run.error = execute.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
@@ -358,7 +367,10 @@ class Engine:
             return self._list(target, backup_set.time, path)
 
     def _list(self, target: Target, at: int, path: str | None) -> list[FileEntry]:
-        parser = self._run(["list-current-files", "-t", str(at), target.url], target)
+        # a listing is output, not log lines: thousands of them per call
+        parser = self._run(
+            ["list-current-files", "-t", str(at), target.url], target, log_output=False
+        )
         prefix = relative_path(path, self.settings) if path else ""
         entries = []
         for r in parser.records:

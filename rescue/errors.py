@@ -263,4 +263,7 @@ def _all_classes() -> list[type[RescueError]]:
 EXIT_CODES: dict[int, str] = {
     0: "success",
     **{cls.exit_code: cls.meaning for cls in sorted(_all_classes(), key=lambda c: c.exit_code)},
+    129: "stopped by SIGHUP (every process rescue had started was stopped first)",
+    130: "interrupted by Ctrl-C (SIGINT)",
+    143: "stopped by SIGTERM (every process rescue had started was stopped first)",
 }

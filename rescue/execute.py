@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rescue import lifetime
 from rescue.errors import CommandNotFoundError, RescueError
 
 log = logging.getLogger("rescue.execute")
@@ -81,6 +82,7 @@ def run(
     cwd: str | None = None,
     mask_output: bool = True,
     stdin_secret: str | None = None,
+    log_output: bool = True,
 ) -> Completed:
     """Run argv to completion and return its exit code and masked output.
 
@@ -88,7 +90,9 @@ def run(
     they are masked everywhere). stdin_secret is written, with a newline, to the child's stdin,
     which is then closed: for programs that read a passphrase from a descriptor (gpg's
     --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
-    becomes `--log-fd=N`; every line it writes there is passed on as it arrives.
+    becomes `--log-fd=N`; every line it writes there is passed on as it arrives. log_output
+    False keeps the child's lines out of the log (a file listing is output, not a log; their
+    count is logged). The child dies with rescue (see rescue.lifetime).
     """
     argv = [str(a) for a in argv]
     if shutil.which(argv[0]) is None:
@@ -111,25 +115,38 @@ def run(
         argv = [f"--log-fd={write_fd}" if a == LOG_FD_ARG else a for a in argv]
     try:
         proc = subprocess.Popen(
-            argv,
+            lifetime.wrap(argv),
             stdin=subprocess.DEVNULL if stdin_secret is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=child_env,
             cwd=cwd,
             pass_fds=pass_fds,
+            process_group=0,  # its own group: stopped whole, and Ctrl-C reaches rescue only
         )
+    except BaseException:
+        if read_fd >= 0:
+            os.close(read_fd)
+        raise
     finally:
         if write_fd >= 0:
             os.close(write_fd)
-    if proc.stdin is not None:
-        try:  # a line fits the pipe's buffer, so this cannot block on an unread pipe
-            proc.stdin.write(f"{stdin_secret}\n".encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the child exited first; its exit code tells why
-    output = _pump(proc, read_fd, on_output, on_logfd, mask_output)
-    returncode = proc.wait()
+    lifetime.started(proc)
+    try:
+        if proc.stdin is not None:
+            try:  # a line fits the pipe's buffer, so this cannot block on an unread pipe
+                proc.stdin.write(f"{stdin_secret}\n".encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the child exited first; its exit code tells why
+        output = _pump(proc, read_fd, on_output, on_logfd, mask_output, log_output)
+        returncode = lifetime.finished(proc)
+    except BaseException:  # a signal, Ctrl-C or a failure here: the child goes first
+        lifetime.stop(proc)
+        raise
+    finally:
+        if read_fd >= 0:
+            os.close(read_fd)
     seconds = time.monotonic() - start
     log.info("exit %d after %.1fs: %s", returncode, seconds, argv[0])
     return Completed(argv, returncode, output, seconds)
@@ -152,6 +169,7 @@ def _pump(
     on_output: Callable[[str], None] | None,
     on_logfd: Callable[[str], None] | None,
     mask_output: bool = True,
+    log_output: bool = True,
 ) -> str:
     """Read the child's output and its log-fd line by line until both are closed."""
     assert proc.stdout is not None
@@ -168,7 +186,8 @@ def _pump(
         text = mask(exact)
         if kind == "out":
             lines.append(text if mask_output else exact)
-            log.debug("| %s", text)
+            if log_output:
+                log.debug("| %s", text)
             if on_output:
                 on_output(text)
         elif on_logfd:
@@ -182,12 +201,12 @@ def _pump(
                 if buffers[fd]:
                     deliver(key.data, buffers[fd])
                 sel.unregister(fd)
-                if fd == logfd:
-                    os.close(fd)
                 continue
             data = buffers[fd] + chunk
             *complete, buffers[fd] = data.split(b"\n")
             for raw in complete:
                 deliver(key.data, raw)
     sel.close()
+    if not log_output:
+        log.debug("| (%d lines of output, not logged)", len(lines))
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import os
 import platform
 import socket
 import stat
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -270,10 +271,10 @@ def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
     path = manifest_path(str(settings.selection.root))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        tmp.chmod(0o600)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as out:  # mode 0600, a name of this run's own
+            out.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)  # rescue's own manifest, written at every backup
     except OSError as exc:
         raise ManifestError(f"cannot write the manifest {path}: {exc.strerror}") from None
     return path

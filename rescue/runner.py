@@ -24,16 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal, Protocol
 
 from rescue.errors import RecoveryStateError, RescueError, UsageError
+from rescue.lifetime import Terminated
 from rescue.prompts import Question
 
 log = logging.getLogger("rescue.runner")
@@ -127,26 +125,6 @@ class Stopped(Exception):
     def __init__(self, step_id: str) -> None:
         super().__init__(step_id)
         self.step_id = step_id
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the cleanups run."""
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def step_ids(workflow: Sequence[Step]) -> list[str]:
@@ -262,19 +240,18 @@ class Runner:
         """Run steps in order, saving the state after each; cleanups run on any failure."""
         assert self.state is not None
         total = len(self.workflow)
-        with _sigterm_raises():
-            try:
-                for step in steps:
-                    number = step_ids(self.workflow).index(step.ID) + 1
-                    if step_by_step and not self._confirm(step, number, total):
-                        raise Stopped(step.ID)
-                    self._run_step(step, number, total)
-            except Stopped:
-                self._save()
-                raise
-            except BaseException:
-                self._cleanup()
-                raise
+        try:
+            for step in steps:
+                number = step_ids(self.workflow).index(step.ID) + 1
+                if step_by_step and not self._confirm(step, number, total):
+                    raise Stopped(step.ID)
+                self._run_step(step, number, total)
+        except Stopped:
+            self._save()
+            raise
+        except BaseException:  # SIGTERM too (rescue.lifetime): the children are gone by now
+            self._cleanup()
+            raise
         return self.state
 
     def _confirm(self, step: Step, number: int, total: int) -> bool:
@@ -327,7 +304,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     if isinstance(exc, Terminated):
-        return "terminated (SIGTERM)"
+        return f"terminated ({exc})"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 

@@ -213,6 +213,7 @@ def test_sigterm_runs_the_cleanups(tmp_path: Path) -> None:
             from pathlib import Path
             sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path.cwd())!r}]
             from test_runner import Ctx, FakeStep, workflow
+            from rescue.lifetime import signals_stop_children
             from rescue.runner import Runner
 
             class Slow(FakeStep):
@@ -227,7 +228,8 @@ def test_sigterm_runs_the_cleanups(tmp_path: Path) -> None:
             runner = Runner(workflow(restore=Slow("restore")), ctx, path)
             runner.start({{}})
             try:
-                runner.run(runner.selection())
+                with signals_stop_children():  # as the CLI does for every command
+                    runner.run(runner.selection())
             finally:
                 print("CLEANED", ctx.cleaned, flush=True)
             """

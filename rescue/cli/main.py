@@ -8,6 +8,7 @@ traceback goes to the log only, and the user sees one line that says so.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 from collections.abc import Callable
@@ -17,11 +18,13 @@ from typing import Any, TypeVar
 
 import click
 
-from rescue import __version__, execute
+from rescue import __version__, execute, lifetime
 from rescue.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from rescue.errors import EXIT_CODES, RescueError
 
 DEFAULT_LOG = Path("/var/log/rescue/rescue.log")
+LOG_BYTES = 10 * 1024 * 1024  # then rescue.log.1 ... rescue.log.5: at most 60 MiB in all
+LOG_KEPT = 5
 
 log = logging.getLogger("rescue")
 
@@ -64,7 +67,9 @@ def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
     for candidate in candidates:
         try:
             candidate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handler: logging.Handler = logging.FileHandler(candidate, encoding="utf-8")
+            handler: logging.Handler = logging.handlers.RotatingFileHandler(
+                candidate, maxBytes=LOG_BYTES, backupCount=LOG_KEPT, encoding="utf-8"
+            )
             os.chmod(candidate, 0o600)
         except OSError:
             continue
@@ -90,7 +95,15 @@ class RescueGroup(click.Group):
     def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         kwargs.setdefault("standalone_mode", True)
         try:
-            return super().main(*args, **{**kwargs, "standalone_mode": False})
+            with lifetime.signals_stop_children():
+                return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except lifetime.Terminated as exc:
+            log.error("stopped by %s", exc)
+            click.echo(
+                f"rescue: stopped by {exc}: every process it had started was stopped first",
+                err=True,
+            )
+            sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

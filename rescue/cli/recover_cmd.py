@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 
 import click
@@ -60,11 +61,12 @@ def _options(
             f'{plan.path}: no settings: add settings = "/path/rescue.toml" or pass --config'
         )
     root = target_root or (plan.target_root if plan else None) or DEFAULT_TARGET_ROOT
+    # Absolute, all of them: --resume may run from any working directory.
     return Options(
-        work_dir=str(work_dir),
-        target_root=str(root),
-        settings_file=settings_file,
-        plan_file=str(plan.path) if plan else None,
+        work_dir=os.path.abspath(work_dir),
+        target_root=os.path.abspath(root),
+        settings_file=os.path.abspath(settings_file) if settings_file else None,
+        plan_file=os.path.abspath(plan.path) if plan else None,
         time=given["when"] or (plan.time if plan else None),  # type: ignore[arg-type]
         grow=given["grow"] if plan is None or plan.grow is None else plan.grow,  # type: ignore[arg-type]
         after=given["after"] or (plan.after if plan else None),  # type: ignore[arg-type]
@@ -73,7 +75,7 @@ def _options(
         target_ids=list(given["targets"] or (plan.targets if plan else [])),  # type: ignore[call-overload]
         map_ids=dict(plan.map) if plan else {},
         source_mounts=dict(plan.mounts) if plan else {},
-        log_file=str(app.log_path) if app.log_path else None,
+        log_file=os.path.abspath(app.log_path) if app.log_path else None,
     )
 
 
@@ -193,7 +195,7 @@ def recover(
     continuing = resume or ((from_step or only) and state_path.exists() and not restart)
     if continuing:
         options = Options(**State.load(state_path).options)
-        options.log_file = str(app.log_path) if app.log_path else options.log_file
+        options.log_file = os.path.abspath(app.log_path) if app.log_path else options.log_file
         if plan is None and options.plan_file:
             plan = load_plan(Path(options.plan_file))
     else:

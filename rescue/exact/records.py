@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,9 +56,10 @@ class Writer:
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
-        self._tmp = path.with_name(path.name + ".tmp")
-        self._raw: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 (closed by close/abort)
-        os.fchmod(self._raw.fileno(), 0o600)
+        # a name of this run's own: two runs with one selection root never share it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self._tmp = Path(tmp)
+        self._raw: BinaryIO = os.fdopen(fd, "wb")  # mode 0600; closed by close/abort
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
         self.count = 0
         self._line({"format": FORMAT, "version": VERSION, **header})

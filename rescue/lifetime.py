@@ -1,0 +1,134 @@
+"""Children die with rescue: every child in a process group of its own, stopped before rescue
+goes on after any failure, signal or kill.
+
+Why: a duplicity that outlives a stopped rescue goes on writing, a backup with no history and
+no retention, or a restore into a disk that the cleanup has already unmounted. So:
+
+- every child starts in a new process group (the processes it starts, gpg among them, join
+  it), through `setpriv --pdeathsig KILL`: a `kill -9` of rescue kills the child too;
+- SIGTERM and SIGHUP are passed on to every live child's group, then raised in rescue's main
+  thread as Terminated; SIGINT (Ctrl-C) raises KeyboardInterrupt there as always;
+- whatever ends the wait on a child, the run that started it stops the whole group (SIGTERM,
+  then SIGKILL after GRACE_SECONDS) and reaps it before the exception goes on: no cleanup
+  (an unmount, the identity files put back) runs while a child of the run is alive;
+- when a child exits normally, what is left of its group (an orphaned helper) is killed before
+  the child is reaped, so the group id cannot have been reused by then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+GRACE_SECONDS = 10.0
+FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+_live: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class Terminated(BaseException):
+    """rescue got SIGTERM or SIGHUP; its children were stopped first."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def wrap(argv: Sequence[str]) -> list[str]:
+    """argv started so that it dies with rescue (where setpriv, util-linux, is installed)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+def started(proc: subprocess.Popen[bytes]) -> None:
+    _live[proc.pid] = proc
+
+
+def finished(proc: subprocess.Popen[bytes]) -> int:
+    """Reap a child that ended by itself, after killing what is left of its group."""
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # a zombie: its id stays taken
+        _kill_group(proc.pid, signal.SIGKILL)
+        return proc.wait()
+    finally:
+        _live.pop(proc.pid, None)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child's whole group, politely first, and reap the child."""
+    try:
+        if proc.poll() is None:
+            _kill_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + GRACE_SECONDS
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if proc.returncode is None:
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        _kill_group(proc.pid, signal.SIGKILL)  # helpers the leader left behind
+    finally:
+        _live.pop(proc.pid, None)
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def live_children() -> list[int]:
+    return list(_live)
+
+
+@contextlib.contextmanager
+def signals_stop_children() -> Iterator[None]:
+    """While the body runs (in the main thread), SIGTERM and SIGHUP stop the children and
+    raise Terminated."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for pid in list(_live):
+            _kill_group(pid, signum)
+        raise Terminated(signum)
+
+    previous = {}
+    try:
+        for signum in FORWARDED:
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: the caller's handlers stay
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def duplicity_using(archive_dir: Path) -> list[tuple[int, str]]:
+    """The duplicity processes (pid, command line) whose --archive-dir is archive_dir: one a
+    killed run left behind, or one started by hand. duplicity would refuse to start beside it
+    with its own lock line; rescue says who holds it instead."""
+    wanted = os.path.realpath(archive_dir)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if not any(os.path.basename(a) == "duplicity" for a in argv[:3]):
+            continue
+        for flag, value in itertools.pairwise(argv):
+            if flag == "--archive-dir" and os.path.realpath(value) == wanted:
+                found.append((proc.info["pid"], " ".join(argv[:4])))
+    return found

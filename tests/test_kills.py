@@ -1,0 +1,187 @@
+"""Children die with rescue: SIGTERM and SIGKILL at seeded random moments of real runs.
+
+Each series starts `rescue backup` (to a file destination and over sftp, with symmetric
+encryption, so duplicity runs gpg) or `rescue restore` and kills it at 10 seeded points of its
+run. After each kill: every process the run had started is gone (the descendants seen just
+before the kill are checked in /proc), SIGTERM gave one line and exit 143, and the next run
+succeeds. At the end of each series the newest backup restores byte for byte. SIGKILL is a
+fault this project does not own: the kernel's, sent here by the test.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from clirun import RESCUE, rescue, write_settings
+from servers import SshServer
+
+from rescue.treecompare import compare_trees
+
+pytestmark = pytest.mark.slow
+
+POINTS = 10
+SEED = 17
+PASSPHRASE = "kill me softly 17"
+
+
+def tree(root: Path) -> None:
+    """About 6 MiB that gpg cannot compress away, in a few hundred files."""
+    rng = random.Random(SEED)
+    for d in range(3):
+        folder = root / f"d{d}"
+        folder.mkdir(parents=True)
+        for f in range(40):
+            (folder / f"f{f}").write_bytes(rng.randbytes(rng.randrange(1_000, 100_000)))
+
+
+def settings(tmp_path: Path, source: Path, destination: dict[str, object]) -> Path:
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE)
+    secret.chmod(0o600)
+    return write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": destination,
+            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
+            "selection": {"root": str(source), "include": [str(source)]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
+        },
+    )
+
+
+def start(config: Path, *args: str) -> subprocess.Popen[str]:
+    argv = [*RESCUE, "--config", str(config), "--log-file", str(config.parent / "rescue.log")]
+    return subprocess.Popen(
+        [*argv, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def kill_at(proc: subprocess.Popen[str], after: float, signum: int) -> tuple[list[int], str]:
+    """Send signum `after` seconds into the run; (the pids it had started then, its stderr)."""
+    deadline = time.monotonic() + after
+    children: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        children = _descendants(proc.pid) or children
+        time.sleep(0.02)
+    children = _descendants(proc.pid) or children
+    if proc.poll() is None:
+        proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    return children, err
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def assert_all_gone(pids: list[int], what: str) -> None:
+    """None of pids lives on (a zombie waiting for init counts as gone)."""
+    deadline = time.monotonic() + 15
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not alive, f"{what}: still running: {[_cmd(pid) for pid in alive]}"
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.NoSuchProcess:
+        return str(pid)
+
+
+def series(config: Path, args: list[str], signum: int, duration: float, label: str) -> int:
+    """POINTS kills of `rescue ARGS`, each followed by a clean run; returns how many of the
+    kills caught a child at work."""
+    rng = random.Random(f"{SEED}-{label}-{signum}")
+    caught = 0
+    for point in sorted(rng.uniform(0.1, duration) for _ in range(POINTS)):
+        proc = start(config, *args)
+        children, err = kill_at(proc, point, signum)
+        what = f"{label}, {signal.Signals(signum).name} at {point:.2f} s"
+        caught += bool(children) and proc.returncode != 0
+        assert_all_gone(children, what)
+        if signum == signal.SIGTERM and proc.returncode != 0:
+            assert proc.returncode == 143, f"{what}: exit {proc.returncode}: {err}"
+            assert "rescue: stopped by SIGTERM" in err and err.count("\n") == 1, err
+        again = rescue(config, *args)
+        assert again.code == 0, f"after {what}: {again.err}"
+    return caught
+
+
+def timed(config: Path, *args: str) -> float:
+    began = time.monotonic()
+    run = rescue(config, *args)
+    assert run.code == 0, run.err
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+@pytest.mark.parametrize("method", ["file", "sftp"])
+def test_backups_killed_leave_nothing_running_and_the_next_run_works(
+    tmp_path: Path, method: str, signum: int, sshd: SshServer
+) -> None:
+    source = tmp_path / "src"
+    tree(source)
+    dest = (
+        {"method": "file", "path": str(tmp_path / "dest")}
+        if method == "file"
+        else sshd.destination(tmp_path / "dest")
+    )
+    config = settings(tmp_path, source, dest)
+    duration = timed(config, "backup", "--full")
+    caught = series(config, ["backup", "--full"], signum, duration, f"{method} full")
+    (source / "d0/f0").write_bytes(b"changed\n")
+    caught += series(config, ["backup", "--incremental"], signum, duration, f"{method} inc")
+    assert caught >= POINTS, f"only {caught} of {2 * POINTS} kills caught duplicity at work"
+    out = tmp_path / "restored"
+    run = rescue(config, "restore", "/", "--to", str(out))
+    assert run.code == 0, run.err
+    assert compare_trees(source, out) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+def test_restores_killed_leave_nothing_running_nor_behind(tmp_path: Path, signum: int) -> None:
+    source = tmp_path / "src"
+    tree(source)
+    config = settings(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    timed(config, "backup", "--full")
+    out = tmp_path / "out"
+    duration = timed(config, "restore", "/", "--to", str(out / "first"))
+    rng = random.Random(f"{SEED}-restore-{signum}")
+    caught = 0
+    for n, point in enumerate(sorted(rng.uniform(0.1, duration) for _ in range(POINTS))):
+        target = out / f"r{n}"
+        proc = start(config, "restore", "/", "--to", str(target))
+        children, err = kill_at(proc, point, signum)
+        assert_all_gone(children, f"restore, {signal.Signals(signum).name} at {point:.2f} s")
+        if proc.returncode == 0:
+            continue  # it finished first
+        caught += bool(children)
+        if signum == signal.SIGTERM:
+            # stopped cleanly: no half tree at the target, no staging directory left
+            assert proc.returncode == 143, err
+            assert not target.exists() and not list(out.glob(".rescue-restore-*")), err
+        again = rescue(config, "restore", "/", "--to", str(target))
+        assert again.code == 0, again.err
+        assert compare_trees(source, target) == []
+        assert not list(out.glob(".rescue-restore-*")), "a stale staging directory stayed"
+    assert caught >= POINTS // 2, f"only {caught} of {POINTS} kills caught duplicity at work"
