@@ -1,0 +1,109 @@
+"""What a stopped or crashed run leaves must not trip the next: a duplicity still at work on the
+archive dir is named (exit 5), a recovery resumes from any working directory, and the log
+holds no file listing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from clirun import RESCUE, rescue, write_settings
+
+from rescue.engine import DUPLICITY
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path, source: Path, destination: dict[str, object]) -> Path:
+    return write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": destination,
+            "encryption": {"mode": "none"},
+            "selection": {"root": str(source), "include": [str(source)]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
+        },
+    )
+
+
+def test_a_duplicity_left_on_the_archive_dir_is_named(tmp_path: Path) -> None:
+    """A real duplicity, started by hand on the same archive dir, hangs on an sftp server that
+    accepts and never answers; rescue refuses to start beside it and names its pid."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("x\n")
+    config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    port = silent.getsockname()[1]
+    by_hand = subprocess.Popen(
+        [DUPLICITY, "collection-status", "--archive-dir", str(cache), "--no-encryption",
+         f"sftp://nobody@127.0.0.1:{port}/x"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert accepted, "duplicity never connected"
+        run = rescue(config, "backup", "--full")
+        assert run.code == 5, run.err
+        assert f"duplicity (pid {by_hand.pid}" in run.err
+        assert f"is still using the archive dir {cache}" in run.err
+        assert run.err.count("rescue: error:") == 1
+    finally:
+        by_hand.kill()
+        by_hand.wait()
+        silent.close()
+    assert rescue(config, "backup", "--full").code == 0  # and once it is gone, all is well
+
+
+def test_a_listing_is_output_not_log(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "many").mkdir(parents=True)
+    for n in range(50):
+        (source / "many" / f"listed-name-{n}").write_text("x")
+    config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    assert rescue(config, "backup", "--full").code == 0
+    log = tmp_path / "rescue.log"
+    before = log.stat().st_size
+    run = rescue(config, "files", "many")
+    assert run.code == 0 and run.out.count("listed-name-") == 50
+    added = log.read_bytes()[before:].decode()
+    assert "listed-name-" not in added
+    assert "lines of output, not logged" in added
+
+
+def test_a_recovery_resumes_from_any_working_directory(tmp_path: Path) -> None:
+    """Relative --plan, settings, log and work dir: the state keeps them absolute."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    _config(here, Path("/"), {"method": "file", "path": str(tmp_path / "nowhere")})
+    (here / "plan.toml").write_text(
+        'settings = "rescue.toml"\n[disks]\ntargets = ["file:/nonexistent.img"]\n'
+    )
+    argv = ["recover", "--plan", "plan.toml", "--work-dir", "work"]
+    first = subprocess.run(
+        [*RESCUE, "--log-file", "log", *argv],
+        cwd=here, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "does not exist here" in first.stderr, first.stderr
+    options = json.loads((here / "work/state.json").read_text())["options"]
+    for key in ("plan_file", "settings_file", "log_file", "work_dir"):
+        assert Path(options[key]).is_absolute(), (key, options[key])
+    again = subprocess.run(
+        [*RESCUE, "recover", "--resume", "--work-dir", str(here / "work")],
+        cwd=elsewhere, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "does not exist here" in again.stderr, again.stderr  # the same step, not a lost plan
