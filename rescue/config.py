@@ -537,8 +537,18 @@ class Duplicity(_Section):
         default=3,
         ge=0,
         le=100,
-        description="How often duplicity retries a failed transfer before giving up, 0 to 100.",
+        description="How often duplicity retries a failed transfer before giving up, 0 to 100 "
+        "(a file destination is tried once: a full local disk does not get better by waiting).",
         examples=[3],
+    )
+    stall_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="duplicity is stopped, with an error, when it and its gpg write nothing and "
+        "do no I/O for this long (10 to 86400); once it has reported an error it gets 10 "
+        "seconds to exit.",
+        examples=[600],
     )
 
 

@@ -27,7 +27,10 @@ from rescue.errors import (
     DuplicityError,
     LockedError,
     NoBackupError,
+    NoSpaceError,
     PathNotInBackupError,
+    RescueError,
+    StalledError,
 )
 from rescue.failures import classify
 from rescue.lock import exclusive, reading, retention_allowed
@@ -37,6 +40,7 @@ from rescue.placement.place import Placed, place, staging
 from rescue.selection import filter_args
 from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
 from rescue.timespec import from_duplicity_time, iso
+from rescue.units import human_size
 
 BackupMode = Literal["full", "incremental", "auto"]
 
@@ -155,7 +159,10 @@ class Engine:
         verbosity: str = "notice",
         on_record: Callable[[duplog.Record], None] | None = None,
         log_output: bool = True,
+        local: Path | None = None,
     ) -> duplog.LogParser:
+        """One duplicity run; its failure as one RescueError. local: the restore's staging
+        directory, named when its file system fills up."""
         enc_args, env, secret_env = self._encryption()
         self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for pid, command in lifetime.duplicity_using(self.archive_dir):
@@ -175,26 +182,55 @@ class Engine:
             "--name",
             cache_name(target.url),
             "--num-retries",
-            str(self.settings.duplicity.retries),
+            # a local file system does not get better by waiting: a full disk fails at once
+            "1"
+            if self.settings.destination.method == "file"
+            else str(self.settings.duplicity.retries),
             *enc_args,
             *target.options,
         ]
         parser = duplog.LogParser(on_record)
+        watchdog = lifetime.Watchdog(self.settings.duplicity.stall_seconds)
+
+        def on_logfd(line: str) -> None:
+            if line.startswith("ERROR "):
+                watchdog.fatal()  # duplicity may now hang on its gpg child: it gets a minute
+            parser.feed(line)
+
         try:
             result = execute.run(
                 argv,
                 env=env,
                 secret_env={**secret_env, **target.secret_env},
-                on_logfd=parser.feed,
+                on_logfd=on_logfd,
                 log_output=log_output,
+                watchdog=watchdog,
             )
             parser.close()
+        except StalledError as exc:
+            parser.close()
+            found = classify(1, parser.errors(), "\n".join(exc.tail), target.display)
+            if type(found) is DuplicityError:  # nothing more specific to say than that
+                raise StalledError(f"duplicity was stopped: {exc} (last: {found})") from None
+            raise self._explained(found, local) from None
         finally:
             if on_record is not None and self.progress is not None:
                 self.progress(None)  # the run is over: its status line goes
         if result.returncode != 0:
-            raise classify(result.returncode, parser.errors(), result.output, target.display)
+            found = classify(result.returncode, parser.errors(), result.output, target.display)
+            raise self._explained(found, local)
         return parser
+
+    def _explained(self, error: RescueError, local: Path | None) -> RescueError:
+        """A restore's full file system, said with where and how much room there was (a
+        backup's is said by _backup, after the cleanup)."""
+        if not isinstance(error, NoSpaceError) or local is None:
+            return error
+        room = human_size(_free_bytes(local) + _usage(local))  # its staging goes on the way out
+        return NoSpaceError(
+            f"{_fs_of(local)} is full: the restore did not fit in the {room} free there, and "
+            "what it had written is removed; make room there or restore elsewhere"
+        )
 
     @contextmanager
     def _target(self, reads: bool = True) -> Iterator[Target]:
@@ -271,12 +307,16 @@ class Engine:
             action += ["--volsize", str(self.settings.duplicity.volsize)]
             action += [*self._selection_args(), root, target.url]
             progress = Progress(phase=f"{mode} backup")
-            parser = self._run(
-                action,
-                target,
-                verbosity="info" if self.progress else "notice",
-                on_record=self._backup_progress(progress, root) if self.progress else None,
-            )
+            try:
+                parser = self._run(
+                    action,
+                    target,
+                    verbosity="info" if self.progress else "notice",
+                    on_record=self._backup_progress(progress, root) if self.progress else None,
+                )
+            except NoSpaceError:
+                self._cleanup_partial(target)
+                raise self._full_destination(target) from None
             stats = next(
                 (duplog.parse_statistics(r) for r in parser.records if duplog.is_statistics(r)),
                 {},
@@ -302,6 +342,25 @@ class Engine:
             if made.kind == "full":
                 summary.removed_chains, summary.retention_note = self._retain(target, after)
             return summary
+
+    def _full_destination(self, target: Target) -> NoSpaceError:
+        dest = self.settings.destination
+        room = ""
+        if dest.method == "file":
+            free = human_size(_free_bytes(Path(dest.path)))
+            room = f" (with the partial volume removed, {free} are free there)"
+        return NoSpaceError(
+            f"the backup destination {target.display} is full{room}: make room there and run "
+            "the backup again"
+        )
+
+    def _cleanup_partial(self, target: Target) -> None:
+        """Remove what a failed backup left at the destination (its partial volume), so the
+        room is there again; duplicity's own cleanup, best effort."""
+        try:
+            self._run(["cleanup", "--force", target.url], target)
+        except RescueError as exc:
+            log.warning("cleanup after the failed backup did not finish: %s", exc)
 
     def protected(self) -> tuple[Protected, ...]:
         """What a backup never holds and a restore never writes into: rescue's own cache and,
@@ -455,6 +514,7 @@ class Engine:
                         target=remote,
                         verbosity="info" if self.progress else "notice",
                         on_record=self._restore_progress(progress) if self.progress else None,
+                        local=staged,
                     )
                 for rel_below in drop:
                     remove_own(item / PurePosixPath(rel_below).relative_to(rel or "."))
@@ -627,3 +687,29 @@ def _new_set(before: Status, after: Status) -> BackupSet:
     if not added:
         raise DuplicityError("duplicity reported success but no new backup set appeared")
     return added[-1]
+
+
+def _fs_of(path: Path) -> str:
+    """The mount point of the file system that holds path."""
+    real = Path(os.path.realpath(path))
+    while not os.path.ismount(real) and real != real.parent:
+        real = real.parent
+    return str(real)
+
+
+def _free_bytes(path: Path) -> int:
+    """Free space at path (or its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    st = os.statvfs(probe)
+    return st.f_bavail * st.f_frsize
+
+
+def _usage(path: Path) -> int:
+    """The room a tree takes on its file system (allocated blocks)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total

@@ -248,6 +248,26 @@ class DuplicityError(RescueError):
     meaning = "duplicity failed for another reason (its message is shown)"
 
 
+class StalledError(DuplicityError):
+    """A child made no progress for too long (or hung after its own error) and was stopped;
+    `tail` holds its last output lines, for a more specific error."""
+
+    exit_code = 52
+    meaning = "duplicity stopped moving and was stopped (see the line for why)"
+
+    def __init__(self, message: str, tail: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.tail = tail or []
+
+
+class NoSpaceError(RescueError):
+    """A file system filled up: the backup destination, or the target or staging of a restore.
+    What was half-written is removed; the next run works once there is room."""
+
+    exit_code = 34
+    meaning = "a file system is full (the destination, or a restore's target); nothing was kept"
+
+
 class CommandNotFoundError(RescueError):
     exit_code = 51
     meaning = "a required program is not installed"

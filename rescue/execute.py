@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rescue import lifetime
-from rescue.errors import CommandNotFoundError, RescueError
+from rescue.errors import CommandNotFoundError, RescueError, StalledError
 
 log = logging.getLogger("rescue.execute")
 
@@ -83,6 +83,7 @@ def run(
     mask_output: bool = True,
     stdin_secret: str | None = None,
     log_output: bool = True,
+    watchdog: lifetime.Watchdog | None = None,
 ) -> Completed:
     """Run argv to completion and return its exit code and masked output.
 
@@ -92,7 +93,8 @@ def run(
     --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
     becomes `--log-fd=N`; every line it writes there is passed on as it arrives. log_output
     False keeps the child's lines out of the log (a file listing is output, not a log; their
-    count is logged). The child dies with rescue (see rescue.lifetime).
+    count is logged). The child dies with rescue (see rescue.lifetime); with a watchdog, a
+    child that stops moving is stopped too, and StalledError says why.
     """
     argv = [str(a) for a in argv]
     if shutil.which(argv[0]) is None:
@@ -139,7 +141,7 @@ def run(
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # the child exited first; its exit code tells why
-        output = _pump(proc, read_fd, on_output, on_logfd, mask_output, log_output)
+        output = _pump(proc, read_fd, on_output, on_logfd, mask_output, log_output, watchdog)
         returncode = lifetime.finished(proc)
     except BaseException:  # a signal, Ctrl-C or a failure here: the child goes first
         lifetime.stop(proc)
@@ -170,6 +172,7 @@ def _pump(
     on_logfd: Callable[[str], None] | None,
     mask_output: bool = True,
     log_output: bool = True,
+    watchdog: lifetime.Watchdog | None = None,
 ) -> str:
     """Read the child's output and its log-fd line by line until both are closed."""
     assert proc.stdout is not None
@@ -194,7 +197,16 @@ def _pump(
             on_logfd(text)
 
     while sel.get_map():
-        for key, _ in sel.select():
+        ready = sel.select(timeout=1.0 if watchdog else None)
+        if watchdog is not None:
+            if ready:
+                watchdog.output()
+            reason = watchdog.stalled(proc.pid)
+            if reason:
+                sel.close()
+                tail = [line for line in lines[-20:] if line.strip()]
+                raise StalledError(reason, tail)
+        for key, _ in ready:
             fd = key.fd
             chunk = os.read(fd, 65536)
             if not chunk:

@@ -19,6 +19,7 @@ from rescue.errors import (
     GpgKeyError,
     MissingVolumeError,
     NoBackupError,
+    NoSpaceError,
     PathNotInBackupError,
     RescueError,
     RestoreTargetExistsError,
@@ -26,6 +27,8 @@ from rescue.errors import (
     UntrustedCertificateError,
     WrongPassphraseError,
 )
+
+_NO_SPACE = re.compile(r"No space left on device|\[Errno 28\]|ENOSPC")
 
 _PATTERNS: list[tuple[re.Pattern[str], type[RescueError], str]] = [
     (
@@ -92,6 +95,8 @@ def classify(returncode: int, errors: list[duplog.Record], output: str, dest: st
     codes = {r.code for r in errors} | {returncode}
     detail = _detail(text or output)
 
+    if _NO_SPACE.search(text + "\n" + output):
+        return NoSpaceError(f"no space left on a file system while duplicity worked on {dest}")
     if duplog.RESTORE_PATH_EXISTS in codes:
         return RestoreTargetExistsError(f"the restore target exists; add --force ({detail})")
     if codes & {duplog.RESTORE_PATH_NOT_FOUND, duplog.NO_RESTORE_FILES}:

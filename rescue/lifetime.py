@@ -25,6 +25,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -116,6 +117,52 @@ def signals_stop_children() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@dataclass
+class Watchdog:
+    """Stops a child that no longer moves: no output and no I/O in its group for idle_seconds,
+    or still alive after_error seconds after it reported a fatal error (duplicity waits
+    forever on a gpg blocked on a full pipe after ENOSPC or a corrupt volume)."""
+
+    idle_seconds: float
+    after_error: float = 10.0
+    _last: float = field(default_factory=time.monotonic)
+    _io: int = -1
+    _fatal_at: float | None = None
+
+    def output(self) -> None:
+        self._last = time.monotonic()
+
+    def fatal(self) -> None:
+        if self._fatal_at is None:
+            self._fatal_at = time.monotonic()
+
+    def stalled(self, pid: int) -> str | None:
+        """Why the child at pid (a group leader) counts as stuck now, or None."""
+        now = time.monotonic()
+        if self._fatal_at is not None and now - self._fatal_at > self.after_error:
+            return f"it reported an error and did not exit within {self.after_error:.0f} s"
+        io = _group_io(pid)
+        if io != self._io:
+            self._io, self._last = io, now
+        if now - self._last > self.idle_seconds:
+            return f"it wrote nothing and did no I/O for {self.idle_seconds:.0f} s"
+        return None
+
+
+def _group_io(pid: int) -> int:
+    """Bytes the child and its descendants have read and written so far (rchar + wchar)."""
+    total = 0
+    try:
+        leader = psutil.Process(pid)
+        for proc in [leader, *leader.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                counters = proc.io_counters()
+                total += counters.read_chars + counters.write_chars
+    except psutil.Error:
+        pass
+    return total
 
 
 def duplicity_using(archive_dir: Path) -> list[tuple[int, str]]:

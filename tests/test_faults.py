@@ -1,0 +1,171 @@
+"""Faults that used to hang or leave debris: a full file system on either side, a damaged
+volume, a server that never answers. Each ends fast with its one line and exit code, leaves
+nothing behind, and the next run works once the fault is gone. The faults are real: a small
+tmpfs, flipped bytes in a volume, a socket that accepts and says nothing."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from clirun import Run, rescue, write_settings
+
+from rescue.treecompare import compare_trees
+
+pytestmark = pytest.mark.slow
+
+PASSPHRASE = "full disks happen"
+
+
+def _config(
+    tmp_path: Path, source: Path, destination: dict[str, object], **duplicity: object
+) -> Path:
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE)
+    secret.chmod(0o600)
+    return write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": destination,
+            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
+            "selection": {"root": str(source), "include": [str(source)]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache"), **duplicity},
+        },
+    )
+
+
+def _source(root: Path, mib: int) -> Path:
+    rng = random.Random(34)
+    (root / "data").mkdir(parents=True)
+    for n in range(mib):
+        (root / "data" / f"chunk{n}").write_bytes(rng.randbytes(1 << 20))
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("faulty\n")
+    return root
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Path]:
+    """A 20 MiB tmpfs."""
+    point = tmp_path / "small"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "small", str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+def _timed(config: Path, *args: str) -> tuple[Run, float]:
+    began = time.monotonic()
+    run = rescue(config, *args, timeout=120)
+    return run, time.monotonic() - began
+
+
+def _no_duplicity_on(folder: Path) -> None:
+    left = [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+        if str(folder) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not left, f"still running: {left}"
+
+
+def test_a_restore_into_a_full_file_system(tmp_path: Path, small: Path) -> None:
+    source = _source(tmp_path / "src", 40)
+    config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    assert rescue(config, "backup", "--full").code == 0
+    run, seconds = _timed(config, "restore", "/", "--to", str(small / "out"))
+    assert run.code == 34, run.err
+    assert f"{small} is full: the restore did not fit in the 20 MiB free there" in run.err
+    assert seconds < 30
+    assert list(small.iterdir()) == []  # no staging, no half tree
+    _no_duplicity_on(tmp_path)
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
+    again = rescue(config, "restore", "/", "--to", str(small / "out"))
+    assert again.code == 0, again.err
+    assert compare_trees(source, small / "out") == []
+
+
+def test_a_backup_to_a_full_destination(tmp_path: Path, small: Path) -> None:
+    source = _source(tmp_path / "src", 40)
+    config = _config(tmp_path, source, {"method": "file", "path": str(small / "dest")})
+    run, seconds = _timed(config, "backup", "--full")
+    assert run.code == 34, run.err
+    assert f"the backup destination file://{small}/dest is full" in run.err
+    assert "with the partial volume removed" in run.err
+    assert seconds < 30  # no retries for a local disk
+    assert not list((small / "dest").glob("*.difftar*")), "a partial volume was left"
+    _no_duplicity_on(tmp_path)
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
+    assert rescue(config, "backup", "--full").code == 0
+    out = tmp_path / "out"
+    assert rescue(config, "restore", "/", "--to", str(out)).code == 0
+    assert compare_trees(source, out) == []
+
+
+def test_a_damaged_volume_ends_restore_drill_and_verify(tmp_path: Path) -> None:
+    source = _source(tmp_path / "src", 4)
+    config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    assert rescue(config, "backup", "--full").code == 0
+    (volume,) = (tmp_path / "dest").glob("*.vol1.difftar.gpg")
+    data = bytearray(volume.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 4096):
+        data[i] ^= 0xFF
+    volume.write_bytes(data)
+    for args in (
+        ["restore", "/", "--to", str(tmp_path / "out")],
+        ["drill", "--path", "etc"],
+        ["verify", "/"],
+    ):
+        run, seconds = _timed(config, *args)
+        assert run.code == 31, (args, run.err)
+        assert f"{volume.name} at file://{tmp_path}/dest is corrupt" in run.err
+        assert seconds < 60
+    assert not (tmp_path / "out").exists()
+    _no_duplicity_on(tmp_path)
+
+
+def test_a_server_that_never_answers_is_a_stall(tmp_path: Path) -> None:
+    """An FTP server that accepts and says nothing: duplicity (lftp) would wait for its
+    greeting for minutes; with stall_seconds = 10 it is stopped, with a line that says why."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    source = _source(tmp_path / "src", 1)
+    destination = {
+        "method": "ftp",
+        "host": "127.0.0.1",
+        "port": silent.getsockname()[1],
+        "user": "nobody",
+        "password": "not-a-secret-here",
+        "path": "x",
+    }
+    config = _config(tmp_path, source, destination, stall_seconds=10)
+    try:
+        run, seconds = _timed(config, "backup", "--full")
+    finally:
+        silent.close()
+        for conn in held:
+            conn.close()
+    assert run.code == 52, run.err
+    assert "duplicity was stopped: it wrote nothing and did no I/O for 10 s" in run.err
+    assert seconds < 60
+    _no_duplicity_on(tmp_path)
