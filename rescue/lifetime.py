@@ -18,6 +18,7 @@ no retention, or a restore into a disk that the cleanup has already unmounted. S
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
@@ -48,9 +49,14 @@ class Terminated(BaseException):
         return 128 + self.signum
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv")
+
+
 def wrap(argv: Sequence[str]) -> list[str]:
     """argv started so that it dies with rescue (where setpriv, util-linux, is installed)."""
-    setpriv = shutil.which("setpriv")
+    setpriv = _setpriv()
     if setpriv is None:
         return list(argv)
     return [setpriv, "--pdeathsig", "KILL", "--", *argv]
@@ -143,10 +149,12 @@ class Watchdog:
         now = time.monotonic()
         if self._fatal_at is not None and now - self._fatal_at > self.after_error:
             return f"it reported an error and did not exit within {self.after_error:.0f} s"
+        if now - self._last < 1.0:
+            return None  # it has just spoken: no need to look at its I/O
         io = _group_io(pid)
         if io != self._io:
             self._io, self._last = io, now
-        if now - self._last > self.idle_seconds:
+        elif now - self._last > self.idle_seconds:
             return f"it wrote nothing and did no I/O for {self.idle_seconds:.0f} s"
         return None
 
