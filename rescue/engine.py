@@ -34,7 +34,7 @@ from rescue.errors import (
 )
 from rescue.failures import classify
 from rescue.lock import exclusive, reading, retention_allowed
-from rescue.placement.fsops import private_dir, remove_own, rename_noreplace
+from rescue.placement.fsops import private_dir, remove_own, rename_noreplace, usage
 from rescue.placement.guard import Protected, RestoreTarget, fresh
 from rescue.placement.place import Placed, place, staging
 from rescue.selection import filter_args
@@ -226,7 +226,7 @@ class Engine:
         backup's is said by _backup, after the cleanup)."""
         if not isinstance(error, NoSpaceError) or local is None:
             return error
-        room = human_size(_free_bytes(local) + _usage(local))  # its staging goes on the way out
+        room = human_size(_free_bytes(local) + usage(local))  # its staging goes on the way out
         return NoSpaceError(
             f"{_fs_of(local)} is full: the restore did not fit in the {room} free there, and "
             "what it had written is removed; make room there or restore elsewhere"
@@ -704,12 +704,3 @@ def _free_bytes(path: Path) -> int:
         probe = probe.parent
     st = os.statvfs(probe)
     return st.f_bavail * st.f_frsize
-
-
-def _usage(path: Path) -> int:
-    """The room a tree takes on its file system (allocated blocks)."""
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [*dirnames, *filenames]:
-            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total

@@ -70,3 +70,26 @@ def write_settings(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     path.write_text("\n".join(lines))
     path.chmod(0o600)
     return path
+
+
+def symmetric_settings(
+    folder: Path,
+    source: Path,
+    destination: dict[str, object],
+    passphrase: str,
+    **duplicity: object,
+) -> Path:
+    """folder/rescue.toml backing up source to destination, encrypted with passphrase (kept in
+    folder/passphrase, mode 0600), duplicity's cache in folder/cache; duplicity adds keys."""
+    secret = folder / "passphrase"
+    secret.write_text(passphrase)
+    secret.chmod(0o600)
+    return write_settings(
+        folder / "rescue.toml",
+        {
+            "destination": destination,
+            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
+            "selection": {"root": str(source), "include": [str(source)]},
+            "duplicity": {"archive_dir": str(folder / "cache"), **duplicity},
+        },
+    )

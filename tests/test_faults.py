@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clirun import Run, rescue, write_settings
+from clirun import Run, rescue, symmetric_settings
 
 from rescue.treecompare import compare_trees
 
@@ -27,18 +27,7 @@ PASSPHRASE = "full disks happen"
 def _config(
     tmp_path: Path, source: Path, destination: dict[str, object], **duplicity: object
 ) -> Path:
-    secret = tmp_path / "passphrase"
-    secret.write_text(PASSPHRASE)
-    secret.chmod(0o600)
-    return write_settings(
-        tmp_path / "rescue.toml",
-        {
-            "destination": destination,
-            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
-            "selection": {"root": str(source), "include": [str(source)]},
-            "duplicity": {"archive_dir": str(tmp_path / "cache"), **duplicity},
-        },
-    )
+    return symmetric_settings(tmp_path, source, destination, PASSPHRASE, **duplicity)
 
 
 def _source(root: Path, mib: int) -> Path:

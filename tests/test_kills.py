@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clirun import RESCUE, rescue, write_settings
+from clirun import RESCUE, rescue, symmetric_settings
 from servers import SshServer
 
 from rescue.treecompare import compare_trees
@@ -41,18 +41,7 @@ def tree(root: Path) -> None:
 
 
 def settings(tmp_path: Path, source: Path, destination: dict[str, object]) -> Path:
-    secret = tmp_path / "passphrase"
-    secret.write_text(PASSPHRASE)
-    secret.chmod(0o600)
-    return write_settings(
-        tmp_path / "rescue.toml",
-        {
-            "destination": destination,
-            "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
-            "selection": {"root": str(source), "include": [str(source)]},
-            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
-        },
-    )
+    return symmetric_settings(tmp_path, source, destination, PASSPHRASE, retries=1)
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[str]:

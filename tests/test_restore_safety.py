@@ -497,3 +497,29 @@ def test_a_file_replaced_then_killed_before_the_new_one_lands(tmp_path: Path, wo
         # the one difference: the kill came while f was out of srv/work, whose mtime moved then
         assert differences(before, after) == {"srv/work"}
         assert after["srv/work"][:5] == before["srv/work"][:5]
+
+
+def test_undo_directories_are_listed_and_pruned(tmp_path: Path, world: World) -> None:
+    with Sandbox(tmp_path, readonly=[world.settings.parent, world.dest]) as box:
+        box.run(["sh", "-ec", SETUP + "echo old > /srv/work/f"], check=True)
+        run = box.rescue(
+            world.settings, "restore", "etc/hostname", "--to", "/srv/work/f", "--force"
+        )
+        assert run.code == 0, run.err
+        undo = UNDO_LINE.search(run.out)
+        assert undo
+        undo_cmd = [str(PYTHON), "-m", "rescue", "undo"]
+        listed = box.run([*undo_cmd, "list", "--json"])
+        assert listed.code == 0, listed.err
+        (item,) = listed.json()
+        assert item["path"] == undo.group(1) and item["dest"] == "/srv/work/f"
+        assert item["replaced"] == 1 and item["finished"] and item["bytes"] > 0
+        dry = box.run([*undo_cmd, "prune", "--older-than", "2100-01-01"])
+        assert dry.code == 0 and f"would remove {item['path']}" in dry.out
+        assert "add --yes to remove them" in dry.out
+        assert box.path(item["path"]).is_dir()
+        gone = box.run([*undo_cmd, "prune", "--older-than", "2100-01-01", "--yes"])
+        assert gone.code == 0 and f"removing {item['path']}" in gone.out
+        assert not box.path(item["path"]).exists()
+        assert box.run([*undo_cmd, "list", "--json"]).json() == []
+        assert box.path("/srv/work/f").read_text() == "restored-host\n"  # prune moves nothing

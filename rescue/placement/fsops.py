@@ -131,6 +131,15 @@ def _remove_below(directory: Path, device: int) -> Path | None:
     return blocked
 
 
+def usage(path: Path) -> int:
+    """The room a tree takes on its file system (its allocated blocks), links not followed."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
 def inside(path: str, top: str) -> bool:
     """path is top or below it (both absolute and resolved)."""
     return path == top or path.startswith(top.rstrip("/") + "/")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rescue.errors import UndoError
 from rescue.exact.dirtimes import kept
-from rescue.placement.fsops import Attrs, remove_own, rename_noreplace
+from rescue.placement.fsops import Attrs, remove_own, rename_noreplace, usage
 from rescue.placement.journal import JOURNAL, UndoDir, find_unfinished
 
 REGISTRY = Path("/var/lib/rescue/undo-dirs.jsonl")
@@ -209,18 +209,10 @@ def listed(registry: Path = REGISTRY) -> list[Listed]:
                 undo.done,
                 sum(1 for rel in undo.replaced if undo.holds(rel)),
                 len(undo.placed),
-                _size(path),
+                usage(path),
             )
         )
     return sorted(found, key=lambda item: item.created)
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [*dirnames, *filenames]:
-            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total
 
 
 def created_at(item: Listed) -> float:
