@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import cadence, duplog, execute, history, lifetime, manifest
+from rescue import cadence, destlock, duplog, execute, history, lifetime, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, display_url, duplicity_url, prepare
@@ -296,7 +296,11 @@ class Engine:
 
     def _backup(self, mode: BackupMode, now: float | None, run: history.Run) -> BackupSummary:
         check_gpg_key(self.settings)
-        with exclusive(self.archive_dir, "backup"), self._target(reads=False) as target:
+        with (
+            exclusive(self.archive_dir, "backup"),
+            self._target(reads=False) as target,
+            destlock.held(self.settings) as lock,  # one writer per destination, its own host
+        ):
             before = self._cached(target)
             kind, reason = choose_kind(mode, before, self.settings, now)
             manifest.write(self.settings, self._own_excludes())
@@ -341,6 +345,8 @@ class Engine:
             run.kind, run.bytes, run.set_time = made.kind, summary.bytes_written, made.time
             if made.kind == "full":
                 summary.removed_chains, summary.retention_note = self._retain(target, after)
+                after = self._cached(target) if summary.removed_chains else after
+            lock.sets = (after.sets[0].time, after.sets[-1].time)  # for the caches of others
             return summary
 
     def _full_destination(self, target: Target) -> NoSpaceError:
@@ -541,9 +547,12 @@ class Engine:
             return self._pick(target, at)
 
     def _pick(self, target: Target, at: int | None) -> BackupSet:
-        # The cache is enough to pick the set; only a host without one asks the destination.
+        # The cache is enough to pick the set, unless another cache wrote there since (or
+        # retention removed sets): the destination's own note of its sets tells.
         status = self._cached(target)
-        if not status.sets:
+        there = destlock.sets_there(self.settings)
+        known = (status.sets[0].time, status.sets[-1].time) if status.sets else None
+        if not status.sets or (there is not None and there != known):
             status = self._status(target)
         return pick_set(status, at)
 

@@ -112,6 +112,14 @@ class UntrustedCertificateError(RescueError):
     meaning = "the FTPS server's TLS certificate is not trusted (see tls_ca_file)"
 
 
+class OtherHostError(RescueError):
+    """The destination holds the backups of another machine (copied settings, or two hosts
+    pointed at one path): writing there would break both chains."""
+
+    exit_code = 25
+    meaning = "the destination holds another host's backups (give each host its own path)"
+
+
 class NoBackupError(RescueError):
     exit_code = 30
     meaning = "no backup found at the destination (or none as old as the time asked for)"

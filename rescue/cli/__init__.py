@@ -16,6 +16,7 @@ from rescue.cli import (
     schedule_cmd,
     status_cmd,
     undo_cmd,
+    unlock_cmd,
     verify_cmd,
 )
 from rescue.cli.main import cli
@@ -28,6 +29,7 @@ cli.add_command(status_cmd.files)
 cli.add_command(status_cmd.versions)
 cli.add_command(restore_cmd.restore)
 cli.add_command(undo_cmd.undo_group)
+cli.add_command(unlock_cmd.unlock)
 cli.add_command(verify_cmd.verify)
 cli.add_command(drill_cmd.drill)
 cli.add_command(manifest_cmd.manifest_group)
