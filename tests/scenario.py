@@ -153,9 +153,12 @@ def recover_argv(settings: Path, folder: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def run_recover(settings: Path, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_recover(
+    settings: Path, folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         recover_argv(settings, folder, *args),
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -379,6 +379,39 @@ def test_ambiguous_mapping_fails_unattended_and_names_the_candidates(
         assert untouched(first) and untouched(second)
 
 
+def test_an_unreadable_disk_is_left_out_and_the_mapping_goes_on(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Two candidate targets, one of which fails every read (a dying disk). The fault is a
+    stand-in, the one fake here: a blkid ahead on PATH that answers for that disk what blkid
+    says of an unreadable one, and runs the real blkid for every other. The mapping names the
+    disk as unusable, with the reason, and goes on with the other (no ambiguity left)."""
+    one, two = tmp_path / "one.img", tmp_path / "two.img"
+    with loop_disk(one, "1600M") as dying, loop_disk(two, "1600M") as good:
+        mark_disk(dying)
+        mark_disk(good)
+        fake = tmp_path / "bin"
+        fake.mkdir()
+        (fake / "blkid").write_text(
+            "#!/bin/sh\n"
+            f'for a in "$@"; do [ "$a" = {dying} ] && '
+            f'{{ echo "blkid: error: {dying}: Input/output error" >&2; exit 2; }}; done\n'
+            'exec /usr/sbin/blkid "$@"\n'
+        )
+        (fake / "blkid").chmod(0o755)
+        env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+        plan = write_plan(tmp_path, scenario.file_settings, [one, two])
+        done = run_recover(
+            scenario.file_settings, tmp_path, "--plan", str(plan), "--dry-run", env=env
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"WARNING: {dying} cannot be read (blkid cannot probe {dying}" in done.stdout
+        assert "left out of the mapping" in done.stdout
+        assert f"ERASE {good} (for " in done.stdout and f"ERASE {dying}" not in done.stdout
+        assert "FAILS NOW" not in done.stdout
+        assert untouched(dying) and untouched(good)
+
+
 def test_dry_run_shows_every_step_and_changes_nothing(scenario: Scenario, tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     with loop_disk(target, "1536M") as device:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from rescue.errors import DiskMappingError, PlanError
-from rescue.layout.capture import capture
+from rescue.layout import LayoutError
+from rescue.layout.capture import capture, identify_disks
 from rescue.layout.mapping import (
     SystemState,
     describe_mapping,
@@ -53,7 +54,7 @@ def _resolve(ident: str, disks: list[Disk]) -> Disk:
     return resolve_stable_id(ident, disks)
 
 
-def _targets(ctx: Context) -> list[Disk]:
+def _targets(ctx: Context, state: SystemState) -> list[Disk]:
     known = all_disks()
     if ctx.options.unattended:
         if not ctx.options.target_ids:
@@ -69,9 +70,26 @@ def _targets(ctx: Context) -> list[Disk]:
                 "stable id (serial:, wwn:, by-id: or file:), which cannot change between boots"
             )
     if ctx.options.target_ids:
-        chosen = [_resolve(i, known).path for i in ctx.options.target_ids]
-        return capture(list(dict.fromkeys(chosen))).disks
-    return capture(None).disks
+        candidates = [_resolve(i, known) for i in dict.fromkeys(ctx.options.target_ids)]
+    else:
+        candidates = identify_disks(None)  # the real disks, as capture(None) would read them
+    return _readable(ctx, candidates, state)
+
+
+def _readable(ctx: Context, candidates: list[Disk], state: SystemState) -> list[Disk]:
+    """The candidates' layouts, read disk by disk. A disk already ruled out (it holds the
+    backup, the rescue media or a mount) is not read at all; one that cannot be read (a dying
+    disk, I/O errors) is named with the reason and left out: the mapping goes on without it."""
+    found = []
+    for disk in candidates:
+        if unsafe_reason(disk, state) is not None:
+            found.append(disk)  # offered to nothing; kept so that the refusals can name it
+            continue
+        try:
+            found += capture([disk.path]).disks
+        except LayoutError as exc:
+            ctx.warn(f"{disk.path} cannot be read ({exc}): left out of the mapping")
+    return found
 
 
 def _ask_each(
@@ -106,10 +124,10 @@ def _ask_each(
 
 def run(ctx: Context) -> list[str]:
     layout = ctx.layout()
-    targets = _targets(ctx)
+    state = read_system_state(protected_paths(ctx))
+    targets = _targets(ctx, state)
     known = {d.path: d for d in targets}
     explicit = {src: _resolve(i, targets).path for src, i in ctx.options.map_ids.items()}
-    state = read_system_state(protected_paths(ctx))
     excluded = excluded_mount_paths(ctx.manifest())
     try:
         mapping = map_disks(layout, targets, explicit or None, state=state, excluded=excluded)
