@@ -149,7 +149,9 @@ def test_a_server_that_never_answers_is_a_stall(tmp_path: Path) -> None:
     }
     config = _config(tmp_path, source, destination, stall_seconds=10)
     try:
-        run, seconds = _timed(config, "backup", "--full")
+        # (a backup would not get that far: its lock at the destination needs the server,
+        # and rescue's own connection gives up after 15 s with "cannot reach")
+        run, seconds = _timed(config, "status")
     finally:
         silent.close()
         for conn in held:

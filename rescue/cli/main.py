@@ -78,6 +78,12 @@ def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
         )
         handler.addFilter(execute.SecretFilter())
         root.addHandler(handler)
+        # paramiko's own complaints (a connection cut by a stop) belong in the log too: with
+        # no handler, Python would print them on the terminal, under the one line that counts
+        library = logging.getLogger("paramiko")
+        library.handlers.clear()
+        library.addHandler(handler)
+        library.propagate = False
         chosen = candidate
         break
     if verbose:
