@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import psutil
-
 GRACE_SECONDS = 10.0
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 _live: dict[int, subprocess.Popen[bytes]] = {}
@@ -161,6 +159,9 @@ class Watchdog:
 
 def _group_io(pid: int) -> int:
     """Bytes the child and its descendants have read and written so far (rchar + wchar)."""
+    import psutil  # here, not at the top: execute (and with it this) runs in the test guest's
+    # plain python3 too, for the layout code, where there is no psutil
+
     total = 0
     try:
         leader = psutil.Process(pid)
@@ -177,6 +178,8 @@ def duplicity_using(archive_dir: Path) -> list[tuple[int, str]]:
     """The duplicity processes (pid, command line) whose --archive-dir is archive_dir: one a
     killed run left behind, or one started by hand. duplicity would refuse to start beside it
     with its own lock line; rescue says who holds it instead."""
+    import psutil  # see _group_io
+
     wanted = os.path.realpath(archive_dir)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):

@@ -270,7 +270,9 @@ def _sftp(settings: Settings) -> Iterator[paramiko.SFTPClient]:
             else:
                 transport.auth_password(user, settings.destination_password() or "")
         except (paramiko.AuthenticationException, paramiko.SSHException, OSError) as exc:
-            raise AuthenticationError(f"{dest.host}:{port} refused {user}: {exc}") from None
+            raise AuthenticationError(
+                f"{dest.host}:{port} refused the login (user, password or key) of {user}: {exc}"
+            ) from None
         client = paramiko.SFTPClient.from_transport(transport)
         assert client is not None
         with client:
@@ -309,13 +311,17 @@ def _ftp(settings: Settings) -> Iterator[ftplib.FTP]:
                 ftp.auth()
             except ssl.SSLCertVerificationError as exc:
                 raise UntrustedCertificateError(
-                    f"the TLS certificate of {dest.host}:{port} is not trusted: "
-                    f"{exc.verify_message}"
+                    f"the TLS certificate of {dest.host}:{port} is not trusted "
+                    f"({exc.verify_message}): set tls_ca_file in [destination] to a copy of it "
+                    "(or of its CA)"
                 ) from None
         try:
             ftp.login(dest.user or "anonymous", settings.destination_password() or "")
         except ftplib.error_perm as exc:
-            raise AuthenticationError(f"{dest.host}:{port} refused {dest.user}: {exc}") from None
+            raise AuthenticationError(
+                f"{dest.host}:{port} refused the login (user, password or key) of "
+                f"{dest.user}: {exc}"
+            ) from None
         if isinstance(ftp, ftplib.FTP_TLS):
             ftp.prot_p()
         ftp.voidcmd("TYPE I")
