@@ -1,6 +1,7 @@
-"""The `rescue` command's first moment: SIGTERM and SIGHUP are answered before the command
-line (click, pydantic, every command module) is even imported, so a stop at any moment gets
-its one line and its exit code. The real handlers (rescue.lifetime) take over in the CLI."""
+"""The `rescue` command's first and last moments: SIGTERM and SIGHUP are answered before the
+command line (click, pydantic, every command module) is even imported, so a stop at any moment
+gets its one line and its exit code; the real handlers (rescue.lifetime) take over in the CLI,
+and once it is done a late stop is ignored while Python exits."""
 
 from __future__ import annotations
 
@@ -20,4 +21,11 @@ def main() -> None:
         signal.signal(signum, _stopped_early)
     from rescue.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    finally:
+        # The work is done (or stopped): a stop that comes while Python shuts down changes
+        # nothing, and must not turn the run's own exit code into a bare kill by SIGTERM
+        # (Python puts the default handlers back as it exits).
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
