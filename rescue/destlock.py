@@ -185,6 +185,12 @@ def _acquire(folder: RemoteDir, settings: Settings, me: Holder, here: Host) -> N
             folder.write(LOCK_FILE, _encode(me))
             return
         other = _holder_of(folder)
+        if other is None and LOCK_DIR not in folder.listing():
+            # the holder released it while this run looked: it was writing when this one came
+            raise LockedError(
+                f"{display_url(settings)} was locked by another backup, which has just ended; "
+                "run again to make the next backup"
+            )
         why = "it names no holder" if other is None else other.stale(here, time.time())
         if why is None:
             assert other is not None

@@ -34,7 +34,14 @@ from rescue.errors import (
 )
 from rescue.failures import classify
 from rescue.lock import exclusive, reading, retention_allowed
-from rescue.placement.fsops import private_dir, remove_own, rename_noreplace, usage
+from rescue.placement.fsops import (
+    free_bytes,
+    fs_of,
+    private_dir,
+    remove_own,
+    rename_noreplace,
+    usage,
+)
 from rescue.placement.guard import Protected, RestoreTarget, fresh
 from rescue.placement.place import Placed, place, staging
 from rescue.selection import filter_args
@@ -226,9 +233,9 @@ class Engine:
         backup's is said by _backup, after the cleanup)."""
         if not isinstance(error, NoSpaceError) or local is None:
             return error
-        room = human_size(_free_bytes(local) + usage(local))  # its staging goes on the way out
+        room = human_size(free_bytes(local) + usage(local))  # its staging goes on the way out
         return NoSpaceError(
-            f"{_fs_of(local)} is full: the restore did not fit in the {room} free there, and "
+            f"{fs_of(local)} is full: the restore did not fit in the {room} free there, and "
             "what it had written is removed; make room there or restore elsewhere"
         )
 
@@ -353,7 +360,7 @@ class Engine:
         dest = self.settings.destination
         room = ""
         if dest.method == "file":
-            free = human_size(_free_bytes(Path(dest.path)))
+            free = human_size(free_bytes(Path(dest.path)))
             room = f" (with the partial volume removed, {free} are free there)"
         return NoSpaceError(
             f"the backup destination {target.display} is full{room}: make room there and run "
@@ -696,20 +703,3 @@ def _new_set(before: Status, after: Status) -> BackupSet:
     if not added:
         raise DuplicityError("duplicity reported success but no new backup set appeared")
     return added[-1]
-
-
-def _fs_of(path: Path) -> str:
-    """The mount point of the file system that holds path."""
-    real = Path(os.path.realpath(path))
-    while not os.path.ismount(real) and real != real.parent:
-        real = real.parent
-    return str(real)
-
-
-def _free_bytes(path: Path) -> int:
-    """Free space at path (or its nearest existing parent)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    st = os.statvfs(probe)
-    return st.f_bavail * st.f_frsize

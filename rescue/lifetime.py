@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from rescue import guardian
+
 GRACE_SECONDS = 10.0
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 _live: dict[int, subprocess.Popen[bytes]] = {}
@@ -62,6 +64,7 @@ def wrap(argv: Sequence[str]) -> list[str]:
 
 def started(proc: subprocess.Popen[bytes]) -> None:
     _live[proc.pid] = proc
+    guardian.tell(f"started {proc.pid}")
 
 
 def finished(proc: subprocess.Popen[bytes]) -> int:
@@ -71,7 +74,7 @@ def finished(proc: subprocess.Popen[bytes]) -> int:
         _kill_group(proc.pid, signal.SIGKILL)
         return proc.wait()
     finally:
-        _live.pop(proc.pid, None)
+        _ended(proc)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -87,7 +90,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
         _kill_group(proc.pid, signal.SIGKILL)  # helpers the leader left behind
     finally:
-        _live.pop(proc.pid, None)
+        _ended(proc)
+
+
+def _ended(proc: subprocess.Popen[bytes]) -> None:
+    _live.pop(proc.pid, None)
+    guardian.tell(f"ended {proc.pid}")
 
 
 def _kill_group(pgid: int, signum: int) -> None:

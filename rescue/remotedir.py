@@ -342,5 +342,6 @@ def _ftp_cwd(ftp: ftplib.FTP, parts: list[str], make: bool) -> None:
         except ftplib.error_perm:
             if not make:
                 raise FileNotFoundError(part) from None
-            ftp.mkd(part)
+            with suppress(ftplib.error_perm):  # another run made it meanwhile (550 exists)
+                ftp.mkd(part)
             ftp.cwd(part)

@@ -49,6 +49,8 @@ class StepContext(Protocol):
     def load_facts(self, data: dict[str, Any]) -> None: ...
     def run_cleanups(self) -> None: ...
 
+    checkpoint: Callable[[], None]  # saves the state mid-step (set by the runner)
+
 
 class Step(Protocol):
     """A recovery step: a module with these names (see rescue/steps/)."""
@@ -156,6 +158,7 @@ class Runner:
         self.state_path = state_path
         self.clock = clock
         self.state: State | None = None
+        ctx.checkpoint = self._save  # a long step records what it has finished
 
     # -- the plan ----------------------------------------------------------------------------
 

@@ -17,10 +17,11 @@ import pytest
 
 from rescue.errors import ManifestError
 from rescue.exact import holes, xattrs
-from rescue.exact.capture import capture
+from rescue.exact.capture import Discard, capture
 from rescue.exact.deep import compare
 from rescue.exact.records import Writer, read
 from rescue.exact.replay import replay
+from rescue.exact.sizes import load_sizes
 
 MiB = 1024**2
 
@@ -138,3 +139,32 @@ def test_relinking_keeps_the_directory_times(tmp_path: Path) -> None:
     done = relink([["a", "b"]], lambda rel: tmp_path / rel)
     assert done.linked == 1 and (tmp_path / "a").stat().st_ino == (tmp_path / "b").stat().st_ino
     assert tmp_path.stat().st_mtime_ns == 1_700_000_000_000_000_009
+
+
+def test_sizes_count_each_inode_once_and_what_it_allocates(tmp_path: Path) -> None:
+    """The room a restore needs: a hard-linked inode once, a sparse file by its data only, a
+    large file alone, a subtree without the parts left out; a small file alone is unknown."""
+    root = tmp_path / "root"
+    (root / "data/sub").mkdir(parents=True)
+    (root / "data/big").write_bytes(os.urandom(2 * MiB))
+    os.link(root / "data/big", root / "data/sub/big-again")
+    with (root / "data/sparse").open("wb") as f:
+        f.truncate(64 * MiB)
+        f.write(os.urandom(MiB))
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("sized\n")
+    sizes = capture(root, [str(root)], [], Discard()).sizes
+
+    def blocks(*rels: str) -> int:
+        return sum(os.lstat(root / rel).st_blocks * 512 for rel in rels)
+
+    data = ("data", "data/sub", "data/big", "data/sparse")
+    assert sizes.needed("data") == blocks(*data)  # big-again is big's inode
+    assert sizes.needed("") == blocks("", "etc", "etc/hostname", *data)
+    assert sizes.needed("", without=["data"]) == blocks("", "etc", "etc/hostname")
+    assert sizes.needed("data/big") == 2 * MiB
+    assert sizes.needed("etc/hostname") is None and sizes.needed("no/such") is None
+    assert blocks("data/sparse") < 2 * MiB  # the 64 MiB file takes its data only
+    sizes.write(tmp_path / "sizes.json.gz")
+    assert load_sizes(tmp_path / "sizes.json.gz") == sizes
+    assert load_sizes(tmp_path / "missing.json.gz") is None

@@ -6,6 +6,7 @@ tmpfs, flipped bytes in a volume, a socket that accepts and says nothing."""
 from __future__ import annotations
 
 import random
+import re
 import socket
 import subprocess
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clirun import Run, rescue, symmetric_settings
+from clirun import RESCUE, Run, rescue, symmetric_settings
 
 from rescue.treecompare import compare_trees
 
@@ -67,20 +68,64 @@ def _no_duplicity_on(folder: Path) -> None:
     assert not left, f"still running: {left}"
 
 
-def test_a_restore_into_a_full_file_system(tmp_path: Path, small: Path) -> None:
+def test_a_restore_that_cannot_fit_is_refused_before_any_work(tmp_path: Path, small: Path) -> None:
+    """The backup recorded the room each part takes: 40 MiB of data in a 20 MiB file system is
+    refused at once, with both numbers, before duplicity writes a byte; 3 MiB of it fits."""
     source = _source(tmp_path / "src", 40)
     config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
     assert rescue(config, "backup", "--full").code == 0
     run, seconds = _timed(config, "restore", "/", "--to", str(small / "out"))
     assert run.code == 34, run.err
-    assert f"{small} is full: the restore did not fit in the 20 MiB free there" in run.err
+    assert re.search(
+        r"restoring / needs about 40\.\d MiB \(its size at backup time\), but ", run.err
+    )
+    assert f"{small} has only 20 MiB free" in run.err and "nothing was written" in run.err
     assert seconds < 30
-    assert list(small.iterdir()) == []  # no staging, no half tree
-    _no_duplicity_on(tmp_path)
+    assert list(small.iterdir()) == []
+    chunk = rescue(config, "restore", "data/chunk7", "--to", str(small / "chunk"))
+    assert chunk.code == 0, chunk.err
+    assert (small / "chunk").read_bytes() == (source / "data/chunk7").read_bytes()
     subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
     again = rescue(config, "restore", "/", "--to", str(small / "out"))
     assert again.code == 0, again.err
     assert compare_trees(source, small / "out") == []
+
+
+def test_a_restore_into_a_file_system_that_fills_up_meanwhile(tmp_path: Path, small: Path) -> None:
+    """The check passed (12 MiB into 20 MiB free), then another process filled the file
+    system while duplicity wrote: that filler is the test's, a fault rescue does not own."""
+    source = _source(tmp_path / "src", 12)
+    config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
+    assert rescue(config, "backup", "--full").code == 0
+    filler = tmp_path / "filler"
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [*RESCUE, "--config", str(config), "--log-file", str(tmp_path / "rescue.log"),
+         "restore", "/", "--to", str(small / "out")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while not list(small.glob(".rescue-restore-*")) and proc.poll() is None:
+        time.sleep(0.01)
+    subprocess.run(["mount", "--bind", str(small), str(_mkdir(filler))], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}/other", "bs=1M"], capture_output=True)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 34, err
+        assert f"{small} is full: the restore did not fit in the " in err, err
+        assert time.monotonic() - began < 30
+        assert [p.name for p in small.iterdir()] == ["other"]  # no staging, no half tree
+        _no_duplicity_on(tmp_path)
+        (filler / "other").unlink()
+    finally:
+        subprocess.run(["umount", str(filler)], check=True)
+    again = rescue(config, "restore", "/", "--to", str(small / "out"))
+    assert again.code == 0, again.err
+    assert compare_trees(source, small / "out") == []
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def test_a_backup_to_a_full_destination(tmp_path: Path, small: Path) -> None:

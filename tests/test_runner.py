@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Ctx:
     cleanups: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    checkpoint: Callable[[], None] = lambda: None
 
     def ask(self, question: Any) -> Any:
         return self.answers.ask(question)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from rescue import guardian
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
@@ -213,6 +214,7 @@ def recover(
             _dry_run(runner, ctx)
             return
         stack.enter_context(exclusive(LOCK_DIR, "recover"))
+        stack.enter_context(guardian.watching(ctx.target_root))  # mounts never outlive a kill
         if restart:
             _forget(ctx)
         if continuing:

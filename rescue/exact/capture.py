@@ -19,6 +19,7 @@ from rescue.config import Settings
 from rescue.errors import ManifestError
 from rescue.exact import holes, xattrs
 from rescue.exact.records import SIDECAR_REL, Record, Writer, encode_xattrs, type_code
+from rescue.exact.sizes import SIZES_REL, Sizes
 
 log = logging.getLogger("rescue.exact")
 
@@ -37,6 +38,7 @@ class Captured:
     sparse: int = 0
     hardlinks: list[list[str]] = field(default_factory=list)
     seconds: float = 0.0
+    sizes: Sizes = field(default_factory=Sizes)
 
 
 class Discard:
@@ -80,7 +82,10 @@ class _Walk:
             record["a"] = st.st_atime_ns
             self.writer.add(record)
             self.found.records += 1
-        if kind != "d" and st.st_nlink > 1:
+        linked = kind != "d" and st.st_nlink > 1
+        if not linked or (st.st_dev, st.st_ino) not in self.inodes:  # an inode's room once
+            self.found.sizes.add(rel, kind == "d", st.st_blocks * 512)
+        if linked:
             self.inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
 
     @staticmethod
@@ -160,7 +165,8 @@ def capture(
 
 
 def record_selection(settings: Settings, extra_excludes: Iterable[str] = ()) -> Captured:
-    """Write the sidecar of the selection settings describe, at root/SIDECAR_REL."""
+    """Write the sidecar of the selection settings describe, at root/SIDECAR_REL, and the
+    room its parts take, at root/SIZES_REL."""
     root = Path(str(settings.selection.root))
     path = root / SIDECAR_REL
     try:
@@ -175,6 +181,7 @@ def record_selection(settings: Settings, extra_excludes: Iterable[str] = ()) -> 
             [*map(str, settings.selection.exclude), *extra_excludes],
             writer,
         )
+        captured.sizes.write(root / SIZES_REL)
     except BaseException:
         writer.abort()
         raise

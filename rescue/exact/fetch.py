@@ -18,6 +18,7 @@ from rescue.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
 from rescue.exact.records import Record, read, relative
+from rescue.exact.sizes import SIZES_REL, Sizes, load_sizes
 from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
 
@@ -34,6 +35,7 @@ class Fetched:
 
     sidecar: Path | None
     hardlinks: list[list[str]] = field(default_factory=list)
+    sizes: Sizes | None = None  # the room its parts take (None: not recorded)
 
     def records(self) -> Iterator[Record]:
         if self.sidecar is None:
@@ -66,4 +68,5 @@ def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
         path = own / PurePosixPath(manifest.MANIFEST_REL).name
         if path.exists():
             hardlinks = manifest.load(path).get("hardlinks", [])
-        yield Fetched(sidecar if sidecar.exists() else None, hardlinks)
+        room = load_sizes(own / PurePosixPath(SIZES_REL).name)
+        yield Fetched(sidecar if sidecar.exists() else None, hardlinks, room)

@@ -12,6 +12,7 @@ from rescue.exact.fetch import NO_RECORDS, fetched
 from rescue.exact.links import relink
 from rescue.exact.records import relative
 from rescue.exact.replay import Replayed, replay
+from rescue.exact.sizes import check_room
 from rescue.exact.watch import HoleWatch
 from rescue.placement.guard import RestoreTarget
 
@@ -37,6 +38,7 @@ def restore_exact(
     dest = target.path
     backup_set = engine.pick(at)
     with fetched(engine, backup_set.time) as records:
+        check_room(records.sizes, prefix, dest, f"restoring /{prefix}")
         watch = HoleWatch(records.sparse_below(prefix))
         summary = engine.restore(
             path,

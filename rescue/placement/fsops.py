@@ -140,6 +140,24 @@ def usage(path: Path) -> int:
     return total
 
 
+def fs_of(path: Path) -> str:
+    """The mount point of the file system that holds path."""
+    real = Path(os.path.realpath(path))
+    while not os.path.ismount(real) and real != real.parent:
+        real = real.parent
+    return str(real)
+
+
+def free_bytes(path: Path) -> int:
+    """Free space at path (or its nearest existing parent), as rescue can use it: root may
+    also fill the blocks a file system reserves for root."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    st = os.statvfs(probe)
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
 def inside(path: str, top: str) -> bool:
     """path is top or below it (both absolute and resolved)."""
     return path == top or path.startswith(top.rstrip("/") + "/")

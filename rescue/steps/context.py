@@ -71,6 +71,10 @@ class Facts:
     warnings: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # restored files recovery rewrote (rel)
     metadata_file: str | None = None  # the backup's rescue.exact records, fetched with the manifest
+    sizes_file: str | None = None  # the room each part of the backup takes, fetched with it too
+    # restore_full's finished file systems (backup path -> what it restored), so a resumed
+    # run does not restore them again (nor need twice their room)
+    restored_systems: dict[str, dict[str, Any]] = field(default_factory=dict)
     punched: list[str] = field(default_factory=list)  # files the hole puncher changed (rel)
     metadata_warnings: list[str] = field(default_factory=list)  # what replay could not put back
 
@@ -97,6 +101,7 @@ class Context:
         self._settings = settings
         self._manifest: dict[str, Any] | None = None
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
+        self.checkpoint: Callable[[], None] = lambda: None  # the runner saves the state
 
     # -- paths -------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from rescue import manifest
 from rescue.errors import ManifestError
 from rescue.exact.fetch import NO_RECORDS
+from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import remove_own
 from rescue.steps.context import Context
 from rescue.units import human_size
@@ -44,7 +45,9 @@ def run(ctx: Context) -> list[str]:
     # The identity files come in the same duplicity run: each run costs seconds (a minute
     # under emulation), and restore_identity needs them next.
     found = ctx.engine().restore_files(
-        [manifest.MANIFEST_REL, manifest.SIDECAR_REL, *IDENTITY_FILES], folder, ctx.restore_time()
+        [manifest.MANIFEST_REL, manifest.SIDECAR_REL, SIZES_REL, *IDENTITY_FILES],
+        folder,
+        ctx.restore_time(),
     )
     if manifest.MANIFEST_REL not in found:
         raise ManifestError(
@@ -59,6 +62,11 @@ def run(ctx: Context) -> list[str]:
         records = ctx.work_dir / "metadata.jsonl.gz"
         os.replace(folder / manifest.SIDECAR_REL, records)
         ctx.facts.metadata_file = str(records)
+    ctx.facts.sizes_file = None
+    if SIZES_REL in found:
+        sizes = ctx.work_dir / "sizes.json.gz"
+        os.replace(folder / SIZES_REL, sizes)
+        ctx.facts.sizes_file = str(sizes)
     data = ctx.manifest()
     host = data.get("host", {})
     ctx.facts.host = host.get("hostname")

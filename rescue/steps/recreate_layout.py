@@ -59,6 +59,7 @@ def run(ctx: Context) -> list[str]:
         if not _confirmed(ctx, script_path):
             raise UsageError("the layout was not confirmed; nothing was written to the disks")
         ctx.facts.erase_confirmed = True
+    ctx.facts.restored_systems = {}  # new file systems: nothing is restored in them yet
     env = {}
     secret_file = None
     if f'"${{{LUKS_PASSPHRASE_VAR}:-}}"' in script:  # the script makes LUKS containers

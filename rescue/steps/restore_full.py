@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from rescue.engine import Engine, RestoreSummary
 from rescue.errors import PathNotInBackupError, RescueError
 from rescue.exact.fetch import Fetched
+from rescue.exact.sizes import check_room, load_sizes
 from rescue.exact.watch import HoleWatch
 from rescue.placement.guard import file_system_root
 from rescue.steps.context import Context
@@ -62,30 +63,46 @@ def run(ctx: Context) -> list[str]:
     records = Fetched(_sidecar(ctx))
     engine = ctx.engine()
     at = ctx.restore_time()
-    punched: list[str] = []
-    files = size = followed = freed = 0
-    seconds = 0.0
+    systems = file_systems(ctx)
+    done = ctx.facts.restored_systems
+    room = load_sizes(Path(ctx.facts.sizes_file) if ctx.facts.sizes_file else None)
+    for rel, below in systems:  # every file system is checked before any is written
+        if rel not in done:
+            check_room(room, rel, ctx.target(rel), f"the backup's /{rel}", below, whole=True)
     lines = []
-    for rel, below in file_systems(ctx):
+    for rel, below in systems:
+        if rel in done and done[rel]["at"] == at:
+            lines.append(f"/{rel}: restored by an earlier attempt")
+            continue
         watch = HoleWatch(records.sparse_below(rel))
         try:
             summary = _restore(engine, ctx.target(rel), rel, below, at, watch)
         except PathNotInBackupError:
             lines.append(f"/{rel}: the backup holds nothing there")
             continue
-        punched += [str(PurePosixPath(rel, t)) if rel else t for t in watch.touched]
-        files, size = files + summary.files, size + summary.bytes
-        seconds += summary.seconds
-        followed, freed = followed + len(watch.sparse), freed + watch.freed
         kept = summary.placed.undo
         lines.append(
             f"/{rel}: {summary.files} entries, {human_size(summary.bytes)} in "
             f"{summary.seconds:.1f} s"
             + (f"; {summary.placed.replaced} replaced entries kept in {kept}" if kept else "")
         )
-    ctx.facts.punched = sorted(punched)
-    ctx.facts.restored_files = files
-    ctx.facts.restored_bytes = size
+        done[rel] = {
+            "at": at,
+            "files": summary.files,
+            "bytes": summary.bytes,
+            "seconds": summary.seconds,
+            "followed": len(watch.sparse),
+            "freed": watch.freed,
+            "punched": [str(PurePosixPath(rel, t)) if rel else t for t in watch.touched],
+        }
+        ctx.checkpoint()  # a resume after a kill starts with the next file system
+    results = list(done.values())
+    ctx.facts.punched = sorted(p for r in results for p in r["punched"])
+    ctx.facts.restored_files = files = sum(r["files"] for r in results)
+    ctx.facts.restored_bytes = size = sum(r["bytes"] for r in results)
+    followed = sum(r["followed"] for r in results)
+    freed = sum(r["freed"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
     return [
         f"restored {files} entries, {human_size(size)}, from the set of {iso(at)} in "
         f"{seconds:.1f} s",
