@@ -7,7 +7,8 @@ starts a guardian first: a small process in a session of its own, that rescue te
 which process groups it starts and ends. When the pipe closes without "done", rescue died
 abruptly: the guardian kills the groups still listed, waits until they are empty, and then
 unmounts everything at or below the target root, deepest first. Never while a process of the
-run lives, so nothing can write into the directories under a mount point.
+run lives, so nothing can write into the directories under a mount point. The next recovery
+waits for a guardian still at work, so its unmounts never race that run's mounts.
 
 Run as `python -m rescue.guardian TARGET_ROOT`, with the pipe as its standard input. It is
 the one process rescue starts outside rescue.execute: it must outlive rescue, not die with it.
@@ -43,6 +44,7 @@ def tell(message: str) -> None:
 def watching(target_root: Path) -> Iterator[None]:
     """While the body runs, a guardian unmounts target_root's tree should rescue be killed."""
     global _pipe
+    _wait_for_others()
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, False)
     try:
@@ -59,6 +61,29 @@ def watching(target_root: Path) -> Iterator[None]:
         tell("done")
         _pipe = None
         os.close(write_end)
+
+
+def _wait_for_others() -> None:
+    """A guardian still at work is a killed run's, cleaning up (a live run would hold the
+    recovery lock, which the caller has): its unmounts must not race this run's mounts."""
+    deadline = time.monotonic() + WAIT_SECONDS + 30
+    while _others() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _others() -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"rescue.guardian" in argv[:4]:
+            found.append(int(entry.name))
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

@@ -20,6 +20,7 @@ from scenario import CHANGED_MARKER, EXCLUDE_GLOB, GAMES_ID, PASSPHRASE
 from server import ARCHIVE_DIR, ODD_MODES, SERVICE_LINK, SPARSE_DATA, SPARSE_DATA_AT, SPARSE_REL
 
 from rescue.config import DEFAULT_EXCLUDES
+from rescue.exact.sizes import SIZES_REL
 from rescue.live.console import DONE_MARKER, READY_MARKER
 from rescue.live.plan_source import LABEL, PLAN_DIR
 from rescue.manifest import MANIFEST_REL, SIDECAR_REL, hardlink_groups
@@ -166,7 +167,7 @@ def _allowed(line: str) -> bool:
     # which is its mounted file system's (proc 0555), not the directory's beneath (0755).
     if line.startswith("mode differs") and f"{path}/" in excluded:
         return True
-    if path in (MANIFEST_REL, SIDECAR_REL):  # each backup rewrites them
+    if path in (MANIFEST_REL, SIDECAR_REL, SIZES_REL):  # each backup rewrites them
         return True
     allowed = REGENERATED + WRITTEN_AFTER_BACKUP
     return (path + "/").startswith(allowed) or path.startswith(allowed)

@@ -76,6 +76,32 @@ def _targets(ctx: Context, state: SystemState) -> list[Disk]:
     return _readable(ctx, candidates, state)
 
 
+# Bytes read at the start, the middle and the end of a candidate disk.
+SAMPLE = 4096
+
+
+def _read_samples(disk: Disk) -> None:
+    """LayoutError if a block at the start, the middle or the end of the disk cannot be read.
+
+    Why: blkid (and wipefs) find "nothing" on a disk whose reads fail with EIO, exactly as on a
+    blank one, so a dying disk would be offered as a target. The start and the end are where
+    the new partition table goes (GPT keeps a copy at the end); the middle samples the rest.
+    """
+    last = max(disk.size_bytes - SAMPLE, 0) // SAMPLE * SAMPLE
+    try:
+        fd = os.open(disk.path, os.O_RDONLY)
+    except OSError as exc:
+        raise LayoutError(f"cannot open it: {exc.strerror}") from exc
+    try:
+        for offset in sorted({0, last // 2 // SAMPLE * SAMPLE, last}):
+            try:
+                os.pread(fd, SAMPLE, offset)
+            except OSError as exc:
+                raise LayoutError(f"a read at byte {offset} fails: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
 def _readable(ctx: Context, candidates: list[Disk], state: SystemState) -> list[Disk]:
     """The candidates' layouts, read disk by disk. A disk already ruled out (it holds the
     backup, the rescue media or a mount) is not read at all; one that cannot be read (a dying
@@ -86,6 +112,7 @@ def _readable(ctx: Context, candidates: list[Disk], state: SystemState) -> list[
             found.append(disk)  # offered to nothing; kept so that the refusals can name it
             continue
         try:
+            _read_samples(disk)
             found += capture([disk.path]).disks
         except LayoutError as exc:
             ctx.warn(f"{disk.path} cannot be read ({exc}): left out of the mapping")

@@ -6,7 +6,10 @@ where other file systems are mounted, and each of those restores its own path (s
 the file systems mounted below it in turn). So no file is ever copied across file systems, and
 a separate /boot or /home is filled directly, never through the root's free space. A run that
 was killed leaves its staging directory behind: it is removed before the next attempt, and the
-merge's journal lets the next attempt replace what the killed one had already placed.
+merge's journal lets the next attempt replace what the killed one had already placed. A file
+system whose run finished is recorded in the state file at once, so a resumed recovery does not
+restore it again (which would need its room twice). Before the first run, every file system's
+part of the backup is checked against the room of the file system that receives it.
 """
 
 from __future__ import annotations
