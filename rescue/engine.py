@@ -489,6 +489,7 @@ class Engine:
         *,
         numeric_owner: bool = False,
         during: Callable[[Path], AbstractContextManager[object]] | None = None,
+        before_place: Callable[[Path], None] | None = None,
         excludes: Sequence[str] = (),
         drop: Sequence[str] = (),
     ) -> RestoreSummary:
@@ -502,7 +503,9 @@ class Engine:
         them are removed from the staging directory before the merge (they cost room there
         while duplicity runs). numeric_owner keeps the backup's uids and gids whatever the
         names map to here. during(staged path) is entered while duplicity writes
-        (rescue.exact.watch follows the sparse files with it).
+        (rescue.exact.watch follows the sparse files with it); before_place(staged path) runs
+        after it, before anything is moved to the target, so a restore killed at any moment
+        leaves at the target nothing or all of it (rescue.exact replays its records there).
         """
         rel = relative_path(path, self.settings) if path else ""
         with self._target() as remote:
@@ -532,6 +535,8 @@ class Engine:
                 for rel_below in drop:
                     remove_own(item / PurePosixPath(rel_below).relative_to(rel or "."))
                 files, size = _totals(item)
+                if before_place is not None:
+                    before_place(item)
                 placed = place(
                     item,
                     target,

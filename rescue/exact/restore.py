@@ -1,6 +1,7 @@
 """`rescue restore` with everything duplicity drops put back: the records of the set are
 fetched first, the sparse files are followed while duplicity writes, then the hard links, the
-xattrs and ACLs, the holes and the exact times are replayed on what was restored."""
+xattrs and ACLs, the holes and the exact times are replayed on what was restored, still in the
+staging directory: what is placed at the target is complete, even if rescue is killed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from rescue.engine import Engine, RestoreSummary, relative_path
 from rescue.exact.fetch import NO_RECORDS, fetched
-from rescue.exact.links import relink
+from rescue.exact.links import Relinked, relink
 from rescue.exact.records import relative
 from rescue.exact.replay import Replayed, replay
 from rescue.exact.sizes import check_room
@@ -40,22 +41,31 @@ def restore_exact(
     with fetched(engine, backup_set.time) as records:
         check_room(records.sizes, prefix, dest, f"restoring /{prefix}")
         watch = HoleWatch(records.sparse_below(prefix))
+        finished: list[tuple[Relinked, Replayed]] = []
+
+        def put_back(item: Path) -> None:
+            """Relink and replay in the staging directory, before the tree is placed."""
+
+            def resolve(rel: str) -> Path | None:
+                inside = relative(rel, prefix)
+                return None if inside is None else item / inside if inside else item
+
+            linked = relink(records.hardlinks, resolve)
+            linked.problems = [p.replace(str(item), str(dest)) for p in linked.problems]
+            punched = {item / rel if rel else item for rel in watch.touched}
+            replayed = replay(records.records(), prefix, item, punched)
+            replayed.freed += watch.freed
+            finished.append((linked, replayed))
+
         summary = engine.restore(
             path,
             target,
             backup_set.time,
             numeric_owner=numeric_owner,
             during=watch.during,
+            before_place=put_back,
         )
-
-        def resolve(rel: str) -> Path | None:
-            inside = relative(rel, prefix)
-            return None if inside is None else dest / inside if inside else dest
-
-        linked = relink(records.hardlinks, resolve)
-        punched = {dest / rel if rel else dest for rel in watch.touched}
-        replayed = replay(records.records(), prefix, dest, punched)
-        replayed.freed += watch.freed
+    ((linked, replayed),) = finished
     warnings = [*linked.problems, *replayed.warnings()]
     if records.sidecar is None:
         warnings.append(NO_RECORDS)
