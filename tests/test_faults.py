@@ -69,15 +69,15 @@ def _no_duplicity_on(folder: Path) -> None:
 
 
 def test_a_restore_that_cannot_fit_is_refused_before_any_work(tmp_path: Path, small: Path) -> None:
-    """The backup recorded the room each part takes: 40 MiB of data in a 20 MiB file system is
-    refused at once, with both numbers, before duplicity writes a byte; 3 MiB of it fits."""
-    source = _source(tmp_path / "src", 40)
+    """The backup recorded the room each part takes: 24 MiB of data in a 20 MiB file system is
+    refused at once, with both numbers, before duplicity writes a byte; 1 MiB of it fits."""
+    source = _source(tmp_path / "src", 24)
     config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
     assert rescue(config, "backup", "--full").code == 0
     run, seconds = _timed(config, "restore", "/", "--to", str(small / "out"))
     assert run.code == 34, run.err
     assert re.search(
-        r"restoring / needs about 40\.\d MiB \(its size at backup time\), but ", run.err
+        r"restoring / needs about 24\.\d MiB \(its size at backup time\), but ", run.err
     )
     assert f"{small} has only 20 MiB free" in run.err and "nothing was written" in run.err
     assert seconds < 30
@@ -92,9 +92,9 @@ def test_a_restore_that_cannot_fit_is_refused_before_any_work(tmp_path: Path, sm
 
 
 def test_a_restore_into_a_file_system_that_fills_up_meanwhile(tmp_path: Path, small: Path) -> None:
-    """The check passed (12 MiB into 20 MiB free), then another process filled the file
+    """The check passed (8 MiB into 20 MiB free), then another process filled the file
     system while duplicity wrote: that filler is the test's, a fault rescue does not own."""
-    source = _source(tmp_path / "src", 12)
+    source = _source(tmp_path / "src", 8)
     config = _config(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
     assert rescue(config, "backup", "--full").code == 0
     filler = tmp_path / "filler"

@@ -14,6 +14,8 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -78,11 +80,29 @@ def timed(config: Path, *args: str) -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+SIGNALS = {"term": signal.SIGTERM, "kill": signal.SIGKILL}
+
+
+def both_signals(tmp_path: Path, work: Callable[[Path, int], None]) -> None:
+    """The SIGTERM and the SIGKILL series side by side, each in a folder of its own: both
+    cores work, and each run meets the other's load, as on a busy server."""
+    with ThreadPoolExecutor(len(SIGNALS)) as pool:
+        jobs = []
+        for name, signum in SIGNALS.items():
+            (tmp_path / name).mkdir()
+            jobs.append(pool.submit(work, tmp_path / name, signum))
+        for job in jobs:
+            job.result()
+
+
 @pytest.mark.parametrize("method", ["file", "sftp"])
 def test_backups_killed_leave_nothing_running_and_the_next_run_works(
-    tmp_path: Path, method: str, signum: int, sshd: SshServer
+    tmp_path: Path, method: str, sshd: SshServer
 ) -> None:
+    both_signals(tmp_path, lambda folder, signum: _backups(folder, method, signum, sshd))
+
+
+def _backups(tmp_path: Path, method: str, signum: int, sshd: SshServer) -> None:
     source = tmp_path / "src"
     tree(source)
     dest = (
@@ -102,8 +122,11 @@ def test_backups_killed_leave_nothing_running_and_the_next_run_works(
     assert compare_trees(source, out) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
-def test_restores_killed_leave_nothing_running_nor_behind(tmp_path: Path, signum: int) -> None:
+def test_restores_killed_leave_nothing_running_nor_behind(tmp_path: Path) -> None:
+    both_signals(tmp_path, _restores)
+
+
+def _restores(tmp_path: Path, signum: int) -> None:
     source = tmp_path / "src"
     tree(source)
     config = settings(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
