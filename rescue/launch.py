@@ -5,15 +5,19 @@ and once it is done a late stop is ignored while Python exits."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
 
 
 def _stopped_early(signum: int, frame: FrameType | None) -> None:
+    """Nothing is started yet, so nothing is to undo: leave at once. An exception raised here
+    could land inside an import's native code (pydantic's), which turns it into a traceback."""
     name = signal.Signals(signum).name
     print(f"rescue: stopped by {name} before it had started anything", file=sys.stderr)
-    sys.exit(128 + signum)
+    sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ holds no file listing."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -107,3 +108,23 @@ def test_a_recovery_resumes_from_any_working_directory(tmp_path: Path) -> None:
         cwd=elsewhere, stdin=subprocess.DEVNULL, capture_output=True, text=True,
     )  # fmt: skip
     assert "does not exist here" in again.stderr, again.stderr  # the same step, not a lost plan
+
+
+def test_a_stop_while_rescue_starts_is_one_line_and_exit_143() -> None:
+    """SIGTERM at moments spread over the imports (click, pydantic and the command modules):
+    always the one line and exit 143, never a traceback from inside an import."""
+    caught = 0
+    for n in range(12):
+        proc = subprocess.Popen(
+            [*RESCUE, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.03 + 0.02 * n)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode == 0:
+            continue  # it was done first
+        assert proc.returncode == 143, err
+        assert err.count("\n") == 1 and err.startswith("rescue: stopped by SIGTERM"), err
+        caught += 1
+    assert caught >= 3, f"only {caught} of 12 stops came while rescue started"
