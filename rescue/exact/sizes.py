@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import ManifestError, NoSpaceError
-from rescue.placement.fsops import free_bytes, fs_of
+from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of
 from rescue.units import human_size
 
 SIZES_REL = "var/lib/rescue/sizes.json.gz"
@@ -101,25 +101,16 @@ def check_room(
     or with whole=True the file system's whole room (a recovery's target file system is
     rescue's own, so what an interrupted attempt put there is replaced, not added to)."""
     needed = sizes.needed(prefix, without) if sizes is not None else None
-    if needed is None or capacity_bytes(where) == 0:  # ramfs and the like keep no count
+    capacity = capacity_bytes(where)
+    if needed is None or capacity == 0:  # ramfs and the like keep no count
         return
-    room = capacity_bytes(where) if whole else free_bytes(where)
+    room = capacity if whole else free_bytes(where)
     if needed > room:
         where_text = (
-            f"the file system at {fs_of(where)} holds only"
-            if whole
-            else (f"{fs_of(where)} has only")
+            f"the file system at {fs_of(where)} holds only" if whole else f"{fs_of(where)} has only"
         )
         raise NoSpaceError(
             f"{what} needs about {human_size(needed)} (its size at backup time), but "
             f"{where_text} {human_size(room)}{'' if whole else ' free'}: make room there or "
             "restore elsewhere; nothing was written"
         )
-
-
-def capacity_bytes(path: Path) -> int:
-    """The room of the whole file system at path (or its nearest existing parent)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    st = os.statvfs(path)
-    return st.f_blocks * st.f_frsize

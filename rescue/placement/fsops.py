@@ -148,14 +148,25 @@ def fs_of(path: Path) -> str:
     return str(real)
 
 
+def _statvfs(path: Path) -> os.statvfs_result:
+    """statvfs of path, or of its nearest existing parent (a restore's target may not exist)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.statvfs(path)
+
+
 def free_bytes(path: Path) -> int:
     """Free space at path (or its nearest existing parent), as rescue can use it: root may
     also fill the blocks a file system reserves for root."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    st = os.statvfs(probe)
+    st = _statvfs(path)
     return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def capacity_bytes(path: Path) -> int:
+    """The room of the whole file system at path (or its nearest existing parent); 0 where the
+    file system keeps no count (ramfs)."""
+    st = _statvfs(path)
+    return st.f_blocks * st.f_frsize
 
 
 def inside(path: str, top: str) -> bool:
