@@ -523,3 +523,45 @@ def test_undo_directories_are_listed_and_pruned(tmp_path: Path, world: World) ->
         assert not box.path(item["path"]).exists()
         assert box.run([*undo_cmd, "list", "--json"]).json() == []
         assert box.path("/srv/work/f").read_text() == "restored-host\n"  # prune moves nothing
+
+
+def test_a_backup_replaces_only_its_own_files_at_the_source(tmp_path: Path) -> None:
+    """The files a backup rewrites in the source's var/lib/rescue (the manifest, the records and
+    the sizes, each by a rename of its own temporary file) are the only source paths it
+    touches: a symlink planted in place of sizes.json.gz is replaced itself, never followed
+    to the file it names, and a neighbour there stays as it was."""
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    config = write_settings(
+        folder / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": "/srv/dest"},
+            "encryption": {"mode": "none"},
+            "selection": {"root": "/srv/sys", "include": ["/srv/sys"]},
+            "duplicity": {"archive_dir": "/srv/cache"},
+        },
+    )
+    setup = (
+        "mkdir -p /srv/sys/etc /srv/sys/var/lib/rescue /etc; echo keep > /etc/precious; "
+        "echo src > /srv/sys/etc/hostname; echo mine > /srv/sys/var/lib/rescue/notes; "
+        "ln -s /etc/precious /srv/sys/var/lib/rescue/sizes.json.gz"
+    )
+    with Sandbox(tmp_path / "box", readonly=[folder]) as box:
+        box.run(["sh", "-ec", setup], check=True)
+        before = tree_state(box.path("/srv/sys")) | {
+            "precious": entry_state(box.path("/etc/precious"))
+        }
+        run = box.rescue(config, "backup", "--full")
+        assert run.code == 0, run.err
+        after = tree_state(box.path("/srv/sys")) | {
+            "precious": entry_state(box.path("/etc/precious"))
+        }
+        own = {
+            f"var/lib/rescue/{n}" for n in ("manifest.json", "metadata.jsonl.gz", "sizes.json.gz")
+        }
+        own.add("var/lib/rescue")  # their directory: its times change as they are renamed in
+        assert differences(before, after) <= own
+        assert box.path("/etc/precious").read_text() == "keep\n"
+        sizes = box.path("/srv/sys/var/lib/rescue/sizes.json.gz")
+        assert sizes.is_file() and not sizes.is_symlink()
+        assert box.path("/srv/sys/var/lib/rescue/notes").read_text() == "mine\n"
