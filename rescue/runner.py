@@ -4,7 +4,8 @@ Why this shape (ReaR's workflows, borgmatic's actions): a bare-metal recovery is
 machine in trouble, and must survive a crash or a reboot of the rescue system. So:
 
 - a workflow is an explicit tuple of step modules; each has an ID, a TITLE, a pure
-  `plan(ctx)` (the actions it would take, for --dry-run) and `run(ctx)` (what it did);
+  `plan(ctx)` (the actions it would take, for --dry-run) and `run(ctx)` (what it did); a step
+  whose title depends on the options (finish: reboot or not) also has a pure `title(ctx)`;
 - after every step the state file is written (atomically), with the step's outcome, its
   duration and the facts the steps have found so far, so `--resume` starts at the first
   unfinished step with everything the earlier steps learnt;
@@ -201,7 +202,8 @@ class Runner:
                     f"{old.first_unfinished()}); continue it with --resume, or start over "
                     "with --restart"
                 )
-        self.state = State(options, [StepRecord(s.ID, s.TITLE) for s in self.workflow])
+        records = [StepRecord(s.ID, title_of(s, self.ctx)) for s in self.workflow]
+        self.state = State(options, records)
         self.state.save(self.state_path)
 
     def load(self) -> State:
@@ -272,7 +274,7 @@ class Runner:
         record.started = time.time()
         record.runs += 1
         self._save()
-        self.ctx.echo(f"[{number:>2}/{total}] {step.ID}: {step.TITLE}")
+        self.ctx.echo(f"[{number:>2}/{total}] {step.ID}: {title_of(step, self.ctx)}")
         log.info("step %s: start", step.ID)
         began = self.clock()
         try:
@@ -301,6 +303,12 @@ class Runner:
             self.ctx.run_cleanups()
         finally:
             self._save()
+
+
+def title_of(step: Step, ctx: Any) -> str:
+    """The step's title for this run: its `title(ctx)` when it has one, else its TITLE."""
+    title = getattr(step, "title", None)
+    return str(title(ctx)) if callable(title) else step.TITLE
 
 
 def _one_line(exc: BaseException) -> str:

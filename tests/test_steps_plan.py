@@ -13,7 +13,8 @@ from loopdisks import loop_disk, require_loop_disks
 
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition, layout_to_dict
 from rescue.prompts import Answers
-from rescue.steps import RECOVER
+from rescue.runner import Runner, State
+from rescue.steps import RECOVER, finish
 from rescue.steps.context import Context, Options
 
 
@@ -107,6 +108,42 @@ def test_plans_name_the_real_devices_and_write_nothing(tmp_path: Path) -> None:
         in (plans["bootloader"])
     )
     assert plans["finish"][-1] == "then: reboot"
+
+
+@pytest.mark.parametrize(
+    ("after", "ending", "last_action"),
+    [
+        ("reboot", ", reboot", "then: reboot"),
+        ("poweroff", ", power off", "then: poweroff"),
+        ("shell", " (no reboot: back to the shell)", "then: shell"),
+        ("none", " (no reboot)", "then: none"),
+    ],
+)
+def test_the_finish_title_says_the_configured_action(
+    tmp_path: Path, after: str, ending: str, last_action: str
+) -> None:
+    """`after = "none"` must not be announced as a reboot: in the title the runner prints and
+    records in the state file and the report, and in the plan."""
+    options = Options(work_dir=str(tmp_path / "w"), target_root=str(tmp_path / "t"), after=after)
+    ctx = Context(options, Answers({}, interactive=False))
+    expected = f"unmount, keep the log in the restored system{ending}"
+    assert finish.title(ctx) == expected
+    assert finish.plan(ctx)[-1] == last_action
+    runner = Runner(RECOVER, ctx, ctx.state_path)
+    runner.start({})
+    assert State.load(ctx.state_path).record("finish").title == expected
+
+
+def test_the_finish_title_follows_the_plan_answer_or_asks(tmp_path: Path) -> None:
+    options = Options(work_dir=str(tmp_path / "w"))
+    answered = Context(options, Answers({"recover.after": "poweroff"}, interactive=False))
+    assert finish.title(answered).endswith(", power off")
+    unattended = Context(options, Answers({}, interactive=False))  # nobody to ask: nothing
+    assert finish.title(unattended).endswith(" (no reboot)")
+    assert finish.plan(unattended)[-1] == "then: none"
+    guided = Context(options, Answers({}, interactive=True))
+    assert finish.title(guided).endswith(", then ask: reboot, power off, shell or none")
+    assert finish.plan(guided)[-1] == "then: ask (reboot, poweroff, shell or none)"
 
 
 @pytest.mark.parametrize("step", RECOVER, ids=lambda s: s.ID)

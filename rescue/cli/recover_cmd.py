@@ -23,7 +23,7 @@ from rescue.lock import exclusive
 from rescue.placement.fsops import remove_own
 from rescue.prompts import QUESTIONS, Answers
 from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
-from rescue.runner import Runner, State, Stopped, report, step_ids
+from rescue.runner import Runner, State, Stopped, report, step_ids, title_of
 from rescue.steps import RECOVER, restore_identity
 from rescue.steps.context import (
     DEFAULT_TARGET_ROOT,
@@ -244,7 +244,8 @@ def _dry_run(runner: Runner, ctx: Context) -> None:
     click.echo("Dry run: nothing on the disks is changed. The steps, in order:")
     for number, (step, actions, error) in enumerate(runner.dry_run(), start=1):
         mark = "" if not error else f"  (FAILS NOW: {error})"
-        click.echo(f"[{number:>2}/{len(runner.workflow)}] {step.ID}: {step.TITLE}{mark}")
+        title = title_of(step, ctx)
+        click.echo(f"[{number:>2}/{len(runner.workflow)}] {step.ID}: {title}{mark}")
         for action in actions:
             click.echo(f"      {action}")
 

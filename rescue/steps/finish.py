@@ -15,10 +15,38 @@ from rescue.steps import restore_identity
 from rescue.steps.context import Context, write_json
 
 ID = "finish"
-TITLE = "unmount, keep the log in the restored system, reboot"
+# The generic title (the --help list has no plan yet); title(ctx) says the configured action.
+TITLE = "unmount, keep the log in the restored system, then reboot, power off or not (--after)"
 READ_ONLY = False
 REDO_ON_RESUME = False
 AFTER = {"reboot": ["systemctl", "reboot"], "poweroff": ["systemctl", "poweroff"]}
+# How the title ends for each action: "none" must not read as a reboot (nor "shell").
+TITLE_END = {
+    "reboot": ", reboot",
+    "poweroff": ", power off",
+    "shell": " (no reboot: back to the shell)",
+    "none": " (no reboot)",
+}
+TITLE_ASKED = ", then ask: reboot, power off, shell or none"
+
+
+def planned_after(ctx: Context) -> str | None:
+    """The action the run will take (--after, the plan's `after`, its answer to recover.after,
+    or none when nobody can be asked); None when it will be asked at the end."""
+    if ctx.options.after:
+        return ctx.options.after
+    if ctx.answers.has("recover.after"):
+        return str(ctx.answers.planned["recover.after"])
+    if not ctx.answers.interactive:
+        return "none"
+    return None
+
+
+def title(ctx: Context) -> str:
+    """The title with the configured action, so a run with `after = "none"` never says reboot."""
+    after = planned_after(ctx)
+    end = TITLE_ASKED if after is None else TITLE_END.get(after, f", then {after}")
+    return f"unmount, keep the log in the restored system{end}"
 
 
 def plan(ctx: Context) -> list[str]:
@@ -26,15 +54,14 @@ def plan(ctx: Context) -> list[str]:
         "put back the rescue system's passwd and group",
         f"copy the log and the report to {ctx.target('var/log/rescue')}",
         f"unmount {ctx.target_root}",
-        f"then: {ctx.options.after or 'ask (reboot, poweroff, shell or none)'}",
+        f"then: {planned_after(ctx) or 'ask (reboot, poweroff, shell or none)'}",
     ]
 
 
 def _after(ctx: Context) -> str:
-    if ctx.options.after:
-        return ctx.options.after
-    if not ctx.answers.interactive and not ctx.answers.has("recover.after"):
-        return "none"
+    after = planned_after(ctx)
+    if after is not None and not ctx.answers.has("recover.after"):
+        return after
     choices = [Choice(c, c) for c in ("reboot", "poweroff", "shell", "none")]
     question = Question("recover.after", "select", "Recovery done. Now?", choices, default="none")
     return str(ctx.ask(question))
