@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rescue.cli import (
     backup_cmd,
+    completion_cmd,
     config_cmd,
     configbackup_cmd,
     drill_cmd,
@@ -38,6 +39,7 @@ cli.add_command(recover_cmd.recover)
 cli.add_command(net_cmd.net_group)
 cli.add_command(live_cmd.live_group)
 cli.add_command(configbackup_cmd.config_backup_group)
+cli.add_command(completion_cmd.completion)
 
 
 def main() -> None:

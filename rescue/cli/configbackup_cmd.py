@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from rescue import lock
+from rescue.cli.completion_cmd import complete_from
 from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json, table
 from rescue.config import DEFAULT_CONFIG_PATH, Settings
 from rescue.configbackup import archive, create, remote, restore
-from rescue.configbackup.modules import load_modules
+from rescue.configbackup.modules import BUILTIN, load_modules
 from rescue.configbackup.store import Store
 from rescue.errors import ConfigRestoreRefused, UsageError
 from rescue.prompts import Answers, Question
@@ -77,6 +78,10 @@ def modules_cmd(app: App, as_json: bool) -> None:
     table(None, ["module", "depends on", "paths", "state", "from"], rows)
 
 
+# Tab completion offers the built-in modules (drop-ins would need the settings read on every Tab).
+MODULE_NAMES = complete_from(m.name for m in BUILTIN)
+
+
 @config_backup_group.command("create")
 @click.option(
     "--type",
@@ -92,6 +97,7 @@ def modules_cmd(app: App, as_json: bool) -> None:
     "--module",
     "modules",
     multiple=True,
+    shell_complete=MODULE_NAMES,
     help="Only this module (repeat for more); the modules it depends on are added. Default: all.",
 )
 @ROOT_OPTION
@@ -331,6 +337,7 @@ def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     "--module",
     "modules",
     multiple=True,
+    shell_complete=MODULE_NAMES,
     help="Only this module (repeat for more). Default: all in the archive.",
 )
 @click.option(

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from rescue import guardian
+from rescue.cli.completion_cmd import complete_from
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
@@ -113,8 +114,19 @@ def _print_report(data: dict[str, object], as_json: bool, work_dir: Path) -> Non
 @click.option(
     "--restart", is_flag=True, help="Forget a recorded unfinished recovery and start over."
 )
-@click.option("--from", "from_step", metavar="STEP", help="Run from STEP to the end.")
-@click.option("--only", metavar="STEP", help="Run only STEP (after redoing mounts if needed).")
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    shell_complete=complete_from(step_ids(RECOVER)),
+    help="Run from STEP to the end.",
+)
+@click.option(
+    "--only",
+    metavar="STEP",
+    shell_complete=complete_from(step_ids(RECOVER)),
+    help="Run only STEP (after redoing mounts if needed).",
+)
 @click.option("--step-by-step", is_flag=True, help="Show each step's plan and ask before it.")
 @click.option("-t", "--time", "when", default=None, help=TIME_HELP)
 @click.option(

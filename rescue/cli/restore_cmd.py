@@ -6,6 +6,7 @@ import shlex
 
 import click
 
+from rescue.cli.completion_cmd import complete_path
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.cli.status_cmd import TIME_HELP
@@ -24,6 +25,7 @@ from rescue.units import human_size
     "--to",
     "dest",
     required=True,
+    shell_complete=complete_path,
     help="Where the restored file or directory goes (the new name, not its parent).",
 )
 @click.option("-t", "--time", "when", default=None, help=TIME_HELP)
