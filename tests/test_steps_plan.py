@@ -138,9 +138,14 @@ def test_the_finish_title_follows_the_plan_answer_or_asks(tmp_path: Path) -> Non
     options = Options(work_dir=str(tmp_path / "w"))
     answered = Context(options, Answers({"recover.after": "poweroff"}, interactive=False))
     assert finish.title(answered).endswith(", power off")
+    assert finish._after(answered) == "poweroff"  # what the run does is what the title said
     unattended = Context(options, Answers({}, interactive=False))  # nobody to ask: nothing
     assert finish.title(unattended).endswith(" (no reboot)")
     assert finish.plan(unattended)[-1] == "then: none"
+    given = Options(work_dir=str(tmp_path / "w"), after="none")  # --after wins over the answer
+    both = Context(given, Answers({"recover.after": "reboot"}, interactive=False))
+    assert finish.title(both).endswith(" (no reboot)")
+    assert finish._after(both) == "none"
     guided = Context(options, Answers({}, interactive=True))
     assert finish.title(guided).endswith(", then ask: reboot, power off, shell or none")
     assert finish.plan(guided)[-1] == "then: ask (reboot, poweroff, shell or none)"

@@ -59,9 +59,11 @@ def plan(ctx: Context) -> list[str]:
 
 
 def _after(ctx: Context) -> str:
-    after = planned_after(ctx)
-    if after is not None and not ctx.answers.has("recover.after"):
-        return after
+    """What planned_after(ctx) says; a plan's answer goes through ask(), which checks it."""
+    if ctx.options.after:
+        return ctx.options.after
+    if not ctx.answers.interactive and not ctx.answers.has("recover.after"):
+        return "none"
     choices = [Choice(c, c) for c in ("reboot", "poweroff", "shell", "none")]
     question = Question("recover.after", "select", "Recovery done. Now?", choices, default="none")
     return str(ctx.ask(question))
