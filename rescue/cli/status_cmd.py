@@ -84,7 +84,9 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
     """Show every backup set, the last runs, the restore window and the next scheduled run.
 
     A chain is a full backup and the incrementals that depend on it; restoring any set needs
-    its whole chain. Sizes, durations and failures are known for the runs this host made.
+    its whole chain. Set sizes are the volumes at the destination; durations and failures are
+    known for the runs this host made. The restore window is what the sets at the destination
+    reach back to now; the planned window is what the schedule settings aim at.
     """
     settings = app.settings()
     engine = Engine(settings)
@@ -169,7 +171,8 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
 def files(app: App, path: str, when: str | None, as_json: bool) -> None:
     """List what the backup holds under PATH as of a time.
 
-    PATH is a path on the backed-up host (/etc) or relative to the backup root (etc).
+    PATH is a path on the backed-up host (/etc) or relative to the backup root (etc). Exit 33
+    when PATH is not in that set.
     """
     at = parse_time(when) if when else None
     entries = Engine(app.settings()).list_files(at, path)
