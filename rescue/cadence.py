@@ -1,4 +1,5 @@
-"""When a full is due, when the timer fires, and how far back the kept chains reach.
+"""When a full is due, when the timer fires, and how far back the kept chains reach (planned by
+the settings, and as the destination holds them now).
 
 Why calendar periods and not an age: a timer with a random delay fires at 02:30:10 one Monday
 and 02:30:05 the next, so "the last full is older than 7 days" is false by five seconds and the
@@ -22,6 +23,7 @@ from typing import Literal
 from rescue.config import Schedule
 from rescue.errors import ScheduleClockError
 from rescue.sets import Status
+from rescue.timespec import iso
 
 Kind = Literal["full", "incremental"]
 FullEvery = Literal["daily", "weekly", "monthly"]
@@ -159,6 +161,22 @@ def restore_window(full_every: FullEvery, incremental_every: IncrementalEvery, k
     if full_every == "daily":
         return f"you can restore any {unit} of the last {span}"
     return f"you can restore any {unit} of the last {span} ({about}{days} days)"
+
+
+def window_now(status: Status, now: float) -> dict[str, object] | None:
+    """The restore window the destination holds now: from its oldest restorable set to now.
+    None without sets. Unlike restore_window (what the settings plan), this is what exists:
+    right after retention removed a chain, or with one young chain, it is much shorter."""
+    if not status.sets:
+        return None
+    oldest = status.sets[0].time
+    return {
+        "oldest_set": iso(oldest),
+        "oldest_time": oldest,
+        "seconds": max(0, int(now - oldest)),
+        "sets": len(status.sets),
+        "chains": len(status.chains),
+    }
 
 
 def last_times(status: Status) -> tuple[dt.datetime | None, dt.datetime | None]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import cadence, destlock, duplog, execute, history, lifetime, manifest
+from rescue import cadence, destlock, duplog, execute, history, lifetime, manifest, remotedir
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, display_url, duplicity_url, prepare
@@ -45,7 +45,14 @@ from rescue.placement.fsops import (
 from rescue.placement.guard import Protected, RestoreTarget, fresh
 from rescue.placement.place import Placed, place, staging
 from rescue.selection import filter_args
-from rescue.sets import BackupSet, Kind, Status, parse_collection_status, pick_set
+from rescue.sets import (
+    BackupSet,
+    Kind,
+    Status,
+    parse_collection_status,
+    pick_set,
+    volume_sizes,
+)
 from rescue.timespec import from_duplicity_time, iso
 from rescue.units import human_size
 
@@ -263,17 +270,26 @@ class Engine:
         return cached_status(self.archive_dir / cache_name(url), display_url(self.settings))
 
     def status(self) -> Status:
+        """The sets at the destination, each with the bytes its volumes take there."""
         with self._target() as target:
-            return self._status(target)
+            status = self._status(target)
+            sizes = self._volume_sizes()
+            for s in status.sets:
+                s.bytes = sizes.get(s.time)
+            return status
+
+    def _volume_sizes(self) -> dict[int, int]:
+        """Bytes per set time, from the listing of the destination's files."""
+        try:
+            with remotedir.opened(self.settings, make=False) as folder:
+                return volume_sizes(folder.listing())
+        except FileNotFoundError:  # no destination directory: no sets either
+            return {}
 
     def _status(self, target: Target) -> Status:
         parser = self._run(["collection-status", target.url], target)
         records = [r for r in parser.records if r.code == duplog.INFO_COLLECTION_STATUS]
-        status = parse_collection_status(records[-1].extra if records else [], target.display)
-        sizes = history.set_sizes(self.archive_dir)
-        for s in status.sets:
-            s.bytes = sizes.get(s.time)
-        return status
+        return parse_collection_status(records[-1].extra if records else [], target.display)
 
     # -- backup ------------------------------------------------------------------------------
 
@@ -433,10 +449,18 @@ class Engine:
     # -- listing -----------------------------------------------------------------------------
 
     def list_files(self, at: int | None = None, path: str | None = None) -> list[FileEntry]:
+        """What the set as of `at` holds under path; PathNotInBackupError when path is not in
+        it (an empty answer would look like an empty directory)."""
         with self._target() as target:
             status = self._status(target)
             backup_set = pick_set(status, at)
-            return self._list(target, backup_set.time, path)
+            entries = self._list(target, backup_set.time, path)
+            if path and not entries and relative_path(path, self.settings):
+                raise PathNotInBackupError(
+                    f"{path} is not in the backup set of {iso(backup_set.time)}; "
+                    "`rescue versions PATH` lists the sets that hold it"
+                )
+            return entries
 
     def _list(self, target: Target, at: int, path: str | None) -> list[FileEntry]:
         # a listing is output, not log lines: thousands of them per call

@@ -1,10 +1,10 @@
 """A local record of every backup run: what duplicity cannot say about a set or a failure.
 
-duplicity's collection status gives each set's type, time and volume count, but not its size,
-and nothing about the runs that failed. Each `rescue backup` appends one JSON line here, beside
+duplicity's collection status gives each set's type, time and volume count, but nothing about
+the runs that made them or failed. Each `rescue backup` appends one JSON line here, beside
 duplicity's cache: its start and end, the mode asked for, the kind made, the outcome, the bytes
-written, the set's time and the error line (secrets masked). `rescue status` reads the sizes
-and the last runs from it; losing it loses only those.
+written, the set's time and the error line (secrets masked). `rescue status` reads the last
+runs from it (a set's size it takes from the destination's volumes); losing it loses only those.
 """
 
 from __future__ import annotations
@@ -68,12 +68,3 @@ def runs(archive_dir: Path) -> list[Run]:
     except FileNotFoundError:
         return []
     return [r for r in map(_parse, lines) if r is not None]
-
-
-def set_sizes(archive_dir: Path) -> dict[int, int]:
-    """Bytes written per set time, for the sets this host made."""
-    return {
-        r.set_time: r.bytes
-        for r in runs(archive_dir)
-        if r.outcome == "success" and r.set_time is not None and r.bytes is not None
-    }

@@ -6,6 +6,7 @@ whole chain. These types are shared by the engine and by the cache reader.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -90,6 +91,30 @@ def pick_set(status: Status, at: int | None) -> BackupSet:
             f"no backup as old as {iso(at)}; the oldest set is from {iso(oldest.time)}"
         )
     return candidates[-1]
+
+
+# duplicity's volume names: a full's carry its time, an incremental's the time it starts from
+# and its own (the set's time), then the volume number and the compression or encryption.
+_STAMP = r"(\d{8}T\d{6}Z)"
+VOLUME_NAME = re.compile(
+    rf"^duplicity-(?:full\.{_STAMP}|inc\.{_STAMP}\.to\.{_STAMP})\.vol\d+\.difftar(?:\.\w+)?$"
+)
+
+
+def volume_sizes(listing: dict[str, int]) -> dict[int, int]:
+    """Bytes of each set's volumes at the destination, by set time, from a listing of its
+    files (name -> size). The volumes themselves are the truth: a run's own count misses
+    what an earlier, interrupted run uploaded before the one that resumed it, and a set that
+    another process (a raw duplicity, an orphan) finished has no run of this host at all."""
+    sizes: dict[int, int] = {}
+    for name, size in listing.items():
+        found = VOLUME_NAME.match(name)
+        if found is None:
+            continue
+        stamp = found.group(1) or found.group(3)
+        when = from_duplicity_time(stamp)
+        sizes[when] = sizes.get(when, 0) + size
+    return sizes
 
 
 def parse_collection_status(lines: list[str], destination: str) -> Status:

@@ -189,14 +189,16 @@ def test_status_shows_the_last_runs_window_and_next_run(tmp_path: Path, config: 
     assert data["last_run"]["outcome"] == "failure" and data["last_run"]["error"]
     assert all(r["seconds"] >= 0 for r in data["recent_runs"])
     assert data["recent_runs"][0]["bytes"] > 0
-    assert data["window"] == "you can restore any day of the last 4 weeks (28 days)"
+    assert data["planned_window"] == "you can restore any day of the last 4 weeks (28 days)"
+    assert data["window"]["sets"] == 2 and data["window"]["oldest_set"] == data["sets"][0]["date"]
     tomorrow = next_runs(dt.datetime.now(), "daily", dt.time(3, 15), 1)[0]
     assert dt.datetime.fromisoformat(data["next_run"]["time"]).replace(tzinfo=None) == tomorrow
     assert data["next_run"]["kind"] == ("full" if tomorrow.weekday() == 0 else "incremental")
 
     text = rescue(config, "status").out
     assert f"last run: FAILURE at {data['last_run']['start']}: {data['last_run']['error']}" in text
-    assert "restore window: you can restore any day of the last 4 weeks (28 days)" in text
+    assert f"restore window: back to {data['sets'][0]['date']} (" in text
+    assert "planned window (schedule settings): you can restore any day of the last 4 weeks" in text
     assert "nothing is installed, run `rescue schedule install`" in text
     history = rescue(config, "status", "--history", "--json").json()
     assert [r["outcome"] for r in history] == ["success", "success", "failure"]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import select
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,8 +97,53 @@ def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
     return chosen
 
 
+def _closed_outputs() -> list[int]:
+    """Which of stdout and stderr have lost their reader (a pipe whose reader is gone polls
+    as an error): what tells `rescue files | head -1` from a connection that broke."""
+    closed = []
+    for fd in (1, 2):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            continue
+        if any(event & select.POLLERR for _, event in events):
+            closed.append(fd)
+    return closed
+
+
+@contextmanager
+def _quiet_when_reader_leaves() -> Iterator[None]:
+    """A reader that stops reading (`rescue files | head -1`) ends every command quietly:
+    exit 0, no traceback, no error line, as `cat` and `grep` end when `head` has its lines.
+    Whatever the command had started is stopped first, as the exception unwinds."""
+    try:
+        yield
+    except BrokenPipeError as exc:
+        closed = _closed_outputs()
+        if not closed:  # not our reader: a connection or a child's pipe broke
+            raise RuntimeError(f"a pipe broke: {exc}") from exc
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in closed:  # what is still buffered for it goes nowhere, without an error
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        log.info("the reader of fds %s stopped reading: ending quietly", closed)
+        raise click.exceptions.Exit(0) from None
+
+
 class RescueGroup(click.Group):
     """A click group whose invocation maps every exception to one line and an exit code."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with _quiet_when_reader_leaves():  # `rescue --help | head -1` prints here
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _quiet_when_reader_leaves():
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # now, so a closed pipe is seen here and not at Python's exit
+            return result
 
     def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         kwargs.setdefault("standalone_mode", True)

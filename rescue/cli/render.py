@@ -5,6 +5,7 @@ Progress goes to stderr and only when stderr is a terminal, so pipes and `--json
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -30,6 +31,9 @@ def human_seconds(s: float) -> str:
         return f"{s:.1f}s"
     minutes, seconds = divmod(int(s), 60)
     hours, minutes = divmod(minutes, 60)
+    if hours >= 48:
+        days, hours = divmod(hours, 24)
+        return f"{days}d{hours:02d}h"
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
@@ -37,13 +41,25 @@ def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+UNWRAPPED = 100_000  # the width a table gets without a terminal: wider than any row
+
+
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    """A table fitted to the terminal; without one (a pipe, a file), each row whole on one
+    line: no terminal width applies there, and a row folded over two lines (a date split in
+    half) breaks `grep` and `head` and every script that reads a row per line."""
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
         t.add_row(*row)
-    stdout.print(t)
+    if stdout.is_terminal:
+        stdout.print(t)
+        return
+    wide = Console(file=io.StringIO(), width=UNWRAPPED, highlight=False, color_system=None)
+    wide.print(t)
+    for line in wide.file.getvalue().splitlines():  # type: ignore[attr-defined]
+        click.echo(line.rstrip())
 
 
 def _line(p: Progress) -> Text:

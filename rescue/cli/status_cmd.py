@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rescue import history, schedule_units
-from rescue.cadence import upcoming, window_of
+from rescue.cadence import upcoming, window_now, window_of
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, table
 from rescue.engine import Engine
@@ -62,6 +62,15 @@ def _history(engine: Engine, as_json: bool) -> None:
     table(f"{len(runs)} recorded run(s)", RUN_COLUMNS, [_run_row(r) for r in runs])
 
 
+def _window_line(window: dict[str, object] | None) -> str:
+    """What can be restored now, from the sets that exist (not what the settings plan)."""
+    if window is None:
+        return "restore window: none, there is no backup to restore from"
+    sets = f"{window['sets']} set(s) in {window['chains']} chain(s)"
+    age = human_seconds(float(window["seconds"]))  # type: ignore[arg-type]
+    return f"restore window: back to {window['oldest_set']} ({age} ago; {sets})"
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the same as data.")
 @click.option(
@@ -75,7 +84,9 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
     """Show every backup set, the last runs, the restore window and the next scheduled run.
 
     A chain is a full backup and the incrementals that depend on it; restoring any set needs
-    its whole chain. Sizes, durations and failures are known for the runs this host made.
+    its whole chain. Set sizes are the volumes at the destination; durations and failures are
+    known for the runs this host made. The restore window is what the sets at the destination
+    reach back to now; the planned window is what the schedule settings aim at.
     """
     settings = app.settings()
     engine = Engine(settings)
@@ -83,6 +94,7 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
         _history(engine, as_json)
         return
     result = engine.status()
+    window = window_now(result, dt.datetime.now().timestamp())
     runs = history.runs(engine.archive_dir)[-RECENT_RUNS:]
     schedule = settings.schedule
     installed = schedule_units.installed(Path("/")).kind
@@ -101,7 +113,8 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
                 **result.as_dict(),
                 "last_run": _run_dict(runs[-1]) if runs else None,
                 "recent_runs": [_run_dict(r) for r in runs],
-                "window": window_of(schedule),
+                "window": window,
+                "planned_window": window_of(schedule),
                 "next_run": next_run,
             }
         )
@@ -137,7 +150,8 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
         table(f"the last {len(runs)} run(s)", RUN_COLUMNS, [_run_row(r) for r in runs])
     else:
         click.echo("last run: none recorded on this host")
-    click.echo(f"restore window: {window_of(schedule)}")
+    click.echo(_window_line(window))
+    click.echo(f"planned window (schedule settings): {window_of(schedule)}")
     if next_run["time"] is None:
         click.echo(f"next run: {next_run['error']}")
     else:
@@ -157,7 +171,8 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
 def files(app: App, path: str, when: str | None, as_json: bool) -> None:
     """List what the backup holds under PATH as of a time.
 
-    PATH is a path on the backed-up host (/etc) or relative to the backup root (etc).
+    PATH is a path on the backed-up host (/etc) or relative to the backup root (etc). Exit 33
+    when PATH is not in that set.
     """
     at = parse_time(when) if when else None
     entries = Engine(app.settings()).list_files(at, path)
