@@ -7,10 +7,12 @@ path that is not in the set, and output into pipes (closed early, and read line 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -250,3 +252,59 @@ def test_head_reads_one_line_and_the_rest_goes_quietly(tmp_path: Path) -> None:
     assert len(shell.stdout.splitlines()) == 1
     assert re.match(rf"^{ISO}  dir   etc$", shell.stdout.splitlines()[0])
     assert shell.stderr == "exit 0\n"
+
+
+def test_a_backup_whose_reader_left_still_finishes_its_work(tmp_path: Path) -> None:
+    """Its few lines wait in the buffer until the work is done: the backup is made, exit 0."""
+    config = _settings(tmp_path, _tiny_tree(tmp_path))
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        proc = subprocess.run(
+            [*RESCUE, "--config", str(config), "backup", "--full"],
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(writer)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert len(json.loads(rescue(config, "status", "--json").out)["sets"]) == 1
+
+
+_CUT_SHORT = """
+import sys
+from rescue.cli.main import _quiet_when_reader_leaves
+import click
+try:
+    with _quiet_when_reader_leaves(sys.argv[1]):
+        for i in range(100000):  # more than a pipe holds: the write fails mid-work
+            print("line", i)
+        sys.stdout.flush()
+except click.exceptions.Exit as end:
+    sys.exit(end.exit_code)
+"""
+
+
+@pytest.mark.parametrize(("command", "code"), [("restore", 141), ("files", 0)])
+def test_work_cut_short_by_a_closed_pipe_is_not_a_success(command: str, code: int) -> None:
+    """A command that changes things and is cut short mid-work by its closed output must not
+    exit 0 (a real closed pipe; the guard alone, since no command prints enough mid-work)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _CUT_SHORT, command],
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert proc.returncode == code, proc.stderr
+    expected = [f"rescue: {command} stopped: the reader of its output went away (exit 141)"]
+    assert proc.stderr.splitlines() == (expected if code else [])

@@ -113,11 +113,18 @@ def _closed_outputs() -> list[int]:
     return closed
 
 
+# Commands that only read and print: when their reader has what it wanted, they are done.
+_READ_ONLY = frozenset({"files", "versions", "status", "completion", "manifest"})
+EXIT_READER_GONE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+
+
 @contextmanager
-def _quiet_when_reader_leaves() -> Iterator[None]:
-    """A reader that stops reading (`rescue files | head -1`) ends every command quietly:
-    exit 0, no traceback, no error line, as `cat` and `grep` end when `head` has its lines.
-    Whatever the command had started is stopped first, as the exception unwinds."""
+def _quiet_when_reader_leaves(command: str | None = None) -> Iterator[None]:
+    """A reader that stops reading (`rescue files | head -1`) ends the command quietly, with
+    no traceback, as `cat` and `grep` end when `head` has its lines. Whatever the command had
+    started is stopped first, as the exception unwinds. A command that only prints (or one
+    whose work was done) ends with 0; one whose work was cut short (`rescue backup | head`)
+    must not look successful, so it ends with 141 and says so on stderr if it still can."""
     try:
         yield
     except BrokenPipeError as exc:
@@ -129,7 +136,15 @@ def _quiet_when_reader_leaves() -> Iterator[None]:
             os.dup2(devnull, fd)
         os.close(devnull)
         log.info("the reader of fds %s stopped reading: ending quietly", closed)
-        raise click.exceptions.Exit(0) from None
+        if command is None or command in _READ_ONLY:
+            raise click.exceptions.Exit(0) from None
+        if 2 not in closed:
+            print(
+                f"rescue: {command} stopped: the reader of its output went away "
+                f"(exit {EXIT_READER_GONE})",
+                file=sys.stderr,
+            )
+        raise click.exceptions.Exit(EXIT_READER_GONE) from None
 
 
 class RescueGroup(click.Group):
@@ -140,10 +155,11 @@ class RescueGroup(click.Group):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _quiet_when_reader_leaves():
+        with _quiet_when_reader_leaves(ctx.invoked_subcommand):
             result = super().invoke(ctx)
+        with _quiet_when_reader_leaves():  # the work is done: only the output is cut short
             sys.stdout.flush()  # now, so a closed pipe is seen here and not at Python's exit
-            return result
+        return result
 
     def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         kwargs.setdefault("standalone_mode", True)
