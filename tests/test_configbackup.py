@@ -705,3 +705,91 @@ def test_the_real_etc_read_only(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime for p in Path("/etc").iterdir()} == before
     assert json.dumps(made)  # the whole manifest is plain data
     assert DEST_PASSWORD not in info.out
+
+
+def test_no_enabled_unit_is_an_empty_list_not_a_failure(tmp_path: Path, host: Path) -> None:
+    """The real `systemctl --root` on a root where no unit is enabled (it exits 1 then, printing
+    nothing); a drop-in's grep that matches nothing is the same; a real failure still warns."""
+    subprocess.run(
+        ["systemctl", f"--root={host}", "disable", "web.service"], check=True, capture_output=True
+    )
+    listed = subprocess.run(
+        ["systemctl", f"--root={host}", "list-unit-files", "--state=enabled", "--no-legend"],
+        capture_output=True,
+    )
+    assert (listed.returncode, listed.stdout, listed.stderr) == (1, b"", b"")  # the condition
+    (tmp_path / "modules.d").mkdir()
+    (tmp_path / "modules.d/greps.toml").write_text(
+        'paths = ["/etc/hosts"]\n'
+        '[[state]]\nname = "nomatch"\nexport = "grep -h nosuchword {root}/etc/hosts"\n'
+        "empty_exit = 1\n"
+        '[[state]]\nname = "broken"\nexport = "echo the table is gone >&2; exit 1"\n'
+        "empty_exit = 1\n"
+    )
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "services", "--module", "greps")
+    records = {m["name"]: m for m in made["manifest"]["modules"]}
+    assert records["services"]["state"] == ["enabled-units"]
+    assert records["greps"]["state"] == ["nomatch"]
+    assert made["manifest"]["warnings"] == [
+        "greps: the export of broken failed (exit 1): the table is gone"
+    ]
+    text = cb(config, "create", "--root", str(host), "--module", "services")
+    assert text.code == 0, text.err
+    assert "warning" not in text.out + text.err and "enabled-units" not in text.out
+    with tarfile.open(tmp_path / "store" / made["file"]) as tar:
+        state = tar.extractfile("modules/services/state/enabled-units").read()
+    assert state == b""
+
+    wants = host / "etc/systemd/system/multi-user.target.wants"
+    run = restore(config, made["name"], host, "--module", "services", "--module", "packages")
+    assert run.code == 81  # not confirmed; then with --yes the empty list enables nothing
+    run = restore(config, made["name"], host, "--module", "services", "--module", "packages",
+                  "--yes")  # fmt: skip
+    assert run.code == 0, run.err
+    assert "could not enable" not in run.out and not list(wants.glob("*"))
+
+
+def test_a_dry_run_of_one_module_lists_it_and_its_dependencies(tmp_path: Path, host: Path) -> None:
+    """`restore --module ssh --dry-run` (ssh depends on users) shows every file, the modules in
+    order, and what a real restore would need; it asks nothing and changes no byte."""
+    config = config_for(tmp_path)
+    made = created(config, host)
+    (host / "etc/ssh/sshd_config").write_text("PermitRootLogin yes\n")
+    (host / "etc/shadow").chmod(0o644)
+    before = tree_hash(host)
+
+    dry = restore(config, made["name"], host, "--module", "ssh", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "modules, in restore order: users, ssh\n" in dry.out
+    assert (
+        "warning: ssh depend(s) on users: shown with them; a restore needs --module users"
+        in dry.out
+    )
+    assert dry.out.index("  users:") < dry.out.index("  ssh:")
+    assert "    change /etc/ssh/sshd_config (content)\n" in dry.out
+    assert "    change /etc/shadow (mode 0644 -> 0640)\n" in dry.out
+    for same in (
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/sudoers.d/alice",
+        "/etc/ssh/ssh_host_ed25519_key",
+    ):
+        assert f"    same   {same} (file)\n" in dry.out, same
+    assert "/etc/hosts" not in dry.out and "/etc/crontab" not in dry.out  # other modules
+    assert dry.out.rstrip().endswith("dry run: nothing was written")
+    assert tree_hash(host) == before
+    assert [p.name for p in (tmp_path / "store").glob("pre-restore-*")] == []
+
+    # the real restore of ssh alone is still refused, naming what it needs
+    refused = restore(config, made["name"], host, "--module", "ssh", "--yes")
+    assert refused.code == 81 and "add --module users" in refused.err
+    assert tree_hash(host) == before
+
+    alone = created(config, host, "--module", "cron", "--name", "cron-only")
+    assert alone["modules"] == ["cron"]
+    unchanged = restore(config, "cron-only", host, "--dry-run")
+    assert unchanged.code == 0, unchanged.err
+    assert "    same   /etc/crontab (file)\n" in unchanged.out
+    assert "nothing to restore" in unchanged.out
+    assert tree_hash(host) == before

@@ -338,7 +338,12 @@ def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     is_flag=True,
     help="Restore the modules even when modules they depend on are not selected.",
 )
-@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List every path the modules hold and what a restore would do with it, with the "
+    "modules in restore order (dependencies included); write nothing, ask nothing.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask before replacing the configuration.")
 @click.option(
     "--no-imports",
@@ -376,8 +381,8 @@ def restore_cmd(
     restoring = lock.exclusive(store.ensure(), f"config-backup restore of {archive_name}")
     with restoring, store.work_dir() as work:
         opened = archive.open_verified(path, settings, work, stage=True)
-        planned = restore.plan(opened, root, modules, ignore_dependencies, answers)
-        _show_plan(planned, no_imports)
+        planned = restore.plan(opened, root, modules, ignore_dependencies, answers, dry_run=dry_run)
+        _show_plan(planned, no_imports, every_path=dry_run)
         if not planned.changes and (no_imports or not planned.imports):
             click.echo("nothing to restore: the system already matches the archive")
             return
@@ -419,7 +424,8 @@ def _slash(entry: dict[str, object]) -> str:
     return "/" if entry["kind"] == "dir" else ""
 
 
-def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
+def _show_plan(planned: restore.Plan, no_imports: bool, every_path: bool) -> None:
+    """The diff per module; every_path (a dry run) lists every path, unchanged ones too."""
     manifest = planned.opened.manifest
     click.echo(
         f"{manifest['name']} ({manifest['type']} of {manifest['host']}, {manifest['created']}) "
@@ -427,6 +433,8 @@ def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
     )
     for warning in planned.warnings:
         click.echo(f"warning: {warning}")
+    if every_path:
+        click.echo(f"modules, in restore order: {', '.join(planned.order)}")
     for module in planned.order:
         changes = [c for c in planned.changes if c.module == module]
         counts = {a: sum(1 for c in changes if c.action == a) for a in ("new", "change", "remove")}
@@ -434,10 +442,14 @@ def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
             f"  {module}: {counts['new']} new, {counts['change']} changed, "
             f"{counts['remove']} to remove, {planned.unchanged.get(module, 0)} unchanged"
         )
-        for change in changes[:SHOWN_PER_MODULE]:
+        shown = len(changes) if every_path else SHOWN_PER_MODULE
+        for change in changes[:shown]:
             click.echo(f"    {change.action:<6} {change.path} ({change.detail})")
-        if len(changes) > SHOWN_PER_MODULE:
-            click.echo(f"    ... and {len(changes) - SHOWN_PER_MODULE} more")
+        if len(changes) > shown:
+            click.echo(f"    ... and {len(changes) - shown} more (--dry-run lists them all)")
+        if every_path:
+            for same in (c for c in planned.same if c.module == module):
+                click.echo(f"    same   {same.path} ({same.detail})")
     for item in planned.imports:
         how = "skipped (--no-imports)" if no_imports else "will run"
         click.echo(f"  {item.module}: state {item.name}: {how}")
