@@ -664,6 +664,26 @@ def test_a_file_with_a_mount_over_it_is_refused(tmp_path: Path, host: Path) -> N
     assert (host / "etc/crontab").read_text() == "# edited\n"
 
 
+def _remote(
+    tmp_path: Path, method: str, sshd: SshServer, server: FtpServer | VsftpdServer
+) -> tuple[dict[str, object], Path, dict[str, str] | None]:
+    """(the [destination] on a real server, its config-backups/ directory, the environment)."""
+    if method == "sftp":
+        return sshd.destination(tmp_path / "remote"), tmp_path / "remote/config-backups", None
+    destination: dict[str, object] = {
+        "method": method,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": server.user,
+        "password_env": "CB_FTP",
+        "path": f"{tmp_path.name}/remote",
+    }
+    if method == "ftps":
+        destination["tls_ca_file"] = str(server.certfile)
+    remote_dir = server.root / tmp_path.name / "remote/config-backups"
+    return destination, remote_dir, {"CB_FTP": server.password}
+
+
 @pytest.mark.parametrize("method", ["sftp", "ftp", "ftps"])
 def test_copies_at_the_backup_destination(
     tmp_path: Path,
@@ -674,28 +694,14 @@ def test_copies_at_the_backup_destination(
     ftpsd: VsftpdServer,
 ) -> None:
     """copy_to_destination, list --remote, pull, push and delete --remote, on real servers."""
-    env = None
-    if method == "sftp":
-        destination = sshd.destination(tmp_path / "remote")
-        remote_dir = tmp_path / "remote/config-backups"
-    else:
-        server = ftpd if method == "ftp" else ftpsd
-        destination = {
-            "method": method,
-            "host": "127.0.0.1",
-            "port": server.port,
-            "user": server.user,
-            "password_env": "CB_FTP",
-            "path": f"{tmp_path.name}/remote",
-        }
-        if method == "ftps":
-            destination["tls_ca_file"] = str(ftpsd.certfile)
-        remote_dir = server.root / tmp_path.name / "remote/config-backups"
-        env = {"CB_FTP": server.password}
+    destination, remote_dir, env = _remote(
+        tmp_path, method, sshd, ftpd if method == "ftp" else ftpsd
+    )
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
     run = rescue(
-        config, "config-backup", "create", "--root", str(host), "--name", "copied", env=env
-    )
+        config, "config-backup", "create", "--root", str(host), "--name", "copied",
+        "--allow-unencrypted", env=env,
+    )  # fmt: skip
     assert run.code == 0, run.err
     assert f"copied to {method}://" in run.out
     local = tmp_path / "store/copied.tar.gz"
@@ -718,7 +724,7 @@ def test_copies_at_the_backup_destination(
     assert absent.code == 82 and "holds no nosuch.tar.gz" in absent.err
 
     (remote_dir / "copied.tar.gz").unlink()  # the copy was lost: push it again
-    pushed = cb(config, "push", "copied", env=env)
+    pushed = cb(config, "push", "copied", "--allow-unencrypted", env=env)
     assert pushed.code == 0, pushed.err
     assert (remote_dir / "copied.tar.gz").read_bytes() == original
 
@@ -732,7 +738,7 @@ def test_sftp_copy_refuses_an_unpinned_host(tmp_path: Path, host: Path, sshd: Ss
     destination = sshd.destination(tmp_path / "remote")
     del destination["host_key_fingerprint"]
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
-    run = cb(config, "create", "--root", str(host), "--name", "kept")
+    run = cb(config, "create", "--root", str(host), "--name", "kept", "--allow-unencrypted")
     assert run.code == 22 and "is not pinned" in run.err
     assert "kept is in the store, but its copy to the destination failed" in run.err
     assert "rescue config-backup push kept" in run.err
@@ -857,3 +863,73 @@ def test_a_dry_run_of_one_module_lists_it_and_its_dependencies(tmp_path: Path, h
     assert "    same   /etc/crontab (file)\n" in unchanged.out
     assert "nothing to restore" in unchanged.out
     assert tree_hash(host) == before
+
+
+@pytest.mark.parametrize("method", ["sftp", "ftp"])
+def test_an_unencrypted_archive_with_secrets_warns_and_stays_local(
+    tmp_path: Path, host: Path, method: str, sshd: SshServer, ftpd: FtpServer
+) -> None:
+    """mode = "none": create names the secret-bearing files in one warning line; the copy to
+    a real sftp/FTP destination is refused (exit 83, one line, nothing uploaded) until
+    --allow-unencrypted; an archive without secrets, a bug report and an encrypted archive go."""
+    destination, remote_dir, env = _remote(tmp_path, method, sshd, ftpd)
+    config = config_for(tmp_path, destination=destination, copy_to_destination=True)
+
+    def uploaded() -> list[str]:
+        return sorted(p.name for p in remote_dir.iterdir()) if remote_dir.is_dir() else []
+
+    run = cb(config, "create", "--root", str(host), "--name", "plain", env=env)
+    assert run.code == 83, run.err
+    warnings = [line for line in run.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, run.err
+    assert warnings[0].startswith("warning: plain is not encrypted and holds secrets in ")
+    for secret_file in ("/etc/shadow", "/etc/ssh/ssh_host_ed25519_key"):
+        assert secret_file in warnings[0]
+    assert '[encryption] mode = "symmetric"' in warnings[0]
+    error = run.err.split("rescue: error: ")[1].splitlines()[0]
+    assert error.startswith("plain is in the store, not copied to the destination: it is not ")
+    assert "rescue config-backup push plain --allow-unencrypted" in error
+    assert (tmp_path / "store/plain.tar.gz").is_file() and uploaded() == []
+    listed = cb(config, "list", "--json").json()
+    nm = "/etc/NetworkManager/system-connections/office.nmconnection"
+    assert listed[0]["secret_files"][:2] == ["/etc/shadow", nm]  # gshadow holds no hash here
+    assert "remote" not in listed[0]
+    info = cb(config, "info", "plain")
+    assert "not encrypted, and these files hold secrets:\n  /etc/shadow\n" in info.out
+
+    refused = cb(config, "push", "plain", env=env)
+    assert refused.code == 83
+    first = refused.err.splitlines()[0]
+    assert first.startswith(f"rescue: error: plain was not copied to {method}://")
+    assert f"holds secrets (/etc/shadow, {nm}, " in first and "--allow-unencrypted" in first
+    assert uploaded() == []
+
+    pushed = cb(config, "push", "plain", "--allow-unencrypted", env=env)
+    assert pushed.code == 0, pushed.err
+    assert (remote_dir / "plain.tar.gz").read_bytes() == (
+        tmp_path / "store/plain.tar.gz"
+    ).read_bytes()
+    allowed = cb(config, "create", "--root", str(host), "--name", "allowed",
+                 "--allow-unencrypted", env=env)  # fmt: skip
+    assert allowed.code == 0, allowed.err
+    assert "warning: allowed is not encrypted and holds secrets" in allowed.err
+    assert "copied to" in allowed.out and uploaded() == ["allowed.tar.gz", "plain.tar.gz"]
+
+    for name, args in (("cron-only", ["--module", "cron"]), ("report", ["--type", "bug-report"])):
+        quiet = cb(config, "create", "--root", str(host), "--name", name, *args, env=env)
+        assert quiet.code == 0, quiet.err
+        assert "warning" not in quiet.err and "copied to" in quiet.out
+    assert uploaded() == ["allowed.tar.gz", "cron-only.tar.gz", "plain.tar.gz", "report.tar.gz"]
+
+    (tmp_path / "passphrase").write_text(SETTINGS_PASSPHRASE)
+    (tmp_path / "passphrase").chmod(0o600)
+    sealed = config_for(
+        tmp_path,
+        store="sealed",
+        destination=destination,
+        copy_to_destination=True,
+        encryption={"mode": "symmetric", "passphrase_file": str(tmp_path / "passphrase")},
+    )
+    run = cb(sealed, "create", "--root", str(host), "--name", "sealed", env=env)
+    assert run.code == 0, run.err
+    assert "warning" not in run.err and "sealed.tar.gz.gpg" in uploaded()

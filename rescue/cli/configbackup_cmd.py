@@ -13,7 +13,7 @@ from rescue.config import DEFAULT_CONFIG_PATH, Settings
 from rescue.configbackup import archive, create, remote, restore
 from rescue.configbackup.modules import load_modules
 from rescue.configbackup.store import Store
-from rescue.errors import ConfigRestoreRefused, UsageError
+from rescue.errors import ConfigRestoreRefused, RemoteCopyError, UsageError
 from rescue.prompts import Answers, Question
 from rescue.units import human_size
 
@@ -21,6 +21,12 @@ ROOT_OPTION = root_option(
     "The system to read or restore: / or a mounted one (e.g. during recovery)."
 )
 SHOWN_PER_MODULE = 20
+ALLOW_UNENCRYPTED = click.option(
+    "--allow-unencrypted",
+    is_flag=True,
+    help="Copy an archive that is not encrypted and holds secrets to the backup destination "
+    "anyway (without it such a copy is refused).",
+)
 
 
 def _settings(app: App) -> Settings | None:
@@ -95,12 +101,23 @@ def modules_cmd(app: App, as_json: bool) -> None:
     help="Only this module (repeat for more); the modules it depends on are added. Default: all.",
 )
 @ROOT_OPTION
+@ALLOW_UNENCRYPTED
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as data.")
 @click.pass_obj
 def create_cmd(
-    app: App, kind: str, name: str | None, modules: tuple[str, ...], root: Path, as_json: bool
+    app: App,
+    kind: str,
+    name: str | None,
+    modules: tuple[str, ...],
+    root: Path,
+    allow_unencrypted: bool,
+    as_json: bool,
 ) -> None:
-    """Write one archive of the modules' files and state, with a checksummed manifest."""
+    """Write one archive of the modules' files and state, with a checksummed manifest.
+
+    An archive that is not encrypted ([encryption] mode = "none") and holds secrets (shadow,
+    private keys, passwords) is named in a warning, and copy_to_destination leaves it in the
+    store unless --allow-unencrypted is given."""
     say = (lambda _line: None) if as_json else click.echo
     made = create.create(
         _settings(app),
@@ -110,7 +127,9 @@ def create_cmd(
         name,
         config_path=app.config_path,
         log_path=app.log_path,
+        allow_unencrypted=allow_unencrypted,
         say=say,
+        warn=lambda line: click.echo(f"warning: {line}", err=True),
     )
     if as_json:
         emit_json(made.stored.index | {"manifest": made.manifest})
@@ -208,13 +227,23 @@ def _add_checked(store: Store, source: Path, name: str | None, work: Path) -> st
 
 @config_backup_group.command("push")
 @click.argument("archive_name", metavar="ARCHIVE")
+@ALLOW_UNENCRYPTED
 @click.pass_obj
-def push_cmd(app: App, archive_name: str) -> None:
+def push_cmd(app: App, archive_name: str, allow_unencrypted: bool) -> None:
     """Copy ARCHIVE to the backup destination's config-backups/ (as copy_to_destination does
-    for new archives)."""
+    for new archives). An archive that is not encrypted and holds secrets needs
+    --allow-unencrypted."""
     store = Store(_settings(app))
     stored = store.get(archive_name)
-    stored.index["remote"] = remote.upload(_need_settings(store, "push"), stored.path)
+    settings = _need_settings(store, "push")
+    refusal = remote.unencrypted_refusal(stored, allow_unencrypted)
+    if refusal:
+        raise RemoteCopyError(
+            f"{archive_name} was not copied to {remote.where(settings)}: {refusal}; add "
+            '--allow-unencrypted to copy it anyway, or set [encryption] mode = "symmetric" or '
+            '"gpg" for new archives'
+        )
+    stored.index["remote"] = remote.upload(settings, stored.path)
     store.write_index(stored)
     click.echo(f"copied {archive_name} to {stored.index['remote']}")
 
@@ -273,6 +302,10 @@ def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
             click.echo(f"  state: {state}")
         if module["missing"]:
             click.echo(f"  not on the system: {', '.join(module['missing'])}")
+    if manifest.get("secret_files"):
+        click.echo("\nnot encrypted, and these files hold secrets:")
+        for secret_path in manifest["secret_files"]:
+            click.echo(f"  {secret_path}")
     if manifest["redactions"]:
         click.echo("\nredacted:")
         for item in manifest["redactions"]:

@@ -84,7 +84,7 @@ _KEY_BLOCK = re.compile(
 )
 _CRYPT_HASH = re.compile(
     rb"\$(?:1|2[abxy]|5|6|7|y|gy|apr1|md5|sha1|argon2(?:id|i|d)?|pbkdf2[\w-]*)\$"
-    rb"[./A-Za-z0-9$=,+-]{8,}"
+    rb"[./A-Za-z0-9=,+-]{1,64}\$[./A-Za-z0-9$=,+-]{8,}"  # $id$salt-or-cost$hash: two more $
     rb"|\{(?:S?SHA(?:256|512)?|S?MD5|CRYPT|PBKDF2[\w-]*|ARGON2)\}[./A-Za-z0-9+=$,-]{8,}"
 )
 _JWT = re.compile(rb"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}")
@@ -108,7 +108,7 @@ _SECRET_OPTION = re.compile(
     rb"(?P<head>(?<!\S)(?P<key>--?[A-Za-z][\w-]*)(?:=|[ \t]+))"
     rb"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"'][^\s]*)"
 )
-# mysql -pPW (its only form that glues the value on) and sshpass -p PW
+# mysql -pPW (its only form that glues the value on), on lines that run mysql; sshpass -p PW
 _MYSQL_P = re.compile(rb"(?P<head>(?<!\S)-p)(?P<value>[^\s\"']\S*|\"[^\"\n]*\"|'[^'\n]*')")
 _MYSQL_LINE = re.compile(rb"\b(?:mysql\w*|mariadb\w*)\b")
 _SSHPASS = re.compile(rb"(?P<head>\bsshpass[ \t]+-p[ \t]*)(?P<value>\S+)")
