@@ -921,6 +921,14 @@ def test_an_unencrypted_archive_with_secrets_warns_and_stays_local(
         assert "warning" not in quiet.err and "copied to" in quiet.out
     assert uploaded() == ["allowed.tar.gz", "cron-only.tar.gz", "plain.tar.gz", "report.tar.gz"]
 
+    # a restore's pre-restore archive holds the shadow: it stays local, the restore goes on
+    (host / "etc/shadow").chmod(0o644)
+    restored = restore(config, "plain", host, "--module", "users", "--yes", env=env)
+    assert restored.code == 0, restored.err
+    assert (host / "etc/shadow").stat().st_mode & 0o777 == 0o640
+    assert not any(name.startswith("pre-restore-") for name in uploaded())
+    assert [a["type"] for a in cb(config, "list", "--json").json()].count("pre-restore") == 1
+
     (tmp_path / "passphrase").write_text(SETTINGS_PASSPHRASE)
     (tmp_path / "passphrase").chmod(0o600)
     sealed = config_for(
