@@ -29,6 +29,7 @@ from confighost import (
     WIFI_KEY,
     make_host,
 )
+from redaction_corpus import corpus_module, plant
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
 from rescue.treecompare import compare_trees
@@ -352,6 +353,69 @@ def test_bug_report_holds_no_secret_and_cannot_be_restored(tmp_path: Path, host:
     assert WIFI_KEY not in refused.err + refused.out and APP_TOKEN not in info.out
 
 
+def test_bug_report_redacts_a_corpus_of_real_secret_formats(tmp_path: Path, host: Path) -> None:
+    """Over 50 files in real formats (tests/redaction_corpus.py), one seeded secret each, made
+    into a bug report by `create --type bug-report`: no secret (nor its base64 form) is in any
+    byte of the archive, packed or unpacked, nor in the output, `info` or the log; each file
+    keeps its other lines and its key names, with the marker in place of the value."""
+    planted = plant(host, seed=1818)
+    assert len(planted) >= 40
+    config = config_for(tmp_path)
+    plain = {  # no secret here, though the keys look like it: each must stay byte for byte
+        "/etc/nsswitch.conf": "passwd:         files systemd\nshadow:         files\n",
+        "/etc/pam.d/common-password": "password\t[success=1 default=ignore]\tpam_unix.so "
+        "obscure yescrypt\npassword\trequisite\t\t\tpam_deny.so\n",
+        "/etc/ssh/sshd_config": "PasswordAuthentication no\nPermitEmptyPasswords no\n"
+        "PubkeyAuthentication yes\nHostKey /etc/ssh/ssh_host_ed25519_key\n",
+        "/etc/NetworkManager/conf.d/wifi.conf": "[connection]\nwifi.powersave=2\n"
+        "[keyfile]\npsk-flags=0\npassword-flags=1\n",
+    }
+    for path, text in plain.items():
+        (host / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (host / path.lstrip("/")).write_text(text)
+    (tmp_path / "modules.d/corpus.toml").write_text(
+        corpus_module(planted, ["/etc/nsswitch.conf", "/etc/pam.d/common-password"])
+    )
+    for item in planted:  # each secret is really in its file, so the scan below can fail
+        original = (host / item.case.path.lstrip("/")).read_bytes()
+        assert any(needle in original for needle in item.needles), item.case.path
+
+    run = cb(config, "create", "--root", str(host), "--type", "bug-report", "--name", "corpus")
+    assert run.code == 0, run.err
+    raw = (tmp_path / "store/corpus.tar.gz").read_bytes()
+    tar_bytes = gzip.decompress(raw)
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    info = cb(config, "info", "corpus")
+    assert info.code == 0, info.err
+    seen = [raw, tar_bytes, *members.values(), (tmp_path / "rescue.log").read_bytes()]
+    seen += [(run.out + run.err + info.out + info.err).encode()]
+    leaks = [
+        (item.case.path, needle[:16])
+        for item in planted
+        for needle in item.needles
+        if any(needle in blob for blob in seen)
+    ]
+    assert leaks == []
+
+    lost = []
+    for item in planted:
+        lines = members[item.member].decode().split("\n")
+        lost += [(item.case.path, line) for line in item.case.keep if line not in lines]
+    assert lost == []
+    manifest = json.loads(members["manifest.json"])
+    redacted = {r["path"] for r in manifest["redactions"]}
+    assert {item.case.path for item in planted} <= redacted
+    assert ("/root/.my.cnf", "values of password") in {
+        (r["path"], r["what"]) for r in manifest["redactions"]
+    }
+    modules = {"/etc/ssh/sshd_config": "ssh", "/etc/NetworkManager/conf.d/wifi.conf": "network"}
+    for path, text in plain.items():
+        member = f"modules/{modules.get(path, 'corpus')}/files{path}"
+        assert members[member] == text.encode(), path
+    assert members["modules/network/files/etc/hosts"] == (host / "etc/hosts").read_bytes()
+
+
 def _rewrite_without(path: Path, member: str) -> None:
     """The same archive minus one member (manifest untouched): a missing member."""
     with tarfile.open(path) as src:
@@ -600,6 +664,26 @@ def test_a_file_with_a_mount_over_it_is_refused(tmp_path: Path, host: Path) -> N
     assert (host / "etc/crontab").read_text() == "# edited\n"
 
 
+def _remote(
+    tmp_path: Path, method: str, sshd: SshServer, server: FtpServer | VsftpdServer
+) -> tuple[dict[str, object], Path, dict[str, str] | None]:
+    """(the [destination] on a real server, its config-backups/ directory, the environment)."""
+    if method == "sftp":
+        return sshd.destination(tmp_path / "remote"), tmp_path / "remote/config-backups", None
+    destination: dict[str, object] = {
+        "method": method,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": server.user,
+        "password_env": "CB_FTP",
+        "path": f"{tmp_path.name}/remote",
+    }
+    if method == "ftps":
+        destination["tls_ca_file"] = str(server.certfile)
+    remote_dir = server.root / tmp_path.name / "remote/config-backups"
+    return destination, remote_dir, {"CB_FTP": server.password}
+
+
 @pytest.mark.parametrize("method", ["sftp", "ftp", "ftps"])
 def test_copies_at_the_backup_destination(
     tmp_path: Path,
@@ -610,28 +694,14 @@ def test_copies_at_the_backup_destination(
     ftpsd: VsftpdServer,
 ) -> None:
     """copy_to_destination, list --remote, pull, push and delete --remote, on real servers."""
-    env = None
-    if method == "sftp":
-        destination = sshd.destination(tmp_path / "remote")
-        remote_dir = tmp_path / "remote/config-backups"
-    else:
-        server = ftpd if method == "ftp" else ftpsd
-        destination = {
-            "method": method,
-            "host": "127.0.0.1",
-            "port": server.port,
-            "user": server.user,
-            "password_env": "CB_FTP",
-            "path": f"{tmp_path.name}/remote",
-        }
-        if method == "ftps":
-            destination["tls_ca_file"] = str(ftpsd.certfile)
-        remote_dir = server.root / tmp_path.name / "remote/config-backups"
-        env = {"CB_FTP": server.password}
+    destination, remote_dir, env = _remote(
+        tmp_path, method, sshd, ftpd if method == "ftp" else ftpsd
+    )
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
     run = rescue(
-        config, "config-backup", "create", "--root", str(host), "--name", "copied", env=env
-    )
+        config, "config-backup", "create", "--root", str(host), "--name", "copied",
+        "--allow-unencrypted", env=env,
+    )  # fmt: skip
     assert run.code == 0, run.err
     assert f"copied to {method}://" in run.out
     local = tmp_path / "store/copied.tar.gz"
@@ -654,7 +724,7 @@ def test_copies_at_the_backup_destination(
     assert absent.code == 82 and "holds no nosuch.tar.gz" in absent.err
 
     (remote_dir / "copied.tar.gz").unlink()  # the copy was lost: push it again
-    pushed = cb(config, "push", "copied", env=env)
+    pushed = cb(config, "push", "copied", "--allow-unencrypted", env=env)
     assert pushed.code == 0, pushed.err
     assert (remote_dir / "copied.tar.gz").read_bytes() == original
 
@@ -668,7 +738,7 @@ def test_sftp_copy_refuses_an_unpinned_host(tmp_path: Path, host: Path, sshd: Ss
     destination = sshd.destination(tmp_path / "remote")
     del destination["host_key_fingerprint"]
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
-    run = cb(config, "create", "--root", str(host), "--name", "kept")
+    run = cb(config, "create", "--root", str(host), "--name", "kept", "--allow-unencrypted")
     assert run.code == 22 and "is not pinned" in run.err
     assert "kept is in the store, but its copy to the destination failed" in run.err
     assert "rescue config-backup push kept" in run.err
@@ -705,3 +775,169 @@ def test_the_real_etc_read_only(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime for p in Path("/etc").iterdir()} == before
     assert json.dumps(made)  # the whole manifest is plain data
     assert DEST_PASSWORD not in info.out
+
+
+def test_no_enabled_unit_is_an_empty_list_not_a_failure(tmp_path: Path, host: Path) -> None:
+    """The real `systemctl --root` on a root where no unit is enabled (it exits 1 then, printing
+    nothing); a drop-in's grep that matches nothing is the same; a real failure still warns."""
+    subprocess.run(
+        ["systemctl", f"--root={host}", "disable", "web.service"], check=True, capture_output=True
+    )
+    listed = subprocess.run(
+        ["systemctl", f"--root={host}", "list-unit-files", "--state=enabled", "--no-legend"],
+        capture_output=True,
+    )
+    assert (listed.returncode, listed.stdout, listed.stderr) == (1, b"", b"")  # the condition
+    (tmp_path / "modules.d").mkdir()
+    (tmp_path / "modules.d/greps.toml").write_text(
+        'paths = ["/etc/hosts"]\n'
+        '[[state]]\nname = "nomatch"\nexport = "grep -h nosuchword {root}/etc/hosts"\n'
+        "empty_exit = 1\n"
+        '[[state]]\nname = "broken"\nexport = "echo the table is gone >&2; exit 1"\n'
+        "empty_exit = 1\n"
+    )
+    config = config_for(tmp_path)
+    made = created(config, host, "--module", "services", "--module", "greps")
+    records = {m["name"]: m for m in made["manifest"]["modules"]}
+    assert records["services"]["state"] == ["enabled-units"]
+    assert records["greps"]["state"] == ["nomatch"]
+    assert made["manifest"]["warnings"] == [
+        "greps: the export of broken failed (exit 1): the table is gone"
+    ]
+    text = cb(config, "create", "--root", str(host), "--module", "services")
+    assert text.code == 0, text.err
+    assert "warning" not in text.out + text.err and "enabled-units" not in text.out
+    with tarfile.open(tmp_path / "store" / made["file"]) as tar:
+        state = tar.extractfile("modules/services/state/enabled-units").read()
+    assert state == b""
+
+    wants = host / "etc/systemd/system/multi-user.target.wants"
+    run = restore(config, made["name"], host, "--module", "services", "--module", "packages")
+    assert run.code == 81  # not confirmed; then with --yes the empty list enables nothing
+    run = restore(config, made["name"], host, "--module", "services", "--module", "packages",
+                  "--yes")  # fmt: skip
+    assert run.code == 0, run.err
+    assert "could not enable" not in run.out and not list(wants.glob("*"))
+
+
+def test_a_dry_run_of_one_module_lists_it_and_its_dependencies(tmp_path: Path, host: Path) -> None:
+    """`restore --module ssh --dry-run` (ssh depends on users) shows every file, the modules in
+    order, and what a real restore would need; it asks nothing and changes no byte."""
+    config = config_for(tmp_path)
+    made = created(config, host)
+    (host / "etc/ssh/sshd_config").write_text("PermitRootLogin yes\n")
+    (host / "etc/shadow").chmod(0o644)
+    before = tree_hash(host)
+
+    dry = restore(config, made["name"], host, "--module", "ssh", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "modules, in restore order: users, ssh\n" in dry.out
+    assert (
+        "warning: ssh depend(s) on users: shown with them; a restore needs --module users"
+        in dry.out
+    )
+    assert dry.out.index("  users:") < dry.out.index("  ssh:")
+    assert "    change /etc/ssh/sshd_config (content)\n" in dry.out
+    assert "    change /etc/shadow (mode 0644 -> 0640)\n" in dry.out
+    for same in (
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/sudoers.d/alice",
+        "/etc/ssh/ssh_host_ed25519_key",
+    ):
+        assert f"    same   {same} (file)\n" in dry.out, same
+    assert "/etc/hosts" not in dry.out and "/etc/crontab" not in dry.out  # other modules
+    assert dry.out.rstrip().endswith("dry run: nothing was written")
+    assert tree_hash(host) == before
+    assert [p.name for p in (tmp_path / "store").glob("pre-restore-*")] == []
+
+    # the real restore of ssh alone is still refused, naming what it needs
+    refused = restore(config, made["name"], host, "--module", "ssh", "--yes")
+    assert refused.code == 81 and "add --module users" in refused.err
+    assert tree_hash(host) == before
+
+    alone = created(config, host, "--module", "cron", "--name", "cron-only")
+    assert alone["modules"] == ["cron"]
+    unchanged = restore(config, "cron-only", host, "--dry-run")
+    assert unchanged.code == 0, unchanged.err
+    assert "    same   /etc/crontab (file)\n" in unchanged.out
+    assert "nothing to restore" in unchanged.out
+    assert tree_hash(host) == before
+
+
+@pytest.mark.parametrize("method", ["sftp", "ftp"])
+def test_an_unencrypted_archive_with_secrets_warns_and_stays_local(
+    tmp_path: Path, host: Path, method: str, sshd: SshServer, ftpd: FtpServer
+) -> None:
+    """mode = "none": create names the secret-bearing files in one warning line; the copy to
+    a real sftp/FTP destination is refused (exit 83, one line, nothing uploaded) until
+    --allow-unencrypted; an archive without secrets, a bug report and an encrypted archive go."""
+    destination, remote_dir, env = _remote(tmp_path, method, sshd, ftpd)
+    config = config_for(tmp_path, destination=destination, copy_to_destination=True)
+
+    def uploaded() -> list[str]:
+        return sorted(p.name for p in remote_dir.iterdir()) if remote_dir.is_dir() else []
+
+    run = cb(config, "create", "--root", str(host), "--name", "plain", env=env)
+    assert run.code == 83, run.err
+    warnings = [line for line in run.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, run.err
+    assert warnings[0].startswith("warning: plain is not encrypted and holds secrets in ")
+    for secret_file in ("/etc/shadow", "/etc/ssh/ssh_host_ed25519_key"):
+        assert secret_file in warnings[0]
+    assert '[encryption] mode = "symmetric"' in warnings[0]
+    error = run.err.split("rescue: error: ")[1].splitlines()[0]
+    assert error.startswith("plain is in the store, not copied to the destination: it is not ")
+    assert "rescue config-backup push plain --allow-unencrypted" in error
+    assert (tmp_path / "store/plain.tar.gz").is_file() and uploaded() == []
+    listed = cb(config, "list", "--json").json()
+    nm = "/etc/NetworkManager/system-connections/office.nmconnection"
+    assert listed[0]["secret_files"][:2] == ["/etc/shadow", nm]  # gshadow holds no hash here
+    assert "remote" not in listed[0]
+    info = cb(config, "info", "plain")
+    assert "not encrypted, and these files hold secrets:\n  /etc/shadow\n" in info.out
+
+    refused = cb(config, "push", "plain", env=env)
+    assert refused.code == 83
+    first = refused.err.splitlines()[0]
+    assert first.startswith(f"rescue: error: plain was not copied to {method}://")
+    assert f"holds secrets (/etc/shadow, {nm}, " in first and "--allow-unencrypted" in first
+    assert uploaded() == []
+
+    pushed = cb(config, "push", "plain", "--allow-unencrypted", env=env)
+    assert pushed.code == 0, pushed.err
+    assert (remote_dir / "plain.tar.gz").read_bytes() == (
+        tmp_path / "store/plain.tar.gz"
+    ).read_bytes()
+    allowed = cb(config, "create", "--root", str(host), "--name", "allowed",
+                 "--allow-unencrypted", env=env)  # fmt: skip
+    assert allowed.code == 0, allowed.err
+    assert "warning: allowed is not encrypted and holds secrets" in allowed.err
+    assert "copied to" in allowed.out and uploaded() == ["allowed.tar.gz", "plain.tar.gz"]
+
+    for name, args in (("cron-only", ["--module", "cron"]), ("report", ["--type", "bug-report"])):
+        quiet = cb(config, "create", "--root", str(host), "--name", name, *args, env=env)
+        assert quiet.code == 0, quiet.err
+        assert "warning" not in quiet.err and "copied to" in quiet.out
+    assert uploaded() == ["allowed.tar.gz", "cron-only.tar.gz", "plain.tar.gz", "report.tar.gz"]
+
+    # a restore's pre-restore archive holds the shadow: it stays local, the restore goes on
+    (host / "etc/shadow").chmod(0o644)
+    restored = restore(config, "plain", host, "--module", "users", "--yes", env=env)
+    assert restored.code == 0, restored.err
+    assert (host / "etc/shadow").stat().st_mode & 0o777 == 0o640
+    assert not any(name.startswith("pre-restore-") for name in uploaded())
+    assert [a["type"] for a in cb(config, "list", "--json").json()].count("pre-restore") == 1
+
+    (tmp_path / "passphrase").write_text(SETTINGS_PASSPHRASE)
+    (tmp_path / "passphrase").chmod(0o600)
+    sealed = config_for(
+        tmp_path,
+        store="sealed",
+        destination=destination,
+        copy_to_destination=True,
+        encryption={"mode": "symmetric", "passphrase_file": str(tmp_path / "passphrase")},
+    )
+    run = cb(sealed, "create", "--root", str(host), "--name", "sealed", env=env)
+    assert run.code == 0, run.err
+    assert "warning" not in run.err and "sealed.tar.gz.gpg" in uploaded()

@@ -14,7 +14,7 @@ from rescue.config import DEFAULT_CONFIG_PATH, Settings
 from rescue.configbackup import archive, create, remote, restore
 from rescue.configbackup.modules import BUILTIN, load_modules
 from rescue.configbackup.store import Store
-from rescue.errors import ConfigRestoreRefused, UsageError
+from rescue.errors import ConfigRestoreRefused, RemoteCopyError, UsageError
 from rescue.prompts import Answers, Question
 from rescue.units import human_size
 
@@ -22,6 +22,12 @@ ROOT_OPTION = root_option(
     "The system to read or restore: / or a mounted one (e.g. during recovery)."
 )
 SHOWN_PER_MODULE = 20
+ALLOW_UNENCRYPTED = click.option(
+    "--allow-unencrypted",
+    is_flag=True,
+    help="Copy an archive that is not encrypted and holds secrets to the backup destination "
+    "anyway (without it such a copy is refused).",
+)
 
 
 def _settings(app: App) -> Settings | None:
@@ -101,12 +107,23 @@ MODULE_NAMES = complete_from(m.name for m in BUILTIN)
     help="Only this module (repeat for more); the modules it depends on are added. Default: all.",
 )
 @ROOT_OPTION
+@ALLOW_UNENCRYPTED
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as data.")
 @click.pass_obj
 def create_cmd(
-    app: App, kind: str, name: str | None, modules: tuple[str, ...], root: Path, as_json: bool
+    app: App,
+    kind: str,
+    name: str | None,
+    modules: tuple[str, ...],
+    root: Path,
+    allow_unencrypted: bool,
+    as_json: bool,
 ) -> None:
-    """Write one archive of the modules' files and state, with a checksummed manifest."""
+    """Write one archive of the modules' files and state, with a checksummed manifest.
+
+    An archive that is not encrypted ([encryption] mode = "none") and holds secrets (shadow,
+    private keys, passwords) is named in a warning, and copy_to_destination leaves it in the
+    store unless --allow-unencrypted is given."""
     say = (lambda _line: None) if as_json else click.echo
     made = create.create(
         _settings(app),
@@ -116,7 +133,9 @@ def create_cmd(
         name,
         config_path=app.config_path,
         log_path=app.log_path,
+        allow_unencrypted=allow_unencrypted,
         say=say,
+        warn=lambda line: click.echo(f"warning: {line}", err=True),
     )
     if as_json:
         emit_json(made.stored.index | {"manifest": made.manifest})
@@ -214,13 +233,23 @@ def _add_checked(store: Store, source: Path, name: str | None, work: Path) -> st
 
 @config_backup_group.command("push")
 @click.argument("archive_name", metavar="ARCHIVE")
+@ALLOW_UNENCRYPTED
 @click.pass_obj
-def push_cmd(app: App, archive_name: str) -> None:
+def push_cmd(app: App, archive_name: str, allow_unencrypted: bool) -> None:
     """Copy ARCHIVE to the backup destination's config-backups/ (as copy_to_destination does
-    for new archives)."""
+    for new archives). An archive that is not encrypted and holds secrets needs
+    --allow-unencrypted."""
     store = Store(_settings(app))
     stored = store.get(archive_name)
-    stored.index["remote"] = remote.upload(_need_settings(store, "push"), stored.path)
+    settings = _need_settings(store, "push")
+    refusal = remote.unencrypted_refusal(stored, allow_unencrypted)
+    if refusal:
+        raise RemoteCopyError(
+            f"{archive_name} was not copied to {remote.where(settings)}: {refusal}; add "
+            '--allow-unencrypted to copy it anyway, or set [encryption] mode = "symmetric" or '
+            '"gpg" for new archives'
+        )
+    stored.index["remote"] = remote.upload(settings, stored.path)
     store.write_index(stored)
     click.echo(f"copied {archive_name} to {stored.index['remote']}")
 
@@ -279,6 +308,10 @@ def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
             click.echo(f"  state: {state}")
         if module["missing"]:
             click.echo(f"  not on the system: {', '.join(module['missing'])}")
+    if manifest.get("secret_files"):
+        click.echo("\nnot encrypted, and these files hold secrets:")
+        for secret_path in manifest["secret_files"]:
+            click.echo(f"  {secret_path}")
     if manifest["redactions"]:
         click.echo("\nredacted:")
         for item in manifest["redactions"]:
@@ -345,7 +378,12 @@ def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     is_flag=True,
     help="Restore the modules even when modules they depend on are not selected.",
 )
-@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List every path the modules hold and what a restore would do with it, with the "
+    "modules in restore order (dependencies included); write nothing, ask nothing.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask before replacing the configuration.")
 @click.option(
     "--no-imports",
@@ -383,8 +421,8 @@ def restore_cmd(
     restoring = lock.exclusive(store.ensure(), f"config-backup restore of {archive_name}")
     with restoring, store.work_dir() as work:
         opened = archive.open_verified(path, settings, work, stage=True)
-        planned = restore.plan(opened, root, modules, ignore_dependencies, answers)
-        _show_plan(planned, no_imports)
+        planned = restore.plan(opened, root, modules, ignore_dependencies, answers, dry_run=dry_run)
+        _show_plan(planned, no_imports, every_path=dry_run)
         if not planned.changes and (no_imports or not planned.imports):
             click.echo("nothing to restore: the system already matches the archive")
             return
@@ -426,7 +464,8 @@ def _slash(entry: dict[str, object]) -> str:
     return "/" if entry["kind"] == "dir" else ""
 
 
-def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
+def _show_plan(planned: restore.Plan, no_imports: bool, every_path: bool) -> None:
+    """The diff per module; every_path (a dry run) lists every path, unchanged ones too."""
     manifest = planned.opened.manifest
     click.echo(
         f"{manifest['name']} ({manifest['type']} of {manifest['host']}, {manifest['created']}) "
@@ -434,6 +473,8 @@ def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
     )
     for warning in planned.warnings:
         click.echo(f"warning: {warning}")
+    if every_path:
+        click.echo(f"modules, in restore order: {', '.join(planned.order)}")
     for module in planned.order:
         changes = [c for c in planned.changes if c.module == module]
         counts = {a: sum(1 for c in changes if c.action == a) for a in ("new", "change", "remove")}
@@ -441,10 +482,14 @@ def _show_plan(planned: restore.Plan, no_imports: bool) -> None:
             f"  {module}: {counts['new']} new, {counts['change']} changed, "
             f"{counts['remove']} to remove, {planned.unchanged.get(module, 0)} unchanged"
         )
-        for change in changes[:SHOWN_PER_MODULE]:
+        shown = len(changes) if every_path else SHOWN_PER_MODULE
+        for change in changes[:shown]:
             click.echo(f"    {change.action:<6} {change.path} ({change.detail})")
-        if len(changes) > SHOWN_PER_MODULE:
-            click.echo(f"    ... and {len(changes) - SHOWN_PER_MODULE} more")
+        if len(changes) > shown:
+            click.echo(f"    ... and {len(changes) - shown} more (--dry-run lists them all)")
+        if every_path:
+            for same in (c for c in planned.same if c.module == module):
+                click.echo(f"    same   {same.path} ({same.detail})")
     for item in planned.imports:
         how = "skipped (--no-imports)" if no_imports else "will run"
         click.echo(f"  {item.module}: state {item.name}: {how}")

@@ -155,7 +155,8 @@ class Reader:
         with tempfile.NamedTemporaryFile(prefix="rescue-state-") as out:
             shell = fill(command.export, self.root, Path(out.name))
             result = execute.run(["sh", "-c", f"( {shell} ) > {shlex.quote(out.name)}"])
-            if result.returncode:
+            printed = result.output.strip() or Path(out.name).stat().st_size
+            if result.returncode and (result.returncode != command.empty_exit or printed):
                 last = result.output.strip().splitlines()[-1:] or ["no message"]
                 found.warnings.append(
                     f"{found.module.name}: the export of {command.name} failed "

@@ -7,6 +7,7 @@ the output says which were added.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -32,13 +33,15 @@ from rescue.configbackup.modules import (
 )
 from rescue.configbackup.redact import Redactor
 from rescue.configbackup.store import Store, Stored
-from rescue.errors import RescueError, UsageError
+from rescue.errors import RemoteCopyError, RescueError, UsageError
 
 log = logging.getLogger("rescue.configbackup")
 
 ArchiveType = Literal["configuration", "full", "bug-report", "pre-restore"]
 TYPES: tuple[ArchiveType, ...] = ("configuration", "full", "bug-report")
 LOG_LINES = 300
+SCAN_LIMIT = 4 << 20  # configuration files are small; a data file this big is not scanned
+SHOWN_SECRET_FILES = 5
 
 
 @dataclass
@@ -86,9 +89,15 @@ def create(
     log_path: Path | None = None,
     modules: dict[str, Module] | None = None,
     absent: dict[str, list[str]] | None = None,
+    allow_unencrypted: bool = False,
     say: Callable[[str], None] = lambda _line: None,
+    warn: Callable[[str], None] = lambda _line: None,
 ) -> Created:
-    """Build one archive of kind from root and put it in the store (and the destination)."""
+    """Build one archive of kind from root and put it in the store (and the destination).
+
+    An archive that is not encrypted is scanned with the bug report's rules: the files that
+    hold secrets are named in its manifest and in a warning, and it is not copied to the
+    destination unless allow_unencrypted (a pre-restore archive then stays local)."""
     store = Store(settings)
     modules = modules if modules is not None else load_modules(modules_dir(settings))
     chosen, added = choose(modules, requested)
@@ -100,6 +109,7 @@ def create(
     compression = store.options.compression
     reader = Reader(root)
     redactor = _redactor(settings, root, modules) if kind == "bug-report" else None
+    scanner = None if encrypted or redactor else _redactor(settings, root, modules)
     records: list[dict[str, Any]] = []
     warnings: list[str] = []
     with store.work_dir() as work:
@@ -112,6 +122,8 @@ def create(
             for entry in found.entries:
                 if entry.kind == "file":
                     _add_file(writer, root, module_name, entry, redactor)
+                    if scanner is not None and entry.size <= SCAN_LIMIT:
+                        _scan(scanner, root, module_name, entry)
             for state_name, data in found.state.items():
                 if redactor is not None:
                     data = redactor.redact(module_name, f"state:{state_name}", data)
@@ -147,13 +159,26 @@ def create(
             "added_dependencies": added,
             "warnings": warnings,
             "redactions": redactor.done if redactor else [],
+            "secret_files": list(
+                dict.fromkeys(d["path"] for d in (scanner.done if scanner else []))
+            ),
             "diagnostics": diagnostics,
         }
         say("writing the archive")
         built = work / store.file_name(name, compression, encrypted)
         writer.finish(manifest, built, settings)
         stored = store.add(built, manifest, name)
+    if manifest["secret_files"] and kind != "pre-restore":
+        warn(unencrypted_warning(name, manifest["secret_files"]))
     if settings is not None and store.options.copy_to_destination:
+        refusal = remote.unencrypted_refusal(stored, allow_unencrypted)
+        if refusal and kind == "pre-restore":
+            return Created(stored, manifest, added)  # kept local; the restore goes on
+        if refusal:
+            raise RemoteCopyError(
+                f"{name} is in the store, not copied to the destination: {refusal}; copy it "
+                f"with: rescue config-backup push {name} --allow-unencrypted"
+            )
         say("copying to the backup destination")
         try:
             stored.index["remote"] = remote.upload(settings, stored.path)
@@ -165,6 +190,23 @@ def create(
             raise
         store.write_index(stored)
     return Created(stored, manifest, added)
+
+
+def unencrypted_warning(name: str, secret_files: list[str]) -> str:
+    shown = ", ".join(secret_files[:SHOWN_SECRET_FILES])
+    more = len(secret_files) - SHOWN_SECRET_FILES
+    return (
+        f"{name} is not encrypted and holds secrets in {len(secret_files)} file(s): {shown}"
+        + (f" and {more} more (see info {name})" if more > 0 else "")
+        + '; to encrypt archives, set [encryption] mode = "symmetric" (with a passphrase) or '
+        '"gpg" in the settings'
+    )
+
+
+def _scan(scanner: Redactor, root: Path, module: str, entry: Entry) -> None:
+    """Note (in scanner.done) whether the file holds a secret, by the bug report's rules."""
+    with contextlib.suppress(OSError):  # gone since it was archived: nothing to say
+        scanner.redact(module, entry.path, on_root(root, entry.path).read_bytes())
 
 
 def _add_file(

@@ -61,6 +61,12 @@ class StateCommand(BaseModel):
     when: ModulePath | None = Field(
         default=None, description="Export only when this path exists under the root."
     )
+    empty_exit: int | None = Field(
+        default=None,
+        description="An exit code that means 'nothing to export' when the command printed "
+        "nothing (grep and systemctl list-unit-files exit 1 when nothing matches): the state "
+        "is saved empty, not reported as a failure.",
+    )
 
 
 class Module(BaseModel):
@@ -88,9 +94,15 @@ class Module(BaseModel):
     source: str = Field(default="built in", exclude=True)
 
 
-def _state(name: str, export: str, import_: str = "", when: str | None = None) -> StateCommand:
+def _state(
+    name: str,
+    export: str,
+    import_: str = "",
+    when: str | None = None,
+    empty_exit: int | None = None,
+) -> StateCommand:
     return StateCommand.model_validate(
-        {"name": name, "export": export, "import": import_, "when": when}
+        {"name": name, "export": export, "import": import_, "when": when, "empty_exit": empty_exit}
     )
 
 
@@ -192,6 +204,7 @@ BUILTIN: tuple[Module, ...] = (
                 "systemctl --root={root} list-unit-files --state=enabled --no-legend --no-pager",
                 _ENABLE,
                 when="/etc/systemd/system",
+                empty_exit=1,  # systemctl: no unit is enabled
             )
         ],
     ),

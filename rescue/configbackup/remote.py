@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rescue.config import Settings
+from rescue.configbackup.store import Stored
 from rescue.destinations import display_url
 from rescue.errors import ConfigArchiveNotFoundError, RemoteCopyError
 from rescue.remotedir import opened
@@ -29,6 +30,21 @@ def _transfer(settings: Settings, what: str) -> Iterator[None]:
 
 def where(settings: Settings) -> str:
     return f"{display_url(settings).rstrip('/')}/{SUBDIR}/"
+
+
+def unencrypted_refusal(stored: Stored, allowed: bool) -> str:
+    """Why stored must not leave this machine without --allow-unencrypted ("" if it may):
+    an archive that is not encrypted and holds secrets (or may: an older index does not say)."""
+    index = stored.index
+    if allowed or index.get("encrypted") or index.get("type") == "bug-report":
+        return ""
+    if "secret_files" not in index:
+        return "it is not encrypted and may hold secrets (it was made by an older rescue)"
+    files = list(index["secret_files"])
+    if not files:
+        return ""
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    return f"it is not encrypted and holds secrets ({', '.join(files[:3])}{more})"
 
 
 def upload(settings: Settings, local: Path) -> str:

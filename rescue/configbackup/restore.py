@@ -54,6 +54,7 @@ class Plan:
     order: list[str]
     changes: list[Change] = field(default_factory=list)
     unchanged: dict[str, int] = field(default_factory=dict)
+    same: list[Change] = field(default_factory=list)  # what matches already (a dry run lists it)
     imports: list[Import] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -76,8 +77,13 @@ def plan(
     requested: Sequence[str],
     ignore_dependencies: bool,
     answers: Answers,
+    *,
+    dry_run: bool = False,
 ) -> Plan:
-    """What a restore of the requested modules would do; refuses what it must not do."""
+    """What a restore of the requested modules would do; refuses what it must not do.
+
+    A dry run asks nothing and refuses nothing about dependencies: it plans the modules that
+    a restore would need (those the archive holds) and says what a restore would ask for."""
     manifest = opened.manifest
     name = manifest.get("name", opened.path.name)
     if manifest.get("type") == "bug-report":
@@ -100,12 +106,34 @@ def plan(
             f"restoring without {', '.join(missing)}, which {', '.join(selected)} depend(s) on "
             "(--ignore-dependencies)"
         )
+    elif missing and dry_run:
+        selected = _dry_run_dependencies(selected, missing, records, warnings)
     elif missing:
         selected = _add_dependencies(name, selected, missing, records, answers)
     result = Plan(opened, root, dependency_order(deps, selected), warnings=warnings)
     for module in result.order:
         _plan_module(result, records[module])
     return result
+
+
+def _dry_run_dependencies(
+    selected: list[str], missing: list[str], records: dict[str, Any], warnings: list[str]
+) -> list[str]:
+    held = [m for m in missing if m in records]
+    absent = [m for m in missing if m not in records]
+    needs = f"{', '.join(selected)} depend(s) on"
+    if held:
+        options = " ".join(f"--module {m}" for m in held)
+        warnings.append(
+            f"{needs} {', '.join(held)}: shown with them; a restore needs {options} (or a yes "
+            "at a terminal), or --ignore-dependencies to leave them out"
+        )
+    if absent:
+        warnings.append(
+            f"{needs} {', '.join(absent)}, which the archive does not hold: a restore needs "
+            "--ignore-dependencies"
+        )
+    return [*held, *selected]
 
 
 def _add_dependencies(
@@ -190,6 +218,7 @@ def _plan_module(result: Plan, record: dict[str, Any]) -> None:
             result.changes.append(Change(module, entry.path, "change", ", ".join(details)))
         else:
             unchanged += 1
+            result.same.append(Change(module, entry.path, "same", entry.kind))
     for path in record.get("absent", []):
         if os.path.lexists(_inside(root, path)):
             result.changes.append(Change(module, path, "remove", "not there before the restore"))

@@ -22,7 +22,10 @@ from rescue.errors import ConfigArchiveNotFoundError, RestoreTargetExistsError, 
 from rescue.placement.fsops import private_dir
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-INDEX_KEYS = ("name", "type", "created", "host", "modules", "encrypted", "size", "file", "remote")
+INDEX_KEYS = (
+    "name", "type", "created", "host", "modules", "encrypted", "size", "file", "remote",
+    "secret_files",
+)  # fmt: skip
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Store:
             "size": path.stat().st_size,
             "file": path.name,
         }
+        if "secret_files" in manifest:  # paths only: the index never holds a secret
+            index["secret_files"] = list(manifest["secret_files"])
         self.write_index(Stored(path, index))
         return Stored(path, index)
 
