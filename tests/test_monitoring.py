@@ -24,6 +24,7 @@ import pytest
 from clirun import rescue, symmetric_settings
 
 from rescue.config import Settings
+from rescue.configbackup.create import _redactor
 from rescue.errors import ConfigError
 
 pytestmark = pytest.mark.slow
@@ -158,6 +159,10 @@ def test_ping_urls_are_checked_and_never_shown() -> None:
     url = f"https://hc-ping.example/{CHECK}"
     settings = Settings.model_validate({**base, "monitoring": {"ping_url": url}})
     assert CHECK not in str(settings.redacted()) and CHECK not in repr(settings)
+    # a bug report (config-backup --type bug-report) redacts it wherever it appears
+    text = f'[monitoring]\nping_url = "{url}"\n'.encode()
+    redacted = _redactor(settings, Path("/nonexistent"), {}).redact("rescue", "/x.toml", text)
+    assert CHECK.encode() not in redacted and b"[REDACTED by rescue]" in redacted
 
 
 # -- backups ---------------------------------------------------------------------------------
