@@ -9,6 +9,7 @@ changed since that backup. Either way the report says "identical" or lists the d
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
@@ -29,6 +30,8 @@ from rescue.sampletree import make_sample_tree, mutate_sample_tree
 from rescue.treecompare import compare_file, compare_trees
 
 T = TypeVar("T")
+
+log = logging.getLogger("rescue.drill")
 
 
 @dataclass
@@ -121,7 +124,10 @@ def own_gnupg(engine: Engine) -> Iterator[None]:
             yield
         finally:
             engine.gnupg_home = None
-            execute.run(["gpgconf", "--kill", "all"], env={"GNUPGHOME": str(home)})
+            try:
+                execute.run(["gpgconf", "--kill", "all"], env={"GNUPGHOME": str(home)})
+            except OSError as exc:  # no gpgconf: no gpg either, so no agent was started
+                log.warning("cannot end the drill's gpg-agent: %s", exc)
 
 
 def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> DrillReport:
