@@ -145,8 +145,10 @@ def metrics_text(settings: Settings) -> str:
     last_good_drill = next((d for d in reversed(drills) if d.outcome == "identical"), None)
     status = Engine(settings).local_status()
     sets = status.sets
-    ok = {"backup": last_run and last_run.outcome == "success"}
-    ok["drill"] = last_drill and last_drill.outcome == "identical"
+    ok = {
+        "backup": last_run is not None and last_run.outcome == "success",
+        "drill": last_drill is not None and last_drill.outcome == "identical",
+    }
 
     out = _Families()
     out.gauge(
@@ -161,8 +163,8 @@ def metrics_text(settings: Settings) -> str:
         "rescue_last_run_success",
         "1 when the last run succeeded (a drill: the restore was identical), else 0.",
         [
-            (_kind("backup"), int(bool(ok["backup"])) if last_run else None),
-            (_kind("drill"), int(bool(ok["drill"])) if last_drill else None),
+            (_kind("backup"), int(ok["backup"]) if last_run else None),
+            (_kind("drill"), int(ok["drill"]) if last_drill else None),
         ],
     )
     out.gauge(
@@ -210,7 +212,7 @@ def metrics_text(settings: Settings) -> str:
         "rescue_last_drill_identical",
         "1 when the last drill restored everything identical, 0 when it found differences "
         "or failed.",
-        [("", int(bool(ok["drill"])) if last_drill else None)],
+        [("", int(ok["drill"]) if last_drill else None)],
     )
     out.gauge(
         "rescue_last_drill_restore_seconds",
@@ -230,6 +232,8 @@ def write_textfile(settings: Settings) -> str | None:
     target = settings.monitoring.textfile
     if target is None:
         return None
+    if not Path(target).parent.is_dir():  # made by node_exporter's package, not by rescue
+        return f"cannot write the metrics textfile {target}: its directory does not exist"
     try:
         write_atomic(Path(target), metrics_text(settings), 0o644)
         return None

@@ -228,7 +228,10 @@ def test_an_unreachable_or_silent_ping_service_never_fails_the_backup(
     tmp_path: Path, sample_tree: Path
 ) -> None:
     port = _closed_port()
-    config = _settings(tmp_path, sample_tree, {"ping_url": f"http://127.0.0.1:{port}/{CHECK}"})
+    prom = tmp_path / "not-installed/rescue.prom"  # node_exporter's directory is missing
+    config = _settings(
+        tmp_path, sample_tree, {"ping_url": f"http://127.0.0.1:{port}/{CHECK}", "textfile": prom}
+    )
     time.sleep(1)
     r = rescue(config, "backup")
     assert r.code == 0, r.err
@@ -239,7 +242,9 @@ def test_an_unreachable_or_silent_ping_service_never_fails_the_backup(
         "[Errno 111] Connection refused",
         f"rescue: warning: the success ping to http://127.0.0.1:{port}/… failed: "
         "[Errno 111] Connection refused",
+        f"rescue: warning: cannot write the metrics textfile {prom}: its directory does not exist",
     ]
+    assert not prom.parent.exists()
     log = (config.parent / "rescue.log").read_text()
     assert "ping to" in log and CHECK not in log and CHECK not in r.out
 
