@@ -113,6 +113,33 @@ def cron_fields(incremental_every: IncrementalEvery, start: dt.time) -> str:
     return f"{start.minute} {start.hour} * * 1"
 
 
+def drill_calendar(drill_every: str, start: dt.time) -> str:
+    """The systemd OnCalendar expression of the scheduled drills: each day, each Sunday (out of
+    the way of Monday's weekly full) or each first of the month, at start."""
+    at = f"{start.hour:02d}:{start.minute:02d}:00"
+    if drill_every == "daily":
+        return f"*-*-* {at}"
+    if drill_every == "weekly":
+        return f"Sun *-*-* {at}"
+    return f"*-*-01 {at}"
+
+
+def drill_cron_fields(drill_every: str, start: dt.time) -> str:
+    """The same drills as drill_calendar, as the five fields of a crontab line."""
+    if drill_every == "daily":
+        return f"{start.minute} {start.hour} * * *"
+    if drill_every == "weekly":
+        return f"{start.minute} {start.hour} * * 0"
+    return f"{start.minute} {start.hour} 1 * *"
+
+
+DRILL_WORDS = {
+    "daily": "every day",
+    "weekly": "every Sunday",
+    "monthly": "on the 1st of each month",
+}
+
+
 def next_runs(
     now: dt.datetime, incremental_every: IncrementalEvery, start: dt.time, count: int
 ) -> list[dt.datetime]:

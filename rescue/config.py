@@ -44,6 +44,7 @@ Method = Literal["file", "ftp", "ftps", "sftp", "scp"]
 EncryptionMode = Literal["none", "symmetric", "gpg"]
 FullEvery = Literal["daily", "weekly", "monthly"]
 IncrementalEvery = Literal["hourly", "daily", "weekly"]
+DrillEvery = Literal["off", "daily", "weekly", "monthly"]
 
 REMOTE_METHODS = ("ftp", "ftps", "sftp", "scp")
 SSH_METHODS = ("sftp", "scp")
@@ -429,7 +430,21 @@ class Schedule(_Section):
         examples=["/usr/local/bin/mail-admin"],
     )
 
-    @field_validator("start_time", mode="before")
+    drill_every: DrillEvery = Field(
+        default="off",
+        description="How often `rescue schedule install` also runs `rescue drill` (restore "
+        "the backup to scratch and compare it with the live files): off, daily, weekly "
+        "(Sundays) or monthly (each 1st), at drill_time.",
+        examples=["weekly"],
+    )
+    drill_time: str = Field(
+        default="05:30",
+        description="The time of day the scheduled drill starts, HH:MM (24-hour). Pick one "
+        "when no backup runs: a drill and a backup cannot use duplicity's cache at once.",
+        examples=["05:30"],
+    )
+
+    @field_validator("start_time", "drill_time", mode="before")
     @classmethod
     def _time(cls, value: object) -> object:
         if isinstance(value, dt.time) and not value.second and not value.microsecond:
@@ -456,6 +471,12 @@ class Schedule(_Section):
     def start(self) -> dt.time:
         """start_time as a time of day."""
         hours, minutes = self.start_time.split(":")
+        return dt.time(int(hours), int(minutes))
+
+    @property
+    def drill_start(self) -> dt.time:
+        """drill_time as a time of day."""
+        hours, minutes = self.drill_time.split(":")
         return dt.time(int(hours), int(minutes))
 
 
@@ -552,6 +573,60 @@ class Duplicity(_Section):
     )
 
 
+_PING_URL = re.compile(r"https?://[^/\s@]+(/\S*)?")
+
+
+class Monitoring(_Section):
+    """[monitoring]: what node_exporter and a ping service (healthchecks.io) learn of each run."""
+
+    help: ClassVar[str] = (
+        "Monitoring: a Prometheus node_exporter textfile rewritten after every backup and "
+        "drill, and healthchecks.io-style pings at the start, success and failure of each "
+        "backup. A failing ping or textfile is a warning; it never fails the backup."
+    )
+
+    textfile: AbsPath | None = Field(
+        default=None,
+        description="A .prom file for node_exporter's textfile collector (its "
+        "--collector.textfile.directory), replaced atomically after every backup and drill: "
+        "the last success and outcome, duration, bytes, sets, the oldest restorable time and "
+        "the last drill.",
+        examples=["/var/lib/prometheus/node-exporter/rescue.prom"],
+    )
+    ping_url: SecretStr | None = Field(
+        default=None,
+        description="A ping URL (http or https) in healthchecks.io's style, for the backups: "
+        "URL/start when a backup starts, URL when it succeeded, URL/fail (the error line in "
+        "the body) when it failed. Treated as a secret: never logged or shown.",
+        examples=["https://hc-ping.com/your-check-uuid"],
+    )
+    drill_ping_url: SecretStr | None = Field(
+        default=None,
+        description="The same pings for `rescue drill` (a second check: drills run on their "
+        "own schedule); a drill that finds differences pings URL/fail.",
+        examples=["https://hc-ping.com/your-drill-check-uuid"],
+    )
+    ping_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=120,
+        description="How long one ping may take, 1 to 120 seconds, before it is given up with "
+        "a warning.",
+        examples=[10],
+    )
+
+    @field_validator("ping_url", "drill_ping_url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        execute.register_secret(url)
+        if not _PING_URL.fullmatch(url):
+            raise ValueError("must be an http:// or https:// URL without spaces or a user name")
+        return value
+
+
 Compression = Literal["gzip", "zstd"]
 
 
@@ -600,6 +675,7 @@ class Settings(BaseModel):
     config_backup: ConfigBackup = Field(
         default_factory=ConfigBackup, description="Configuration backups."
     )
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Metrics and pings.")
 
     _path: Path | None = PrivateAttr(default=None)
     _locator: _Locator | None = PrivateAttr(default=None)
@@ -949,6 +1025,7 @@ SECTIONS: tuple[tuple[str, type[_Section]], ...] = (
     ("selection", Selection),
     ("duplicity", Duplicity),
     ("config_backup", ConfigBackup),
+    ("monitoring", Monitoring),
 )
 
 

@@ -9,8 +9,10 @@ changed since that backup. Either way the report says "identical" or lists the d
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from rescue import execute
+from rescue import execute, history, lifetime
 from rescue.config import Settings
 from rescue.engine import Engine, ProgressCallback, Status, relative_path
 from rescue.placement.fsops import private_dir
@@ -28,6 +30,8 @@ from rescue.sampletree import make_sample_tree, mutate_sample_tree
 from rescue.treecompare import compare_file, compare_trees
 
 T = TypeVar("T")
+
+log = logging.getLogger("rescue.drill")
 
 
 @dataclass
@@ -41,6 +45,8 @@ class DrillReport:
     phases: list[tuple[str, float]] = field(default_factory=list)
     checks: list[tuple[str, list[str]]] = field(default_factory=list)
     skipped_changed: int = 0
+    compared_bytes: int = 0
+    restore_seconds: float = 0.0
 
     @property
     def identical(self) -> bool:
@@ -63,6 +69,8 @@ class DrillReport:
             "phases": [{"phase": p, "seconds": round(s, 3)} for p, s in self.phases],
             "checks": [{"check": c, "identical": not d, "differences": d} for c, d in self.checks],
             "skipped_changed_since_backup": self.skipped_changed,
+            "compared_bytes": self.compared_bytes,
+            "restore_seconds": round(self.restore_seconds, 3),
             "identical": self.identical,
         }
 
@@ -102,40 +110,68 @@ def _set_rows(status: Status) -> list[dict[str, object]]:
     return [s.as_dict() for s in status.sets]
 
 
+@contextmanager
+def own_gnupg(engine: Engine) -> Iterator[None]:
+    """A throwaway GnuPG home for the drill's own gpg (duplicity's, symmetric or none), and
+    the gpg-agent that gpg starts there ended with it: a drill must leave no daemon behind.
+    gpg mode needs the configured keyring (its secret key), so it is left as it is."""
+    if engine.settings.encryption.mode == "gpg":
+        yield
+        return
+    with private_dir("rescue-drill-gnupg-") as home:
+        engine.gnupg_home = str(home)
+        try:
+            yield
+        finally:
+            engine.gnupg_home = None
+            try:
+                execute.run(["gpgconf", "--kill", "all"], env={"GNUPGHOME": str(home)})
+            except OSError as exc:  # no gpgconf: no gpg either, so no agent was started
+                log.warning("cannot end the drill's gpg-agent: %s", exc)
+
+
 def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> DrillReport:
     """The built-in drill on a generated tree; see the module docstring."""
     with _workdir(keep) as work:
         settings = demo_settings(work)
         source = work / "source"
         engine = Engine(settings, progress)
-        report = DrillReport(destination=str(work / "destination"))
-        report.timed("generate sample tree", lambda: make_sample_tree(source))
-        snapshot = work / "as-of-full"
-        full = report.timed("full backup", lambda: engine.backup("full"))
-        report.timed("keep a copy of the tree as of the full", lambda: _copy_tree(source, snapshot))
-        changed = report.timed("change the tree", lambda: mutate_sample_tree(source))
-        time.sleep(1)  # duplicity's set times have one-second resolution
-        inc = report.timed("incremental backup", lambda: engine.backup("incremental"))
-        status = report.timed("status", engine.status)
-        report.sets = _set_rows(status)
-        report.source_bytes = full.source_bytes
-        report.bytes_written = full.bytes_written + inc.bytes_written
+        with own_gnupg(engine):
+            return _demo(engine, work, source)
 
-        whole = report.timed(
-            "restore everything", lambda: engine.restore("/", fresh(work / "restored"))
-        )
-        report.restored_files, report.restored_bytes = whole.files, whole.bytes
-        diffs = report.timed("compare", lambda: compare_trees(source, work / "restored"))
-        report.checks.append(("whole tree as of the incremental", diffs))
 
-        one = next(p for p in changed if (snapshot / p).is_file())
-        target = work / "one-file"
-        report.timed(
-            "restore one file as of the full",
-            lambda: engine.restore(str(source / one), fresh(target), status.sets[0].time),
-        )
-        report.checks.append((f"{one} as of the full", compare_file(snapshot / one, target, one)))
-        return report
+def _demo(engine: Engine, work: Path, source: Path) -> DrillReport:
+    """The demonstration itself, run with the drill's own GnuPG home."""
+    report = DrillReport(destination=str(work / "destination"))
+    report.timed("generate sample tree", lambda: make_sample_tree(source))
+    snapshot = work / "as-of-full"
+    full = report.timed("full backup", lambda: engine.backup("full"))
+    report.timed("keep a copy of the tree as of the full", lambda: _copy_tree(source, snapshot))
+    changed = report.timed("change the tree", lambda: mutate_sample_tree(source))
+    time.sleep(1)  # duplicity's set times have one-second resolution
+    inc = report.timed("incremental backup", lambda: engine.backup("incremental"))
+    status = report.timed("status", engine.status)
+    report.sets = _set_rows(status)
+    report.source_bytes = full.source_bytes
+    report.bytes_written = full.bytes_written + inc.bytes_written
+
+    whole = report.timed(
+        "restore everything", lambda: engine.restore("/", fresh(work / "restored"))
+    )
+    report.restored_files, report.restored_bytes = whole.files, whole.bytes
+    report.restore_seconds = report.phases[-1][1]
+    diffs = report.timed("compare", lambda: compare_trees(source, work / "restored"))
+    report.compared_bytes = whole.bytes
+    report.checks.append(("whole tree as of the incremental", diffs))
+
+    one = next(p for p in changed if (snapshot / p).is_file())
+    target = work / "one-file"
+    report.timed(
+        "restore one file as of the full",
+        lambda: engine.restore(str(source / one), fresh(target), status.sets[0].time),
+    )
+    report.checks.append((f"{one} as of the full", compare_file(snapshot / one, target, one)))
+    return report
 
 
 def run_configured(
@@ -145,8 +181,33 @@ def run_configured(
     keep: bool = False,
     scratch: Path | None = None,
 ) -> DrillReport:
-    """Restore the configured backup to scratch and compare it with the unchanged live files."""
+    """Restore the configured backup to scratch and compare it with the unchanged live files.
+
+    Every run is recorded in the history (rescue.history.Drill): its outcome, the restore's
+    time and the bytes compared, or the error line of a drill that could not finish."""
     engine = Engine(settings, progress)
+    record = history.Drill(time.time(), 0.0, "failure", path)
+    try:
+        with own_gnupg(engine):
+            report = _configured(engine, path, keep, scratch, record)
+        record.outcome = "identical" if report.identical else "different"
+        record.differences = sum(len(d) for _, d in report.checks)
+        return report
+    except (KeyboardInterrupt, lifetime.Terminated) as exc:
+        record.outcome, record.error = "interrupted", history.error_line(exc)
+        raise
+    except Exception as exc:
+        record.error = history.error_line(exc)
+        raise
+    finally:
+        record.end = time.time()
+        history.record_run(engine.archive_dir, record)
+
+
+def _configured(
+    engine: Engine, path: str, keep: bool, scratch: Path | None, record: history.Drill
+) -> DrillReport:
+    settings = engine.settings
     root = Path(str(settings.selection.root))
     rel = relative_path(path, settings)
     with _workdir(keep) if scratch is None else _given(scratch) as work:
@@ -156,12 +217,24 @@ def run_configured(
         restored = work / "restored"
         summary = report.timed("restore", lambda: engine.restore(path, fresh(restored), newest))
         report.restored_files, report.restored_bytes = summary.files, summary.bytes
+        report.restore_seconds = record.restore_seconds = report.phases[-1][1]
+        record.set_time = summary.time
+        # what the backup holds of path, and what its sets took at the destination (as far
+        # as this host's history knows their sizes)
+        report.source_bytes = summary.bytes
+        report.bytes_written = sum(s.bytes or 0 for s in status.sets)
         live = root / rel if rel else root
         diffs = report.timed(
             "compare", lambda: _compare_unchanged(live, restored, summary.time, report)
         )
-        report.checks.append((f"{path} as of {summary.time}", diffs))
+        record.compared_bytes = report.compared_bytes
+        report.checks.append((f"{path} as of {when(summary.time)}", diffs))
         return report
+
+
+def when(timestamp: float) -> str:
+    """A set's time as people read it in a report line: 2026-12-06 10:00:00 +0000."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(timestamp))
 
 
 @contextmanager
@@ -192,4 +265,6 @@ def _compare_unchanged(
                 continue
             if not expected.is_dir() or expected.is_symlink():
                 diffs += compare_file(expected, actual, rel)
+                if stat.S_ISREG(st.st_mode):
+                    report.compared_bytes += st.st_size
     return diffs

@@ -152,6 +152,9 @@ class Engine:
         self.progress = progress
         self.archive_dir = Path(settings.duplicity.archive_dir)
         self.last_run: history.Run | None = None  # the last backup() call's history record
+        # A GnuPG home for duplicity's gpg when the settings name none (the drill's throwaway
+        # one, so the gpg-agent it starts can be ended with it); gpg mode keeps its keyring.
+        self.gnupg_home: str | None = None
 
     # -- running duplicity -------------------------------------------------------------------
 
@@ -159,7 +162,8 @@ class Engine:
         enc = self.settings.encryption
         if enc.mode == "none":
             return ["--no-encryption"], {}, {}
-        env = {"GNUPGHOME": str(enc.gnupg_home)} if enc.gnupg_home else {}
+        home = enc.gnupg_home or self.gnupg_home
+        env = {"GNUPGHOME": str(home)} if home else {}
         # An empty PASSPHRASE keeps duplicity from prompting for a key that has none.
         secret = {"PASSPHRASE": self.settings.passphrase() or ""}
         args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" else []
@@ -306,11 +310,10 @@ class Engine:
             run.outcome = "success"
             return summary
         except (KeyboardInterrupt, lifetime.Terminated) as exc:
-            run.outcome, run.error = "interrupted", f"interrupted ({exc or 'Ctrl-C'})"
+            run.outcome, run.error = "interrupted", history.error_line(exc)
             raise
         except Exception as exc:
-            run.error = execute.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-            run.error = run.error or type(exc).__name__
+            run.error = history.error_line(exc)
             raise
         finally:
             run.end = time.time()

@@ -3,8 +3,10 @@
 duplicity's collection status gives each set's type, time and volume count, but nothing about
 the runs that made them or failed. Each `rescue backup` appends one JSON line here, beside
 duplicity's cache: its start and end, the mode asked for, the kind made, the outcome, the bytes
-written, the set's time and the error line (secrets masked). `rescue status` reads the last
-runs from it (a set's size it takes from the destination's volumes); losing it loses only those.
+written, the set's time and the error line (secrets masked). Each drill of the configured
+backup appends one too: its outcome, restore time and the bytes it compared. `rescue status`
+reads the last runs and the last drill from it (a set's size it takes from the destination's
+volumes); losing it loses only those.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+
+from rescue import execute, lifetime
 
 HISTORY_FILE = "rescue-history.jsonl"
 
@@ -40,7 +44,39 @@ class Run:
         return max(0.0, self.end - self.start)
 
 
-def record_run(archive_dir: Path, run: Run) -> None:
+DrillOutcome = Literal["identical", "different", "failure", "interrupted"]
+
+
+@dataclass
+class Drill:
+    """One `rescue drill` against the configured backup. Kept in the same file as the backup
+    runs, as lines with "drill": true, which older readers skip (Run() refuses the key)."""
+
+    start: float
+    end: float
+    outcome: DrillOutcome
+    path: str = "/"
+    set_time: int | None = None
+    restore_seconds: float | None = None
+    compared_bytes: int | None = None
+    differences: int | None = None
+    error: str | None = None
+    drill: bool = True
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a record (and a failure ping) keeps of an error: its first line, masked."""
+    if isinstance(exc, KeyboardInterrupt | lifetime.Terminated):
+        return f"interrupted ({exc or 'Ctrl-C'})"
+    text = str(exc).strip()
+    return execute.mask(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def record_run(archive_dir: Path, run: Run | Drill) -> None:
     """Append run; a history that cannot be written is logged, never the run's failure."""
     try:
         archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -53,11 +89,13 @@ def record_run(archive_dir: Path, run: Run) -> None:
 def _parse(line: str) -> Run | None:
     try:
         entry = json.loads(line)
+        if entry.get("drill"):
+            return None
         if "outcome" not in entry:  # the older sets-only line: {"time", "kind", "bytes"}
             t = int(entry["time"])
             return Run(t, t, entry["kind"], "success", entry["kind"], int(entry["bytes"]), t)
         return Run(**entry)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -68,3 +106,20 @@ def runs(archive_dir: Path) -> list[Run]:
     except FileNotFoundError:
         return []
     return [r for r in map(_parse, lines) if r is not None]
+
+
+def drills(archive_dir: Path) -> list[Drill]:
+    """Every recorded drill, oldest first; unreadable lines are skipped."""
+    try:
+        lines = (archive_dir / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            if entry.get("drill"):
+                found.append(Drill(**entry))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return found

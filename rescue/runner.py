@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 from rescue.errors import RecoveryStateError, RescueError, UsageError
 from rescue.lifetime import Terminated
+from rescue.placement.fsops import write_atomic
 from rescue.prompts import Question
 
 log = logging.getLogger("rescue.runner")
@@ -97,14 +97,7 @@ class State:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(asdict(self), out, indent=2, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", 0o600)
 
     @classmethod
     def load(cls, path: Path) -> State:

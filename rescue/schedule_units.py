@@ -9,6 +9,9 @@ status` and the journal.
 Where systemd is not running (a container, a chroot), a cron.d file runs the same command at
 the same times. cron has no catch-up and no random delay, and install says so.
 
+With [schedule] drill_every, `rescue drill` gets the same treatment: its own service and timer
+(rescue-drill.*), or a second line in the cron.d file.
+
 Everything is written under a root directory ("/" normally), so a mounted system or a test
 tree can be set up the same way.
 """
@@ -21,13 +24,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescue.cadence import cron_fields, on_calendar
+from rescue.cadence import cron_fields, drill_calendar, drill_cron_fields, on_calendar
 from rescue.config import Settings
 from rescue.errors import UsageError
 from rescue.execute import run_checked
+from rescue.placement.fsops import write_atomic
 
 SERVICE = "rescue-backup.service"
 TIMER = "rescue-backup.timer"
+DRILL_SERVICE = "rescue-drill.service"
+DRILL_TIMER = "rescue-drill.timer"
 UNIT_DIR = "etc/systemd/system"
 WANTS_DIR = "etc/systemd/system/timers.target.wants"
 CRON_FILE = "etc/cron.d/rescue-backup"
@@ -42,15 +48,15 @@ class Installed:
     files: list[Path]
 
 
-def rescue_command(config_path: Path) -> list[str]:
+def rescue_command(config_path: Path, action: str = "backup") -> list[str]:
     """The command that runs this same rescue with these settings (absolute paths: units and
-    cron run with a bare PATH)."""
+    cron run with a bare PATH); action is backup or drill."""
     program = Path(sys.argv[0])
     if program.name == "rescue" and program.exists():
         argv = [str(program.resolve())]
     else:
         argv = [sys.executable, "-m", "rescue"]
-    return [*argv, "--config", str(config_path.absolute()), "backup"]
+    return [*argv, "--config", str(config_path.absolute()), action]
 
 
 # The first line of every file rescue writes here: only such files are replaced or removed.
@@ -58,9 +64,9 @@ MARK = "# Written by `rescue schedule install`; remove with `rescue schedule rem
 
 
 def ours(path: Path) -> bool:
-    """path was written by rescue (its first line), or is the timer's enable link."""
+    """path was written by rescue (its first line), or is a timer's enable link."""
     if path.is_symlink():
-        return path.name == TIMER and os.readlink(path) == f"/{UNIT_DIR}/{TIMER}"
+        return path.name in (TIMER, DRILL_TIMER) and os.readlink(path) == f"/{UNIT_DIR}/{path.name}"
     try:
         with path.open(encoding="utf-8", errors="replace") as f:
             return f.readline() == MARK
@@ -78,10 +84,12 @@ def _refuse_foreign(paths: list[Path]) -> None:
         )
 
 
-def service_text(command: list[str]) -> str:
+def service_text(
+    command: list[str], what: str = "backup (full or incremental, as the schedule says)"
+) -> str:
     return MARK + (
         "[Unit]\n"
-        "Description=rescue backup (full or incremental, as the schedule says)\n"
+        f"Description=rescue {what}\n"
         "Wants=network-online.target\n"
         "After=network-online.target\n"
         "\n"
@@ -111,14 +119,38 @@ def timer_text(settings: Settings) -> str:
     )
 
 
-def cron_text(settings: Settings, command: list[str]) -> str:
+def drill_timer_text(settings: Settings) -> str:
+    schedule = settings.schedule
+    return MARK + (
+        "[Unit]\n"
+        f"Description=rescue drill: restore the backup to scratch and compare it, "
+        f"{schedule.drill_every} at {schedule.drill_time}\n"
+        "\n"
+        "[Timer]\n"
+        f"OnCalendar={drill_calendar(schedule.drill_every, schedule.drill_start)}\n"
+        "Persistent=true\n"
+        f"RandomizedDelaySec={schedule.random_delay_minutes * 60}\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+
+
+def cron_text(settings: Settings, command: list[str], drill: list[str] | None = None) -> str:
     schedule = settings.schedule
     fields = cron_fields(schedule.incremental_every, schedule.start)
-    return MARK + (
-        "# Errors go to stderr, which cron mails; the summary of a good run is dropped.\n"
-        "SHELL=/bin/sh\n"
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-        f"{fields} root {shlex.join(command)} >/dev/null\n"
+    lines = f"{fields} root {shlex.join(command)} >/dev/null\n"
+    if drill is not None:
+        when = drill_cron_fields(schedule.drill_every, schedule.drill_start)
+        lines += f"{when} root {shlex.join(drill)} >/dev/null\n"
+    return (
+        MARK
+        + (
+            "# Errors go to stderr, which cron mails; the summary of a good run is dropped.\n"
+            "SHELL=/bin/sh\n"
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        )
+        + lines
     )
 
 
@@ -145,45 +177,56 @@ def pick_kind(root: Path, use_cron: bool) -> tuple[str, str | None]:
     return "cron", f"{root} has no systemd"
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
-
-
 def _systemctl(*args: str) -> None:
     run_checked(["systemctl", *args], f"systemctl {' '.join(args)}")
 
 
 def install(settings: Settings, config_path: Path, root: Path, kind: str) -> Installed:
-    """Write the units (enabled) or the cron.d file under root; start the timer when systemd
-    runs this root. Whatever the other kind left is removed, so one schedule is active."""
+    """Write the units (enabled) or the cron.d file under root; start the timers when systemd
+    runs this root. Whatever the other kind left is removed, so one schedule is active. With
+    [schedule] drill_every, `rescue drill` gets its own timer and service (or cron line)."""
     command = rescue_command(config_path)
+    drill = rescue_command(config_path, "drill") if settings.schedule.drill_every != "off" else None
     _refuse_foreign([root / rel for rel in _FILES])
+    if systemd_running(root) and (root / UNIT_DIR / DRILL_TIMER).exists():
+        _systemctl("disable", "--now", DRILL_TIMER)  # drills may now be off
     remove(root, start_stop=False)
     if kind == "cron":
         cron = root / CRON_FILE
-        _write(cron, cron_text(settings, command))
+        write_atomic(cron, cron_text(settings, command, drill))
         return Installed("cron", [cron])
-    service, timer = root / UNIT_DIR / SERVICE, root / UNIT_DIR / TIMER
-    _write(service, service_text(command))
-    _write(timer, timer_text(settings))
-    link = root / WANTS_DIR / TIMER
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.unlink(missing_ok=True)
-    link.symlink_to(f"/{UNIT_DIR}/{TIMER}")
+    written = _timer(root, SERVICE, service_text(command), TIMER, timer_text(settings))
+    if drill is not None:
+        what = "drill (restore the backup to scratch and compare it with the live files)"
+        written += _timer(
+            root, DRILL_SERVICE, service_text(drill, what), DRILL_TIMER, drill_timer_text(settings)
+        )
     if systemd_running(root):
         _systemctl("daemon-reload")
         _systemctl("restart", TIMER)
-    return Installed("systemd", [service, timer, link])
+        if drill is not None:
+            _systemctl("restart", DRILL_TIMER)
+    return Installed("systemd", written)
+
+
+def _timer(root: Path, service: str, service_unit: str, timer: str, timer_unit: str) -> list[Path]:
+    """A service and its timer, the timer enabled (its link in timers.target.wants)."""
+    paths = [root / UNIT_DIR / service, root / UNIT_DIR / timer]
+    write_atomic(paths[0], service_unit)
+    write_atomic(paths[1], timer_unit)
+    link = root / WANTS_DIR / timer
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"/{UNIT_DIR}/{timer}")
+    return [*paths, link]
 
 
 def installed(root: Path) -> Installed:
     timer = root / UNIT_DIR / TIMER
     if timer.exists():
         files = [root / UNIT_DIR / SERVICE, timer, root / WANTS_DIR / TIMER]
+        files += [root / UNIT_DIR / DRILL_SERVICE, root / UNIT_DIR / DRILL_TIMER]
+        files.append(root / WANTS_DIR / DRILL_TIMER)
         return Installed("systemd", [f for f in files if f.exists() or f.is_symlink()])
     cron = root / CRON_FILE
     if cron.exists():
@@ -191,13 +234,23 @@ def installed(root: Path) -> Installed:
     return Installed(None, [])
 
 
-_FILES = (f"{WANTS_DIR}/{TIMER}", f"{UNIT_DIR}/{TIMER}", f"{UNIT_DIR}/{SERVICE}", CRON_FILE)
+_FILES = (
+    f"{WANTS_DIR}/{TIMER}",
+    f"{UNIT_DIR}/{TIMER}",
+    f"{UNIT_DIR}/{SERVICE}",
+    f"{WANTS_DIR}/{DRILL_TIMER}",
+    f"{UNIT_DIR}/{DRILL_TIMER}",
+    f"{UNIT_DIR}/{DRILL_SERVICE}",
+    CRON_FILE,
+)
 
 
 def remove(root: Path, start_stop: bool = True) -> list[Path]:
-    """Remove both kinds (stopping the timer first when systemd runs root); the files gone."""
-    if start_stop and systemd_running(root) and (root / UNIT_DIR / TIMER).exists():
-        _systemctl("disable", "--now", TIMER)
+    """Remove both kinds (stopping the timers first when systemd runs root); the files gone."""
+    if start_stop and systemd_running(root):
+        for timer in (TIMER, DRILL_TIMER):
+            if (root / UNIT_DIR / timer).exists():
+                _systemctl("disable", "--now", timer)
     _refuse_foreign([root / rel for rel in _FILES])
     gone = []
     for rel in _FILES:

@@ -202,3 +202,101 @@ def test_status_shows_the_last_runs_window_and_next_run(tmp_path: Path, config: 
     assert "nothing is installed, run `rescue schedule install`" in text
     history = rescue(config, "status", "--history", "--json").json()
     assert [r["outcome"] for r in history] == ["success", "success", "failure"]
+
+
+def _schedule_keys(config: Path, **keys: str) -> Path:
+    """config with more [schedule] keys."""
+    extra = "".join(f'{k} = "{v}"\n' for k, v in keys.items())
+    config.write_text(config.read_text().replace("[schedule]\n", "[schedule]\n" + extra))
+    return config
+
+
+def _sundays(now: dt.datetime, at: dt.time, count: int) -> list[dt.datetime]:
+    day = dt.datetime.combine(now.date(), at) + dt.timedelta(days=(6 - now.weekday()) % 7)
+    if day <= now:
+        day += dt.timedelta(days=7)
+    return [day + dt.timedelta(days=7 * i) for i in range(count)]
+
+
+def test_scheduled_drills_get_their_own_timer_and_run_for_real(
+    tmp_path: Path, config: Path
+) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: bash scripts/setup --with-test-tools installs it")
+    _schedule_keys(config, drill_every="weekly", drill_time="04:45")
+    root = _systemd_root(tmp_path)
+    r = rescue(config, "schedule", "install", "--root", str(root))
+    assert r.code == 0, r.err
+    assert "drills: `rescue drill` every Sunday at 04:45" in r.out
+    assert "(+ up to 20 min at random)" in r.out  # a systemd timer adds it
+    units = root / UNITS
+    service = (units / "rescue-drill.service").read_text()
+    timer = (units / "rescue-drill.timer").read_text()
+    assert os.readlink(units / "timers.target.wants/rescue-drill.timer") == (
+        "/etc/systemd/system/rescue-drill.timer"
+    )
+    assert _key(timer, "Persistent") == "true" and _key(timer, "OnCalendar") == "Sun *-*-* 04:45:00"
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", *(str(units / n) for n in (
+            "rescue-drill.timer", "rescue-drill.service", "rescue-backup.timer",
+            "rescue-backup.service"))],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    now = dt.datetime.now()
+    assert _systemd_times(_key(timer, "OnCalendar"), 3) == _sundays(now, dt.time(4, 45), 3)
+
+    # What the drill service runs, run as systemd would, after a backup: a recorded drill.
+    assert rescue(config, "backup").code == 0
+    command = shlex.split(_key(service, "ExecStart"))
+    assert command[-1] == "drill"
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT: identical" in done.stdout
+    drill = rescue(config, "status", "--json").json()["last_drill"]
+    assert drill["outcome"] == "identical" and drill["compared_bytes"] == len("a\n")
+    shown = rescue(config, "schedule", "show", "--root", str(root), "--json").json()
+    assert (shown["drill_every"], shown["drill_on_calendar"]) == ("weekly", "Sun *-*-* 04:45:00")
+
+    # Drills off again: install removes the drill units, the backup's stay.
+    config.write_text(config.read_text().replace('drill_every = "weekly"', 'drill_every = "off"'))
+    r = rescue(config, "schedule", "install", "--root", str(root))
+    assert r.code == 0 and "drills: off" in r.out
+    assert sorted(p.name for p in units.iterdir() if p.is_file()) == [
+        "rescue-backup.service",
+        "rescue-backup.timer",
+    ]
+    assert not (units / "timers.target.wants/rescue-drill.timer").is_symlink()
+
+
+def test_cron_gets_a_drill_line_and_no_promise_of_a_random_delay(
+    tmp_path: Path, config: Path
+) -> None:
+    _schedule_keys(config, drill_every="monthly", drill_time="05:10")
+    root = tmp_path / "container"
+    root.mkdir()
+    shown = rescue(config, "schedule", "show", "--root", str(root))
+    assert shown.code == 0 and "at random" not in shown.out  # cron would be used here
+    assert "a run every day at 03:15, keeping 4" in shown.out
+    r = rescue(config, "schedule", "install", "--root", str(root))
+    assert r.code == 0, r.err
+    assert "at random" not in r.out and "on the 1st of each month at 05:10" in r.out
+    lines = [
+        ln for ln in (root / "etc/cron.d/rescue-backup").read_text().splitlines()
+        if ln and ln[0].isdigit()
+    ]  # fmt: skip
+    assert [ln.split(None, 6)[:6] for ln in lines] == [
+        ["15", "3", "*", "*", "*", "root"],
+        ["10", "5", "1", "*", "*", "root"],
+    ]
+    assert lines[0].endswith(" backup >/dev/null") and lines[1].endswith(" drill >/dev/null")
+    assert "at random" not in rescue(config, "schedule", "show", "--root", str(root)).out
+    assert rescue(config, "backup").code == 0
+    command = lines[1].split(None, 6)[6]
+    done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert rescue(config, "status", "--json").json()["last_drill"]["outcome"] == "identical"
+    # where a systemd timer would be installed, the same settings promise the delay
+    other = str(_systemd_root(tmp_path))
+    assert "(+ up to 20 min at random)" in rescue(config, "schedule", "show", "--root", other).out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rescue import monitoring
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.engine import Engine
@@ -28,21 +29,23 @@ def backup(app: App, mode: str | None, as_json: bool) -> None:
     otherwise. A clock earlier than the newest backup is refused (exit 9). After a full,
     retention keeps the newest keep_full chains and removes older ones. Only one backup runs
     at a time. Every run is recorded (rescue status --history); a failed one calls the
-    [schedule] on_failure hook with a summary on stdin.
+    [schedule] on_failure hook with a summary on stdin. With [monitoring], each run pings
+    ping_url (/start, then success or /fail) and rewrites the node_exporter textfile.
     """
     settings = app.settings()
     engine = Engine(settings)
-    try:
-        with progress(not as_json) as callback:
-            engine.progress = callback
-            summary = engine.backup(mode or "auto")  # type: ignore[arg-type]
-    except BaseException as exc:
-        if engine.last_run is not None:
-            log_path = str(app.log_path) if app.log_path else None
-            problem = report_failure(settings, engine.last_run, exc, log_path)
-            if problem:
-                click.echo(f"rescue: warning: {problem}", err=True)
-        raise
+    with monitoring.monitored(settings, "backup", _warn):
+        try:
+            with progress(not as_json) as callback:
+                engine.progress = callback
+                summary = engine.backup(mode or "auto")  # type: ignore[arg-type]
+        except BaseException as exc:
+            if engine.last_run is not None:
+                log_path = str(app.log_path) if app.log_path else None
+                problem = report_failure(settings, engine.last_run, exc, log_path)
+                if problem:
+                    _warn(problem)
+            raise
     if as_json:
         emit_json(summary.as_dict())
         return
@@ -59,3 +62,7 @@ def backup(app: App, mode: str | None, as_json: bool) -> None:
             f"retention: removed {summary.removed_chains} old chain(s), "
             f"kept {settings.schedule.keep_full}"
         )
+
+
+def _warn(problem: str) -> None:
+    click.echo(f"rescue: warning: {problem}", err=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rescue import monitoring
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress, table
 from rescue.drill import DrillReport, run_configured, run_demo
@@ -46,18 +47,32 @@ def drill(app: App, demo: bool, path: str, scratch: Path | None, keep: bool, as_
     \b
     With settings, it restores the configured backup (or --path) into a scratch directory and
     compares every restored file with the live one, skipping files changed since the backup.
-    Run it regularly: an untested backup is a hope, not a backup.
+    Run it regularly ([schedule] drill_every does): an untested backup is a hope, not a
+    backup. Each such drill is recorded (rescue status shows the last), written to the
+    [monitoring] textfile and pinged to drill_ping_url.
 
     Exits 41 when anything differs.
     """
-    use_demo = demo or not app.config_path.exists()
-    with progress(not as_json) as callback:
-        if use_demo:
-            if not as_json:
-                click.echo("drill: no settings file; running the built-in drill on a sample tree")
+    if demo or not app.config_path.exists():
+        if not as_json:
+            click.echo("drill: no settings file; running the built-in drill on a sample tree")
+        with progress(not as_json) as callback:
             report = run_demo(callback, keep)
-        else:
-            report = run_configured(app.settings(), path, callback, keep, scratch)
+        _finish(report, as_json)
+        return
+    settings = app.settings()
+    with monitoring.monitored(settings, "drill", _warn):
+        with progress(not as_json) as callback:
+            report = run_configured(settings, path, callback, keep, scratch)
+        _finish(report, as_json)
+
+
+def _warn(problem: str) -> None:
+    click.echo(f"rescue: warning: {problem}", err=True)
+
+
+def _finish(report: DrillReport, as_json: bool) -> None:
+    """Print the report; a mismatch is an error (exit 41), after the report is shown."""
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -85,7 +100,8 @@ def _print(report: DrillReport) -> None:
     click.echo(
         f"data: {human_size(report.source_bytes)} backed up, "
         f"{human_size(report.bytes_written)} written, "
-        f"{report.restored_files} entries / {human_size(report.restored_bytes)} restored"
+        f"{report.restored_files} entries / {human_size(report.restored_bytes)} restored, "
+        f"{human_size(report.compared_bytes)} compared"
     )
     table("phases", ["phase", "time"], [[p, human_seconds(s)] for p, s in report.phases])
     if report.skipped_changed:

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from rescue import schedule_units
-from rescue.cadence import RUN_WORDS, on_calendar, upcoming, window_of
+from rescue.cadence import (
+    DRILL_WORDS,
+    RUN_WORDS,
+    drill_calendar,
+    on_calendar,
+    upcoming,
+    window_of,
+)
 from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json
 from rescue.config import Schedule
@@ -25,15 +32,18 @@ def schedule_group() -> None:
 
     \b
     The timer fires every incremental_every period at start_time (plus a random delay of up to
-    random_delay_minutes), catches up a run missed while the machine was off, and each run
-    decides full or incremental by full_every. Change the settings, then install again.
+    random_delay_minutes; cron has none), catches up a run missed while the machine was off,
+    and each run decides full or incremental by full_every. With drill_every, a second timer
+    runs `rescue drill` at drill_time. Change the settings, then install again.
     """
 
 
-def _describe(schedule: Schedule) -> str:
+def _describe(schedule: Schedule, kind: str) -> str:
+    """The schedule in words; the random delay only where a systemd timer adds it (cron runs
+    at the exact time)."""
     delay = (
         f" (+ up to {schedule.random_delay_minutes} min at random)"
-        if schedule.random_delay_minutes
+        if schedule.random_delay_minutes and kind == "systemd"
         else ""
     )
     every = RUN_WORDS[schedule.incremental_every]
@@ -41,6 +51,13 @@ def _describe(schedule: Schedule) -> str:
         f"fulls {schedule.full_every}, a run every {every} at {schedule.start_time}{delay}, "
         f"keeping {schedule.keep_full} full chain(s)"
     )
+
+
+def _drills(schedule: Schedule) -> str:
+    """The scheduled drills in words."""
+    if schedule.drill_every == "off":
+        return "off ([schedule] drill_every)"
+    return f"`rescue drill` {DRILL_WORDS[schedule.drill_every]} at {schedule.drill_time}"
 
 
 @schedule_group.command()
@@ -69,7 +86,8 @@ def install(app: App, use_cron: bool, root: Path) -> None:
         click.echo(f"started {schedule_units.TIMER}; see it with: systemctl list-timers rescue-*")
     else:
         click.echo(f"enabled {schedule_units.TIMER} in {root}; it starts when that system boots")
-    click.echo(f"schedule: {_describe(schedule)}")
+    click.echo(f"schedule: {_describe(schedule, done.kind or kind)}")
+    click.echo(f"drills: {_drills(schedule)}")
     click.echo(window_of(schedule))
 
 
@@ -87,6 +105,7 @@ def show(app: App, count: int, as_json: bool, root: Path) -> None:
     settings = app.settings()
     schedule = settings.schedule
     where = schedule_units.installed(root)
+    kind = where.kind or schedule_units.pick_kind(root, False)[0]  # what install would write
     runs = upcoming(Engine(settings).local_status(), schedule, dt.datetime.now(), count)
     if as_json:
         emit_json(
@@ -95,6 +114,10 @@ def show(app: App, count: int, as_json: bool, root: Path) -> None:
                 "files": [str(f) for f in where.files],
                 "on_calendar": on_calendar(schedule.incremental_every, schedule.start),
                 "random_delay_minutes": schedule.random_delay_minutes,
+                "drill_every": schedule.drill_every,
+                "drill_on_calendar": drill_calendar(schedule.drill_every, schedule.drill_start)
+                if schedule.drill_every != "off"
+                else None,
                 "next_runs": [
                     {"time": t.isoformat(), "kind": d.kind, "reason": d.reason} for t, d in runs
                 ],
@@ -106,7 +129,8 @@ def show(app: App, count: int, as_json: bool, root: Path) -> None:
         click.echo("installed: nothing; run `rescue schedule install` to start the schedule")
     else:
         click.echo(f"installed: {where.kind} ({', '.join(str(f) for f in where.files)})")
-    click.echo(f"schedule: {_describe(schedule)}")
+    click.echo(f"schedule: {_describe(schedule, kind)}")
+    click.echo(f"drills: {_drills(schedule)}")
     click.echo("next runs (if each succeeds):")
     for when, decision in runs:
         why = f"  ({decision.reason})" if decision.kind == "full" else ""

@@ -71,6 +71,32 @@ def _window_line(window: dict[str, object] | None) -> str:
     return f"restore window: back to {window['oldest_set']} ({age} ago; {sets})"
 
 
+def last_drill(engine: Engine) -> tuple[str, dict[str, object] | None]:
+    """The last recorded drill, as one status line and as data: "last drill: identical,
+    2026-12-06 10:00, 12.3 MiB compared, restored in 4.1s"."""
+    drills = history.drills(engine.archive_dir)
+    if not drills:
+        return "last drill: none recorded (run `rescue drill`, or set drill_every)", None
+    d = drills[-1]
+    data: dict[str, object] = {
+        "start": iso(d.start),
+        "outcome": d.outcome,
+        "path": d.path,
+        "set_time": iso(d.set_time) if d.set_time is not None else None,
+        "restore_seconds": d.restore_seconds,
+        "compared_bytes": d.compared_bytes,
+        "differences": d.differences,
+        "error": d.error,
+    }
+    when = dt.datetime.fromtimestamp(d.start).strftime("%Y-%m-%d %H:%M")
+    if d.outcome in ("failure", "interrupted"):
+        return f"last drill: {d.outcome.upper()}, {when}: {d.error}", data
+    word = "identical" if d.outcome == "identical" else f"{d.differences} DIFFERENCE(S)"
+    took = human_seconds(d.restore_seconds or 0.0)
+    compared = human_size(d.compared_bytes or 0)
+    return f"last drill: {word}, {when}, {compared} compared, restored in {took}", data
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the same as data.")
 @click.option(
@@ -111,6 +137,7 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
         emit_json(
             {
                 **result.as_dict(),
+                "last_drill": last_drill(engine)[1],
                 "last_run": _run_dict(runs[-1]) if runs else None,
                 "recent_runs": [_run_dict(r) for r in runs],
                 "window": window,
@@ -142,6 +169,7 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
             f"warning: {result.orphaned} orphaned and {result.incomplete} incomplete set(s); "
             "an interrupted backup leaves these, the next run cleans them up"
         )
+    click.echo(last_drill(engine)[0])
     if runs:
         last = runs[-1]
         word = "succeeded" if last.outcome == "success" else last.outcome.upper()

@@ -231,6 +231,9 @@ def _redactor(settings: Settings | None, root: Path, modules: dict[str, Module])
                 continue
             if value:
                 redactor.secret_values.append(value)
+        for url in (settings.monitoring.ping_url, settings.monitoring.drill_ping_url):
+            if url is not None:  # a ping URL holds its check's secret
+                redactor.secret_values.append(url.get_secret_value())
         dest, enc = settings.destination, settings.encryption
         for path in (dest.password_file, dest.ssh_key_file, enc.passphrase_file):
             if path:
