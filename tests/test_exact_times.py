@@ -25,6 +25,8 @@ from clirun import rescue, write_settings
 
 from rescue import manifest
 from rescue.exact.deep import compare
+from rescue.exact.records import read as read_records
+from rescue.exact.replay import replay
 from rescue.exact.sizes import SIZES_REL
 from rescue.prompts import Answers
 from rescue.steps import (
@@ -132,6 +134,17 @@ def test_the_root_and_rescues_own_files_come_back_with_their_exact_times(
     assert "0 difference(s)" in verify.out and "changed between" not in verify.out
 
     # One nanosecond and one mode bit off on the root itself: verify --deep names both.
+    # The replay alone, on the restored copy: the top's recorded owner, mode and times win
+    # over whatever the directory it lands in had (a merge target's, an earlier copy's).
+    os.chown(dest, 1001, 1001)
+    os.chmod(dest, 0o700)
+    os.utime(dest, ns=(0, 5))
+    done = replay(read_records(source.root / manifest.SIDECAR_REL)[1], "", dest)
+    assert (done.changed, done.failed) == (0, {})
+    got = dest.stat()
+    assert (got.st_uid, got.st_gid, stat.S_IMODE(got.st_mode)) == (0, 0, 0o750)
+    assert (got.st_atime_ns, got.st_mtime_ns) == (ROOT_NS + 7, ROOT_NS)
+
     # A root a second off is compared too (elsewhere that means "changed since the records").
     os.utime(dest, ns=(ROOT_NS, ROOT_NS + 10**9))
     os.chmod(dest, 0o755)

@@ -122,10 +122,11 @@ def replay(
 
 
 def _owner(path: str, record: Record, st: os.stat_result, done: Replayed) -> None:
-    """A merged-into top's owner and mode, as recorded (chown first: it clears setgid)."""
+    """A merged-into top's owner and mode, as recorded (chown first: it clears setgid). Owners
+    only as root, as duplicity sets them: anyone else's restore keeps their own."""
     owner, mode = record.get("o"), record.get("M")
     try:
-        if owner is not None and [st.st_uid, st.st_gid] != list(owner):
+        if owner is not None and os.geteuid() == 0 and [st.st_uid, st.st_gid] != list(owner):
             os.chown(path, owner[0], owner[1], follow_symlinks=False)
         if mode is not None and record["t"] != "l":
             os.chmod(path, mode)
