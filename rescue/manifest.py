@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import socket
 import stat
 import tempfile
@@ -30,6 +31,7 @@ from rescue.errors import ManifestError, RescueError
 FORMAT_VERSION = 1
 MANIFEST_REL = "var/lib/rescue/manifest.json"
 SIDECAR_REL = "var/lib/rescue/metadata.jsonl.gz"  # rescue.exact's records, beside it
+SIZES_REL = "var/lib/rescue/sizes.json.gz"  # the room each part of the backup takes
 
 
 def manifest_path(root: str | Path) -> Path:
@@ -68,17 +70,57 @@ def boot_mode(root: Path, layout: dict[str, Any] | None) -> str:
     return "bios"
 
 
+def _version_key(name: str) -> list[tuple[int, int | str]]:
+    """A kernel release's sort key: 6.1.0-10 after 6.1.0-9 (numbers compared as numbers)."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def installed_kernels(root: Path) -> list[str]:
+    """The kernel releases the system under root holds: its boot/vmlinuz-* images and its
+    lib/modules directories (usr/lib/modules on a merged /usr), oldest first."""
+    found = set()
+    with contextlib.suppress(OSError):
+        found |= {p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*")}
+    for rel in ("lib/modules", "usr/lib/modules"):
+        with contextlib.suppress(OSError):
+            found |= {p.name for p in (root / rel).iterdir() if p.is_dir()}
+    return sorted(found, key=_version_key)
+
+
+def default_kernel(root: Path, kernels: list[str]) -> str | None:
+    """The kernel the system under root boots by default: the target of its vmlinuz link (at
+    / or in boot/, as Debian's kernel hooks keep it), else the newest installed."""
+    for rel in ("vmlinuz", "boot/vmlinuz"):
+        with contextlib.suppress(OSError):
+            name = os.path.basename(os.readlink(root / rel)).removeprefix("vmlinuz-")
+            if name in kernels:
+                return name
+    return kernels[-1] if kernels else None
+
+
 def host_facts(root: Path, layout: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Name, OS, kernel, architecture and boot mode of the machine being backed up."""
+    """Name, OS, kernels, architecture and boot mode of the machine being backed up.
+
+    kernels are the releases installed in the backed-up system; kernel is the one it runs: the
+    running kernel for a backup of / that has it installed (or of a system with no kernel of its
+    own, a container's), else the backed-up system's default kernel, never the kernel of the
+    machine that happens to read a system mounted below root."""
     os_release = read_os_release(root)
     hostname = socket.gethostname()
     if str(root) != "/":  # a system mounted below root: its own name, not this machine's
         with contextlib.suppress(OSError):
             hostname = (root / "etc/hostname").read_text().strip() or hostname
+    kernels = installed_kernels(root)
+    running = platform.release()
+    if str(root) == "/" and (running in kernels or not kernels):
+        kernel: str | None = running
+    else:
+        kernel = default_kernel(root, kernels)
     return {
         "hostname": hostname,
         "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
-        "kernel": platform.release(),
+        "kernel": kernel,
+        "kernels": kernels,
         "architecture": platform.machine(),
         "boot_mode": boot_mode(root, layout),
     }
@@ -99,7 +141,9 @@ def read_ids(path: Path) -> dict[str, int]:
 
 
 def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[dict[str, Any]]:
-    """Owner, group and mode of each excluded path under root, so recovery recreates it."""
+    """Owner, group, mode and times (nanoseconds) of each excluded path under root, so recovery
+    recreates it as it was: the selection leaves these out, so the metadata records never
+    describe them."""
     entries = []
     for path in excludes:
         rel = _relative(path, root)
@@ -119,6 +163,8 @@ def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[dict[str, Any]]:
                 "uid": st.st_uid,
                 "gid": st.st_gid,
                 "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+                "mtime_ns": st.st_mtime_ns,
+                "atime_ns": st.st_atime_ns,
                 "mount_point": os.path.ismount(target),
             }
         )
@@ -275,9 +321,29 @@ def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
         with os.fdopen(fd, "w") as out:  # mode 0600, a name of this run's own
             out.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)  # rescue's own manifest, written at every backup
+        root = Path(str(settings.selection.root))
+        whole_seconds([root / SIDECAR_REL, root / SIZES_REL, path, path.parent])
     except OSError as exc:
         raise ManifestError(f"cannot write the manifest {path}: {exc.strerror}") from None
     return path
+
+
+def whole_seconds(paths: Iterable[Path]) -> None:
+    """Round the mtimes of the files a backup writes for itself down to the second, in order
+    (their directory last: it changed as they were written into it).
+
+    Why: they are written during the backup, after (or while) the walk records the selection,
+    so the records cannot hold their times, and duplicity keeps whole seconds only. A trailer of
+    their times would need its own time kept somewhere again; a whole-second time is one that
+    duplicity itself restores exactly, in every restore and recovery, with nothing to replay.
+    Only rescue's own files are touched, each by less than a second.
+    """
+    for path in paths:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns // 10**9 * 10**9), follow_symlinks=False)
 
 
 def load(path: Path) -> dict[str, Any]:

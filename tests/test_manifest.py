@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,53 @@ def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
     found = manifest.bootloader(bios_root, "bios", [str(blank), str(disk)])
     assert found == {"kind": "grub-pc", "disk": str(disk)}
     assert manifest.bootloader(tmp_path / "none", "bios", [])["kind"] == "unknown"
+
+
+def test_manifest_records_the_kernels_of_the_backed_up_system_not_the_running_one(
+    tmp_path: Path,
+) -> None:
+    """A root that is not / holds its own kernels (data files with made-up releases here): the
+    manifest names them, and its default, never the kernel of the machine running rescue."""
+    root = tmp_path / "root"
+    make_host(root, None)
+    (root / "boot").mkdir()
+    for release in ("6.1.0-9-amd64", "6.1.0-10-amd64"):
+        (root / "boot" / f"vmlinuz-{release}").write_bytes(b"not really a kernel")
+    (root / "usr/lib/modules/5.10.0-28-amd64").mkdir(parents=True)  # modules left behind
+    (root / "usr/lib/modules/6.1.0-10-amd64").mkdir()
+    (root / "lib").symlink_to("usr/lib")  # merged /usr, as Debian 12 has it
+    (root / "vmlinuz").symlink_to("boot/vmlinuz-6.1.0-9-amd64")  # the default: not the newest
+    config = write_settings(
+        tmp_path / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "encryption": {"mode": "none"},
+            "selection": {"root": str(root), "exclude": [str(root / "tmp")]},
+            "duplicity": {"archive_dir": str(tmp_path / "cache")},
+        },
+    )
+    assert rescue(config, "backup").code == 0
+    shown = rescue(config, "manifest", "show", "--from-backup")
+    assert shown.code == 0, shown.err
+    host = json.loads(shown.out)["host"]
+    assert host["kernels"] == ["5.10.0-28-amd64", "6.1.0-9-amd64", "6.1.0-10-amd64"]
+    assert host["kernel"] == "6.1.0-9-amd64"
+
+    (root / "vmlinuz").unlink()  # no default link: the newest release
+    host = json.loads(rescue(config, "manifest", "show").out)["host"]
+    assert host["kernel"] == "6.1.0-10-amd64"
+    for rel in ("boot", "usr/lib/modules"):
+        shutil.rmtree(root / rel)
+    host = json.loads(rescue(config, "manifest", "show").out)["host"]
+    assert (host["kernels"], host["kernel"]) == ([], None)
+
+
+def test_a_backup_of_slash_names_the_running_kernel_when_it_is_installed_or_none_is() -> None:
+    """For / the running kernel is the system's own when / holds it, or holds none (a
+    container, or this test machine, booted from a kernel outside its /)."""
+    host = manifest.host_facts(Path("/"))
+    running = os.uname().release
+    if running in host["kernels"] or not host["kernels"]:
+        assert host["kernel"] == running
+    else:
+        assert host["kernel"] in host["kernels"]

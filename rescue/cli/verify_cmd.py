@@ -46,7 +46,9 @@ def verify(
 
     Without --deep it is duplicity's verify with content: type, owner, permissions, whole-second
     mtimes, symlink targets and the bytes of every file. --deep adds what duplicity drops and
-    rescue records at each backup. Exit 0 when nothing differs, 43 when something does.
+    rescue records at each backup; the top directory of PATH has its exact mtime (and mode,
+    where recorded) compared with its record (a restore puts them back even where the backup
+    holds a later second). Exit 0 when nothing differs, 43 when something does.
 
     \b
     Examples:

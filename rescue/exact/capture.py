@@ -66,6 +66,8 @@ class _Walk:
         owner = (st.st_uid, st.st_gid)
         if owner != parent:
             record["o"] = list(owner)
+        if parent is None:  # a walk's top: what a merge into an existing directory leaves alone
+            record["M"] = stat.S_IMODE(st.st_mode)
         values = xattrs.read_all(path)
         if values:
             record["x"] = encode_xattrs(values)

@@ -5,7 +5,8 @@ duplicity's own verify compares content, type, permissions, whole-second mtimes 
 targets. This adds, from the records: numeric owners (recorded where they differ from the
 parent directory's, so inherited elsewhere), every xattr with ACLs and capabilities, the data
 extents of sparse files, exact mtimes (nanoseconds; symlinks and directories too) and the
-hard-link groups. One line per difference.
+hard-link groups. One line per difference. The top directory of the compared tree has its mtime (and
+its mode, where recorded) always compared: a restore puts its record back (see replay).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Deep:
     checked: int = 0  # entries of the restored tree looked at
     recorded: int = 0  # records at or below the path
     changed: int = 0  # files newer in the backup than in the records: times not compared
+    top_time: bool = False  # the top's mtime was compared with its record
 
 
 def show_ns(ns: int) -> str:
@@ -93,7 +95,7 @@ def compare(
         found.checked += 1
         record = below.get(rel)
         expected = (record or {}).get("o") or inherited
-        _check(found, path, rel, st, record, expected, full in ignore_times)
+        _check(found, path, rel, st, record, expected, full in ignore_times, top=not rel)
         if stat.S_ISDIR(st.st_mode):
             owner = [st.st_uid, st.st_gid] if expected is None else expected
             with os.scandir(path) as entries:
@@ -123,6 +125,7 @@ def _check(
     record: Record | None,
     owner: list[int] | None,
     ignore_time: bool,
+    top: bool = False,
 ) -> None:
     shown = rel or "."  # relative to the compared tree, as duplicity's own lines are
     diff = found.differences.append
@@ -143,10 +146,15 @@ def _check(
                  f"{xattrs.show(name, want)}, actual {xattrs.show(name, got)}")  # fmt: skip
     if kind == "f":
         _sparse(found, path, shown, st, record)
+    top = top and kind == "d"
+    if top and record is not None and "M" in record and stat.S_IMODE(st.st_mode) != record["M"]:
+        diff(f"mode differs: {shown}: expected {record['M']:04o}, "
+             f"actual {stat.S_IMODE(st.st_mode):04o}")  # fmt: skip
     if record is None or ignore_time or "m" not in record:
         return
     mtime = record["m"]
-    if kind != "l" and st.st_mtime_ns // 10**9 != mtime // 10**9:
+    found.top_time = found.top_time or top
+    if kind != "l" and not top and st.st_mtime_ns // 10**9 != mtime // 10**9:
         found.changed += 1  # newer in the backup than in the records: duplicity verify's part
         return
     if st.st_mtime_ns != mtime:

@@ -4,6 +4,8 @@ A line exists only for a path that needs one, so plain files cost nothing:
   p  the path, relative to the backed-up root ("" is the root itself)
   t  the type: f file, d directory, l symlink, o other
   o  [uid, gid], only where they differ from the parent directory's (and at each walk's top)
+  M  the permission bits (an int), at each walk's top only: the replay sets them, with o, on the
+     directory a restore merges into (an optional key that a reader of version 1 ignores)
   m  mtime and a atime, in nanoseconds: on every line (duplicity keeps whole seconds only, no
      symlink mtimes, and directory mtimes change as entries are restored into them)
   x  {name: base64 value}: every xattr, ACLs and capabilities included

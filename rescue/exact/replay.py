@@ -4,6 +4,13 @@ The order matters: duplicity has already set owners and modes (chown clears file
 so the xattrs come after it); the hard links are made first (their renames touch directories);
 punching a hole changes a file's mtime, so the times come last, per file. What cannot be applied
 is counted by kind, with the first reason, and never passes silently.
+
+The top directory of the replayed tree (the root of a whole restore, each file system's root in
+a recovery, merged into rather than made) is the one whose record is always applied: owner and
+mode (where recorded) and times, never taken for a change. An entry added to it between the
+walk and duplicity's read of it (on a live root, or the root of a file system recovery merges
+into) gives the backup a later second than the record, and the top's own time is what the
+records are kept for; `rescue verify --deep` compares it with the record accordingly.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 from rescue.exact import holes, xattrs
 from rescue.exact.records import Record, decode_xattrs, relative
 
-KINDS = ("xattr", "acl", "capability", "sparse", "time")
+KINDS = ("xattr", "acl", "capability", "sparse", "time", "owner")
 _TYPES = {"f": stat.S_ISREG, "d": stat.S_ISDIR, "l": stat.S_ISLNK}
 
 
@@ -64,6 +71,7 @@ _NOUN = {
     "capability": "file capabilities",
     "sparse": "holes (the file stays fully allocated)",
     "time": "exact times",
+    "owner": "owner and mode",
 }
 
 
@@ -82,10 +90,15 @@ def mapped(records: Iterator[Record], prefix: str, dest: Path) -> Iterator[tuple
 
 
 def replay(
-    records: Iterator[Record], prefix: str, dest: Path, punched: Collection[Path] = ()
+    records: Iterator[Record],
+    prefix: str,
+    dest: Path,
+    punched: Collection[Path] = (),
+    tops: Collection[Path] = (),
 ) -> Replayed:
     """Apply every record at or below the backup path prefix, restored at dest. punched: files
-    whose mtime the hole puncher changed during the restore (see watch.HoleWatch)."""
+    whose mtime the hole puncher changed during the restore (see watch.HoleWatch); tops: other
+    directories merged into like dest (the mount points of a recovery's other file systems)."""
     done = Replayed()
     for record, path in mapped(records, prefix, dest):
         try:
@@ -98,11 +111,27 @@ def replay(
             done.absent += 1  # something else now: the restore did not bring this one
             continue
         name = str(path)
+        top = record["t"] == "d" and (path == dest or path in tops)  # a file's time is its own
+        if top:
+            _owner(name, record, st, done)
         _xattrs(name, record, done)
         if "s" in record and record["t"] == "f":
             _holes(name, record, st, done)
-        _times(name, record, st, done, trusted=path in punched)
+        _times(name, record, st, done, trusted=top or path in punched)
     return done
+
+
+def _owner(path: str, record: Record, st: os.stat_result, done: Replayed) -> None:
+    """A merged-into top's owner and mode, as recorded (chown first: it clears setgid). Owners
+    only as root, as duplicity sets them: anyone else's restore keeps their own."""
+    owner, mode = record.get("o"), record.get("M")
+    try:
+        if owner is not None and os.geteuid() == 0 and [st.st_uid, st.st_gid] != list(owner):
+            os.chown(path, owner[0], owner[1], follow_symlinks=False)
+        if mode is not None and record["t"] != "l":
+            os.chmod(path, mode)
+    except OSError as exc:
+        done.fail("owner", _reason(exc))
 
 
 def _xattrs(path: str, record: Record, done: Replayed) -> None:

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import ManifestError, NoSpaceError
+from rescue.manifest import SIZES_REL
 from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of
 from rescue.units import human_size
 
-SIZES_REL = "var/lib/rescue/sizes.json.gz"
+__all__ = ["SIZES_REL", "Sizes", "check_room", "load_sizes"]
+
 FORMAT = "rescue-sizes"
 VERSION = 1
 SIZE_FLOOR = 1 << 20  # a file this large gets a line of its own

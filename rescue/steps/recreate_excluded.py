@@ -1,10 +1,14 @@
-"""Step 10: recreate every excluded directory (and mount point) with the owner and mode the
-manifest recorded: /dev, /proc, /sys, /run, /mnt, /media, and /tmp with its sticky 1777. They
-are not in the backup, but the restored system cannot boot without them."""
+"""Step 10: recreate every excluded directory (and mount point) with the owner, mode and times
+the manifest recorded: /dev, /proc, /sys, /run, /mnt, /media, and /tmp with its sticky 1777.
+They are not in the backup, but the restored system cannot boot without them. Their times are
+set last, deepest first, so creating /mnt/data does not move the /mnt just set (a manifest
+older than the recorded times leaves them at the time of the recovery)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 from rescue.exact.dirtimes import kept, nearest_existing
 from rescue.steps.context import Context
@@ -17,7 +21,7 @@ REDO_ON_RESUME = False
 
 def plan(ctx: Context) -> list[str]:
     if not ctx.facts.manifest_file:
-        return ["create each excluded directory with its recorded owner and mode"]
+        return ["create each excluded directory with its recorded owner, mode and mtime"]
     return [
         f"create {e['path']} {e['mode']} {e['uid']}:{e['gid']}"
         for e in ctx.manifest().get("excluded", [])
@@ -27,6 +31,7 @@ def plan(ctx: Context) -> list[str]:
 
 def run(ctx: Context) -> list[str]:
     done = []
+    timed: list[tuple[Path, dict[str, Any]]] = []
     for entry in ctx.manifest().get("excluded", []):
         if not entry.get("exists"):
             continue
@@ -38,5 +43,10 @@ def run(ctx: Context) -> list[str]:
             path.mkdir(parents=True, exist_ok=True)
         os.chown(path, entry["uid"], entry["gid"], follow_symlinks=False)
         os.chmod(path, int(entry["mode"], 8))
+        if "mtime_ns" in entry:
+            timed.append((path, entry))
         done.append(f"{entry['path']} {entry['mode']} {entry['uid']}:{entry['gid']}")
+    for path, entry in sorted(timed, key=lambda item: -len(item[0].parts)):
+        mtime = entry["mtime_ns"]
+        os.utime(path, ns=(entry.get("atime_ns", mtime), mtime), follow_symlinks=False)
     return done or ["the manifest records no excluded directory"]

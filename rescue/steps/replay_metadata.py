@@ -1,7 +1,9 @@
 """Step 13: put back what duplicity dropped, from the backup's records (rescue.exact): xattrs,
 POSIX ACLs and file capabilities (after the owners are final: chown clears capabilities), the
 holes of sparse files, and exact mtimes, last. What the target's file systems cannot take is a
-warning per kind, with a count: the recovery goes on, and the report says it."""
+warning per kind, with a count: the recovery goes on, and the report says it. The target root
+and every mount point below it were merged into (their own directories come from mkfs, with
+the merge's time), so their records are applied whatever their restored times say."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def run(ctx: Context) -> list[str]:
     if not ctx.facts.metadata_file:
         return ["the backup holds no metadata records: nothing to put back"]
     punched = {ctx.target(rel) for rel in ctx.facts.punched}
-    done = replay(ctx.records(), "", ctx.target_root, punched)
+    tops = {ctx.target(m["mountpoint"]) for m in ctx.facts.mounts if "mountpoint" in m}
+    done = replay(ctx.records(), "", ctx.target_root, punched, tops)
     ctx.facts.metadata_warnings = done.warnings()
     for warning in done.warnings():
         ctx.warn(warning)
