@@ -512,11 +512,11 @@ class Engine:
             backup_set = self._pick(remote, at)
             action = ["restore", "-t", str(backup_set.time)]
             if excludes:
-                action += [a for x in excludes for a in ("--exclude", _literal(x))]
+                action += [f"--exclude={_literal(x)}" for x in excludes]
                 if rel:
-                    action += ["--include", _literal(rel), "--exclude", "**"]
+                    action += [f"--include={_literal(rel)}", "--exclude", "**"]
             elif rel:
-                action += ["--path-to-restore", rel]
+                action.append(f"--path-to-restore={rel}")  # one item: rel may start with -
             if numeric_owner:
                 action.append("--numeric-owner")
             progress = Progress(phase="restore")
@@ -575,7 +575,7 @@ class Engine:
         with self._target() as target:
             action = ["verify", "--compare-data", "-t", str(at)]
             if rel:
-                action += ["--path-to-restore", rel]
+                action.append(f"--path-to-restore={rel}")
             differences: list[str] = []
             compared = 0
 
@@ -604,7 +604,7 @@ class Engine:
         rels the backup held; a rel it does not hold is simply absent.
         """
         with self._target() as target, staging(dest) as staged:
-            selection = [a for rel in rels for a in ("--include", _literal(rel))]
+            selection = [f"--include={_literal(rel)}" for rel in rels]
             self._run(
                 ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
                  str(staged / "restored")],
