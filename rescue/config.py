@@ -201,7 +201,8 @@ class Destination(_Section):
         default=None,
         description="The server's SSH host key fingerprint as `ssh-keygen -lf` prints it "
         "(sftp and scp only). rescue refuses any other key; without it, the first connection "
-        "fails and shows the fingerprint to check and pin.",
+        "fails and shows the fingerprint to check and pin. `rescue config trust-host` shows "
+        "the server's key and writes it here on a yes.",
         examples=["SHA256:" + "x" * 43],
     )
     tls_ca_file: AbsPath | None = Field(
@@ -852,6 +853,8 @@ def load_settings(path: Path | str) -> Settings:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no settings file at {path}; create one with: rescue config init")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a settings file; give the file's path")
     text, data = read_toml(path)
     _refuse_readable_secret(path, data)
     settings = validate_toml_file(Settings, path, text, data)

@@ -105,6 +105,7 @@ def check_host_key(host: str, port: int, pinned: str | None) -> paramiko.PKey:
         raise UnknownHostKeyError(
             f"the host key of {host}:{port} is not pinned; it offers {key.get_name()} {offered}: "
             + how
+            + " (rescue config trust-host does both)"
         )
     if pinned != offered:
         raise ChangedHostKeyError(

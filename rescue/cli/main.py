@@ -152,11 +152,14 @@ EPILOG = "Exit codes:\n\n\b\n" + "\n".join(
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    # not click's own checks (its exit 2 and "Usage:"): load_settings says what is wrong with
+    # the file in rescue's one line, with the settings error's exit code
+    type=click.Path(path_type=Path),
     default=DEFAULT_CONFIG_PATH,
     show_default=True,
     envvar="RESCUE_CONFIG",
-    help="Settings file (TOML). Also from $RESCUE_CONFIG.",
+    help="Settings file (TOML). Also from $RESCUE_CONFIG. A missing or unreadable file is "
+    "one line and exit 3.",
 )
 @click.option(
     "--log-file",
