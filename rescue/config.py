@@ -249,6 +249,7 @@ class Destination(_Section):
     def _by_method(self) -> Destination:
         if self.password is not None:  # masked in every log line from now on, just in case
             execute.register_secret(self.password.get_secret_value())
+        execute.register_secret_variable(self.password_env)  # no child inherits it
         problems: list[tuple[Loc, str]] = []
         if self.method == "file":
             try:
@@ -352,6 +353,7 @@ class Encryption(_Section):
 
     @model_validator(mode="after")
     def _by_mode(self) -> Encryption:
+        execute.register_secret_variable(self.passphrase_env)  # no child inherits it
         problems: list[tuple[Loc, str]] = []
         both = self.passphrase_file is not None and self.passphrase_env is not None
         if both and self.mode != "none":

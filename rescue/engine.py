@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import cadence, destlock, duplog, execute, history, lifetime, manifest
+from rescue import cadence, destlock, duplog, execute, grandchildren, history, lifetime, manifest
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, display_url, duplicity_url, prepare
@@ -204,15 +204,17 @@ class Engine:
                 watchdog.fatal()  # duplicity may now hang on its gpg child: it gets a minute
             parser.feed(line)
 
+        secrets = {**secret_env, **target.secret_env}  # duplicity's, and only its
         try:
-            result = execute.run(
-                argv,
-                env=env,
-                secret_env={**secret_env, **target.secret_env},
-                on_logfd=on_logfd,
-                log_output=log_output,
-                watchdog=watchdog,
-            )
+            with grandchildren.without_secrets(secrets) as shims:  # its gpg and lftp: none
+                result = execute.run(
+                    argv,
+                    env={**env, **shims},
+                    secret_env=secrets,
+                    on_logfd=on_logfd,
+                    log_output=log_output,
+                    watchdog=watchdog,
+                )
             parser.close()
         except StalledError as exc:
             parser.close()
