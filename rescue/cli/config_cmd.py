@@ -1,4 +1,5 @@
-"""`rescue config init|check|show`: write the commented sample, validate a file, show it.
+"""`rescue config init|check|show|trust-host`: write the commented sample, validate a file,
+show it, pin the SSH host key in it.
 
 Thin on purpose: the sample, the validation and the redaction all live in rescue.config, so what
 `init` writes, what `check` accepts and what a backup reads can never drift apart. Errors are
@@ -93,7 +94,7 @@ def _summary(settings: Settings) -> str:
 
 @click.group()
 def config() -> None:
-    """Write, validate and show the settings file."""
+    """Write, validate and show the settings file; pin an sftp/scp server's host key."""
 
 
 @config.command()

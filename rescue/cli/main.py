@@ -178,6 +178,7 @@ def cli(ctx: click.Context, config_path: Path, log_file: Path | None, verbose: b
       rescue drill                  prove backup and restore work (no settings needed)
       rescue config init            write a commented settings file to fill in
       rescue config check           validate it
+      rescue config trust-host      sftp/scp: show the server's host key, pin it on a yes
       rescue backup                 full or incremental, whichever is due
       rescue schedule install       run it by itself at the [schedule] times
       rescue status                 every backup set, its type, date and size
