@@ -202,7 +202,8 @@ class Destination(_Section):
         default=None,
         description="The server's SSH host key fingerprint as `ssh-keygen -lf` prints it "
         "(sftp and scp only). rescue refuses any other key; without it, the first connection "
-        "fails and shows the fingerprint to check and pin.",
+        "fails and shows the fingerprint to check and pin. `rescue config trust-host` shows "
+        "the server's key and writes it here on a yes.",
         examples=["SHA256:" + "x" * 43],
     )
     tls_ca_file: AbsPath | None = Field(
@@ -249,6 +250,7 @@ class Destination(_Section):
     def _by_method(self) -> Destination:
         if self.password is not None:  # masked in every log line from now on, just in case
             execute.register_secret(self.password.get_secret_value())
+        execute.register_secret_variable(self.password_env)  # no child inherits it
         problems: list[tuple[Loc, str]] = []
         if self.method == "file":
             try:
@@ -352,6 +354,7 @@ class Encryption(_Section):
 
     @model_validator(mode="after")
     def _by_mode(self) -> Encryption:
+        execute.register_secret_variable(self.passphrase_env)  # no child inherits it
         problems: list[tuple[Loc, str]] = []
         both = self.passphrase_file is not None and self.passphrase_env is not None
         if both and self.mode != "none":
@@ -928,6 +931,8 @@ def load_settings(path: Path | str) -> Settings:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no settings file at {path}; create one with: rescue config init")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a settings file; give the file's path")
     text, data = read_toml(path)
     _refuse_readable_secret(path, data)
     settings = validate_toml_file(Settings, path, text, data)

@@ -105,6 +105,7 @@ def check_host_key(host: str, port: int, pinned: str | None) -> paramiko.PKey:
         raise UnknownHostKeyError(
             f"the host key of {host}:{port} is not pinned; it offers {key.get_name()} {offered}: "
             + how
+            + " (rescue config trust-host does both)"
         )
     if pinned != offered:
         raise ChangedHostKeyError(
@@ -151,7 +152,7 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
     port = dest.port or DEFAULT_PORTS[dest.method]
     if dest.method not in SSH_METHODS:
         _check_reachable(dest.host, port)
-        options = ["--ssl-cacert-file", dest.tls_ca_file] if dest.tls_ca_file else []
+        options = [f"--ssl-cacert-file={dest.tls_ca_file}"] if dest.tls_ca_file else []
         yield Target(url=url, display=display_url(settings), options=options, secret_env=secret_env)
         return
 
@@ -168,7 +169,9 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
         yield Target(
             url=url,
             display=display_url(settings),
-            options=["--ssh-options", " ".join(ssh_options)],
+            # one argv item, `--opt=VALUE`: duplicity's parser takes a separate value that starts
+            # with a dash for an option of its own (and fails with exit 23)
+            options=[f"--ssh-options={' '.join(ssh_options)}"],
             secret_env=secret_env,
         )
 

@@ -19,7 +19,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import cadence, destlock, duplog, execute, history, lifetime, manifest, remotedir
+from rescue import (
+    cadence,
+    destlock,
+    duplog,
+    execute,
+    grandchildren,
+    history,
+    lifetime,
+    manifest,
+    remotedir,
+)
 from rescue.cache import cache_name, cached_status
 from rescue.config import Settings, check_gpg_key
 from rescue.destinations import Target, display_url, duplicity_url, prepare
@@ -215,15 +225,17 @@ class Engine:
                 watchdog.fatal()  # duplicity may now hang on its gpg child: it gets a minute
             parser.feed(line)
 
+        secrets = {**secret_env, **target.secret_env}  # duplicity's, and only its
         try:
-            result = execute.run(
-                argv,
-                env=env,
-                secret_env={**secret_env, **target.secret_env},
-                on_logfd=on_logfd,
-                log_output=log_output,
-                watchdog=watchdog,
-            )
+            with grandchildren.without_secrets(secrets) as shims:  # its gpg and lftp: none
+                result = execute.run(
+                    argv,
+                    env={**env, **shims},
+                    secret_env=secrets,
+                    on_logfd=on_logfd,
+                    log_output=log_output,
+                    watchdog=watchdog,
+                )
             parser.close()
         except StalledError as exc:
             parser.close()
@@ -539,11 +551,11 @@ class Engine:
             backup_set = self._pick(remote, at)
             action = ["restore", "-t", str(backup_set.time)]
             if excludes:
-                action += [a for x in excludes for a in ("--exclude", _literal(x))]
+                action += [f"--exclude={_literal(x)}" for x in excludes]
                 if rel:
-                    action += ["--include", _literal(rel), "--exclude", "**"]
+                    action += [f"--include={_literal(rel)}", "--exclude", "**"]
             elif rel:
-                action += ["--path-to-restore", rel]
+                action.append(f"--path-to-restore={rel}")  # one item: rel may start with -
             if numeric_owner:
                 action.append("--numeric-owner")
             progress = Progress(phase="restore")
@@ -602,7 +614,7 @@ class Engine:
         with self._target() as target:
             action = ["verify", "--compare-data", "-t", str(at)]
             if rel:
-                action += ["--path-to-restore", rel]
+                action.append(f"--path-to-restore={rel}")
             differences: list[str] = []
             compared = 0
 
@@ -631,7 +643,7 @@ class Engine:
         rels the backup held; a rel it does not hold is simply absent.
         """
         with self._target() as target, staging(dest) as staged:
-            selection = [a for rel in rels for a in ("--include", _literal(rel))]
+            selection = [f"--include={_literal(rel)}" for rel in rels]
             self._run(
                 ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
                  str(staged / "restored")],

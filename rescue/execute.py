@@ -30,11 +30,40 @@ LOG_FD_ARG = "--log-fd=@"
 # Every secret this process has handed to a child. The log filter below masks them anywhere.
 _secrets: set[str] = set()
 
+# The variables duplicity reads its secrets from: a child gets one only through secret_env.
+DUPLICITY_SECRET_VARIABLES = frozenset({"PASSPHRASE", "SIGN_PASSPHRASE", "FTP_PASSWORD"})
+# Variables the settings name as holding a secret (password_env, passphrase_env).
+_secret_variables: set[str] = set()
+
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that no log line, error or report can ever show it."""
     if value:
         _secrets.add(value)
+
+
+def register_secret_variable(name: str | None) -> None:
+    """Remember that the environment variable name holds a secret: no child inherits it."""
+    if name:
+        _secret_variables.add(name)
+
+
+def child_env(
+    env: Mapping[str, str] | None = None, secret_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a child: rescue's own, less every secret in it, plus env and then
+    exactly the secrets in secret_env. Why: a child gets only the secrets it uses (duplicity
+    its PASSPHRASE and FTP_PASSWORD, gpg or a hook none), so a secret cannot leak through a
+    program that has no business with it (its crash report, its own children, /proc)."""
+    secret_names = DUPLICITY_SECRET_VARIABLES | _secret_variables
+    result = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in secret_names and value not in _secrets
+    }
+    result.update(env or {})
+    result.update(secret_env or {})
+    return result
 
 
 def mask(text: str) -> str:
@@ -87,11 +116,12 @@ def run(
 ) -> Completed:
     """Run argv to completion and return its exit code and masked output.
 
-    env adds plain variables; secret_env adds variables whose values are secrets (registered, so
-    they are masked everywhere). stdin_secret is written, with a newline, to the child's stdin,
-    which is then closed: for programs that read a passphrase from a descriptor (gpg's
-    --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG in argv
-    becomes `--log-fd=N`; every line it writes there is passed on as it arrives. log_output
+    The child's environment is child_env(): rescue's own without any secret, env's plain
+    variables, and secret_env's, whose values are secrets (registered, so they are masked
+    everywhere): the only secrets the child gets. stdin_secret is written, with a newline, to
+    the child's stdin, which is then closed: for programs that read a passphrase from a
+    descriptor (gpg's --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG
+    in argv becomes `--log-fd=N`; every line it writes there is passed on as it arrives. log_output
     False keeps the child's lines out of the log (a file listing is output, not a log; their
     count is logged). The child dies with rescue (see rescue.lifetime); with a watchdog, a
     child that stops moving is stopped too, and StalledError says why.
@@ -103,9 +133,6 @@ def run(
         register_secret(value)
     register_secret(stdin_secret)
     _check_argv(argv)
-    child_env = dict(os.environ)
-    child_env.update(env or {})
-    child_env.update(secret_env or {})
 
     log.info("run: %s", " ".join(argv))
     start = time.monotonic()
@@ -121,7 +148,7 @@ def run(
             stdin=subprocess.DEVNULL if stdin_secret is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=child_env,
+            env=child_env(env, secret_env),
             cwd=cwd,
             pass_fds=pass_fds,
             process_group=0,  # its own group: stopped whole, and Ctrl-C reaches rescue only

@@ -47,10 +47,13 @@ def watching(target_root: Path) -> Iterator[None]:
     _wait_for_others()
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, False)
+    from rescue.execute import child_env  # here: the guardian itself imports nothing of rescue
+
     try:
         subprocess.Popen(
             [sys.executable, "-m", "rescue.guardian", str(target_root)],
             stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
+            env=child_env(),  # it unmounts: it needs no secret
         )  # fmt: skip
     finally:
         os.close(read_end)

@@ -24,6 +24,7 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no registered secrets: one test's passphrase must not mask (or, in
     argv, refuse) another test's data."""
     monkeypatch.setattr(execute, "_secrets", set())
+    monkeypatch.setattr(execute, "_secret_variables", set())
 
 
 @pytest.fixture(scope="session")

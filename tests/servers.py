@@ -189,22 +189,34 @@ class SshServer(_Daemon):
 
     Keys are made once per work directory; the port is picked at the first start() and kept,
     so restart() (for instance after regenerate_host_key()) is seen by clients as the same host.
+
+    With password_login, sshd also lets one throwaway system user (rescue-ssh-<random>) log in
+    with a random password (set through chpasswd's stdin, never argv); its home, under /var/tmp,
+    is where its backups go. close() stops sshd and deletes that user and its home; root still
+    logs in by key only.
     """
 
     user = "root"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, password_login: bool = False) -> None:
         self.workdir = workdir
         self.host_key = workdir / "ssh_host_ed25519_key"
         self.client_key = workdir / "client_ed25519"
         self.authorized_keys = workdir / "authorized_keys"
         self.config_path = workdir / "sshd_config"
         self.log_path = workdir / "sshd.log"
+        self.password_login = password_login
+        self.password_user = "rescue-ssh-" + secrets.token_hex(3)
+        self.password = secrets.token_urlsafe(16)
+        self.password_home = Path("/var/tmp") / self.password_user
+        self._user_made = False
 
     def start(self) -> None:
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.password_login and not self._user_made:
+            self._make_password_user()
         if not self.host_key.exists():
             self._keygen(self.host_key, "rescue-test-host")
         if not self.client_key.exists():
@@ -215,6 +227,42 @@ class SshServer(_Daemon):
         self.config_path.write_text(self._config())
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
         self._launch([SSHD, "-D", "-e", "-f", str(self.config_path)])
+
+    def _make_password_user(self) -> None:
+        self.password_home.mkdir(mode=0o755)
+        _run(["useradd", "-M", "-d", str(self.password_home), "-s", "/bin/sh", self.password_user])
+        self._user_made = True
+        _run(["chpasswd"], input=f"{self.password_user}:{self.password}\n")
+        shutil.chown(self.password_home, self.password_user, self.password_user)
+
+    def close(self) -> None:
+        """Stop sshd, delete the password user and its home (when there is one)."""
+        self.stop()
+        if self._user_made:
+            subprocess.run(["userdel", self.password_user], check=False, capture_output=True)
+            self._user_made = False
+        if self.password_login:
+            shutil.rmtree(self.password_home, ignore_errors=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def password_destination(self, sub: str, method: str = "sftp") -> dict[str, object]:
+        """[destination] settings for the password user, to HOME/sub, pinned, with no key and
+        no password source (the test adds the one it exercises)."""
+        return {
+            "method": method,
+            "host": HOST,
+            "port": self.port,
+            "user": self.password_user,
+            "host_key_fingerprint": self.host_key_fingerprint,
+            "path": str(self.password_home / sub),
+        }
 
     def regenerate_host_key(self) -> None:
         """Replace the host key, as after a reinstall of the backup host; restart() to apply."""
@@ -260,7 +308,7 @@ class SshServer(_Daemon):
                 f"HostKey {self.host_key}",
                 f"AuthorizedKeysFile {self.authorized_keys}",
                 "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
+                f"PasswordAuthentication {'yes' if self.password_login else 'no'}",
                 "KbdInteractiveAuthentication no",
                 "PermitRootLogin prohibit-password",
                 "StrictModes no",

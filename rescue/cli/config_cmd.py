@@ -1,4 +1,5 @@
-"""`rescue config init|check|show`: write the commented sample, validate a file, show it.
+"""`rescue config init|check|show|trust-host`: write the commented sample, validate a file,
+show it, pin the SSH host key in it.
 
 Thin on purpose: the sample, the validation and the redaction all live in rescue.config, so what
 `init` writes, what `check` accepts and what a backup reads can never drift apart. Errors are
@@ -25,7 +26,9 @@ from rescue.config import (
     render_toml,
     sample_settings,
 )
-from rescue.errors import ConfigError
+from rescue.destinations import DEFAULT_PORTS, SSH_METHODS, fetch_host_key, ssh_fingerprint
+from rescue.errors import ChangedHostKeyError, ConfigError, UnknownHostKeyError
+from rescue.pinning import pin
 from rescue.placement.fsops import rename_noreplace
 
 
@@ -36,11 +39,11 @@ def _global_config_path() -> Path:
     return Path(path) if path is not None else DEFAULT_CONFIG_PATH
 
 
-def _hint(path: Path) -> str:
-    """`rescue [--config PATH] config check`, the way to reach this very file."""
+def _hint(path: Path, command: str = "check") -> str:
+    """`rescue [--config PATH] config COMMAND`, the way to reach this very file."""
     if path == DEFAULT_CONFIG_PATH:
-        return "rescue config check"
-    return f"rescue --config {path} config check"
+        return f"rescue config {command}"
+    return f"rescue --config {path} config {command}"
 
 
 def _make_parent(path: Path) -> None:
@@ -91,11 +94,11 @@ def _summary(settings: Settings) -> str:
 
 @click.group()
 def config() -> None:
-    """Write, validate and show the settings file."""
+    """Write, validate and show the settings file; pin an sftp/scp server's host key."""
 
 
 @config.command()
-@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--force", is_flag=True, help="Replace an existing file (kept as PATH.replaced-TIME)."
 )
@@ -106,6 +109,8 @@ def init(path: Path | None, force: bool) -> None:
     /var/backups/rescue without encryption until you edit it.
     """
     path = path or _global_config_path()
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give the settings file's own path")
     if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; add --force to overwrite it")
     kept = write_private(path, sample_settings())
@@ -115,15 +120,24 @@ def init(path: Path | None, force: bool) -> None:
 
 
 @config.command()
-@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 def check(path: Path | None) -> None:
     """Validate the settings file (default: the --config path) and the GPG key it names.
+
+    An sftp or scp destination must have host_key_fingerprint (exit 22 without it, as the
+    backup would): `rescue config trust-host` shows the server's key and pins it.
 
     Secret files are read (and refused if others can read them); a secret environment variable
     that this shell lacks is only noted, as the backup may run with another environment.
     """
     path = path or _global_config_path()
     settings = load_settings(path)
+    dest = settings.destination
+    if dest.method in SSH_METHODS and dest.host_key_fingerprint is None:
+        raise UnknownHostKeyError(
+            f"{path}: destination.host_key_fingerprint is missing, and a {dest.method} backup "
+            f"refuses a host whose key is not pinned; run: {_hint(path, 'trust-host')}"
+        )
     check_gpg_key(settings)
     if settings.destination.password_file is not None:
         settings.destination_password()
@@ -137,7 +151,7 @@ def check(path: Path | None) -> None:
 
 
 @config.command()
-@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 def show(path: Path | None, as_json: bool) -> None:
     """Print the settings with every default filled in and inline secrets as ***."""
@@ -148,3 +162,49 @@ def show(path: Path | None, as_json: bool) -> None:
     else:
         click.echo(f"# {path}, with defaults filled in; inline secrets shown as ***")
         click.echo(render_toml(data).rstrip("\n"))
+
+
+@config.command("trust-host")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Trust the key shown without asking (for scripts).")
+def trust_host(path: Path | None, yes: bool) -> None:
+    """Pin the sftp/scp server's host key: connect, show its type and SHA256 fingerprint, ask,
+    then write host_key_fingerprint into the settings file (default: the --config path).
+
+    Only that one value changes: comments and order stay, and the file is mode 0600. Compare
+    the fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_<type>_key.pub` on the server
+    before you answer yes. Any answer but yes (or no terminal and no --yes) changes nothing,
+    and exits 22 (23 when a different key was pinned).
+    """
+    path = path or _global_config_path()
+    settings = load_settings(path)
+    dest = settings.destination
+    if dest.method not in SSH_METHODS or dest.host is None:
+        raise ConfigError(
+            f"{path}: destination.method is {dest.method}; trust-host is for sftp and scp"
+        )
+    port = dest.port or DEFAULT_PORTS[dest.method]
+    key = fetch_host_key(dest.host, port)
+    offered = ssh_fingerprint(key)
+    click.echo(f"{dest.host}:{port} offers the host key {key.get_name()} {offered}")
+    pinned = dest.host_key_fingerprint
+    if pinned == offered:
+        click.echo(f"{path}: this key is pinned already; nothing changed")
+        return
+    refused: type[UnknownHostKeyError] | type[ChangedHostKeyError] = UnknownHostKeyError
+    if pinned is not None:
+        refused = ChangedHostKeyError
+        click.echo(
+            f"WARNING: {path} pins a DIFFERENT key, {pinned}: trust the new one only if the "
+            "server was reinstalled or its key replaced",
+            err=True,
+        )
+    if not yes:
+        try:
+            yes = click.confirm(f"trust it and write it to {path}?", default=False, err=True)
+        except click.Abort:  # no terminal, stdin closed: that is not a yes
+            yes = False
+    if not yes:
+        raise refused(f"the key was not trusted; {path} is unchanged")
+    pin(path, offered)
+    click.echo(f'{path}: host_key_fingerprint = "{offered}"')

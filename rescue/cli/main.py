@@ -215,11 +215,14 @@ EPILOG = "Exit codes:\n\n\b\n" + "\n".join(
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    # not click's own checks (its exit 2 and "Usage:"): load_settings says what is wrong with
+    # the file in rescue's one line, with the settings error's exit code
+    type=click.Path(path_type=Path),
     default=DEFAULT_CONFIG_PATH,
     show_default=True,
     envvar="RESCUE_CONFIG",
-    help="Settings file (TOML). Also from $RESCUE_CONFIG.",
+    help="Settings file (TOML). Also from $RESCUE_CONFIG. A missing or unreadable file is "
+    "one line and exit 3.",
 )
 @click.option(
     "--log-file",
@@ -238,6 +241,7 @@ def cli(ctx: click.Context, config_path: Path, log_file: Path | None, verbose: b
       rescue drill                  prove backup and restore work (no settings needed)
       rescue config init            write a commented settings file to fill in
       rescue config check           validate it
+      rescue config trust-host      sftp/scp: show the server's host key, pin it on a yes
       rescue backup                 full or incremental, whichever is due
       rescue schedule install       run it by itself at the [schedule] times
       rescue status                 every backup set, its type, date and size

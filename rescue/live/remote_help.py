@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import register_secret, run, run_checked
+from rescue.execute import child_env, register_secret, run, run_checked
 
 SSHD_DROP_IN = Path("/etc/ssh/sshd_config.d/rescue-remote-help.conf")
 SSHD_CONFIG = "PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
@@ -35,7 +35,12 @@ def start_sshd() -> tuple[str, list[str]]:
     run_checked(["ssh-keygen", "-A"], "making the SSH host keys", RecoveryStepError)
     # chpasswd reads the secret on stdin, never from argv.
     done = subprocess.run(
-        ["chpasswd"], input=f"root:{password}\n", text=True, capture_output=True, check=False
+        ["chpasswd"],
+        input=f"root:{password}\n",
+        text=True,
+        capture_output=True,
+        check=False,
+        env=child_env(),
     )
     if done.returncode:
         raise RecoveryStepError(f"setting the one-time password failed: {done.stderr.strip()}")
