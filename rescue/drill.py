@@ -110,38 +110,16 @@ def _set_rows(status: Status) -> list[dict[str, object]]:
     return [s.as_dict() for s in status.sets]
 
 
-@contextmanager
-def own_gnupg(engine: Engine) -> Iterator[None]:
-    """A throwaway GnuPG home for the drill's own gpg (duplicity's, symmetric or none), and
-    the gpg-agent that gpg starts there ended with it: a drill must leave no daemon behind.
-    gpg mode needs the configured keyring (its secret key), so it is left as it is."""
-    if engine.settings.encryption.mode == "gpg":
-        yield
-        return
-    with private_dir("rescue-drill-gnupg-") as home:
-        engine.gnupg_home = str(home)
-        try:
-            yield
-        finally:
-            engine.gnupg_home = None
-            try:
-                execute.run(["gpgconf", "--kill", "all"], env={"GNUPGHOME": str(home)})
-            except OSError as exc:  # no gpgconf: no gpg either, so no agent was started
-                log.warning("cannot end the drill's gpg-agent: %s", exc)
-
-
 def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> DrillReport:
     """The built-in drill on a generated tree; see the module docstring."""
     with _workdir(keep) as work:
         settings = demo_settings(work)
         source = work / "source"
-        engine = Engine(settings, progress)
-        with own_gnupg(engine):
-            return _demo(engine, work, source)
+        return _demo(Engine(settings, progress), work, source)
 
 
 def _demo(engine: Engine, work: Path, source: Path) -> DrillReport:
-    """The demonstration itself, run with the drill's own GnuPG home."""
+    """The demonstration itself."""
     report = DrillReport(destination=str(work / "destination"))
     report.timed("generate sample tree", lambda: make_sample_tree(source))
     snapshot = work / "as-of-full"
@@ -188,8 +166,7 @@ def run_configured(
     engine = Engine(settings, progress)
     record = history.Drill(time.time(), 0.0, "failure", path)
     try:
-        with own_gnupg(engine):
-            report = _configured(engine, path, keep, scratch, record)
+        report = _configured(engine, path, keep, scratch, record)
         record.outcome = "identical" if report.identical else "different"
         record.differences = sum(len(d) for _, d in report.checks)
         return report

@@ -24,6 +24,7 @@ from rescue import (
     destlock,
     duplog,
     execute,
+    gpghome,
     grandchildren,
     history,
     lifetime,
@@ -162,22 +163,30 @@ class Engine:
         self.progress = progress
         self.archive_dir = Path(settings.duplicity.archive_dir)
         self.last_run: history.Run | None = None  # the last backup() call's history record
-        # A GnuPG home for duplicity's gpg when the settings name none (the drill's throwaway
-        # one, so the gpg-agent it starts can be ended with it); gpg mode keeps its keyring.
-        self.gnupg_home: str | None = None
 
     # -- running duplicity -------------------------------------------------------------------
 
-    def _encryption(self) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    @contextmanager
+    def _gnupg_env(self) -> Iterator[dict[str, str]]:
+        """GNUPGHOME for duplicity's gpg: gpg mode's configured keyring (or the caller's), and
+        for a passphrase a throwaway home whose gpg-agent ends with the run (rescue.gpghome)."""
+        enc = self.settings.encryption
+        if enc.mode == "gpg":
+            yield {"GNUPGHOME": str(enc.gnupg_home)} if enc.gnupg_home else {}
+        elif enc.mode == "symmetric":
+            with gpghome.throwaway_home("rescue-duplicity-gnupg-") as home:
+                yield {"GNUPGHOME": str(home)}
+        else:
+            yield {}
+
+    def _encryption(self) -> tuple[list[str], dict[str, str]]:
         enc = self.settings.encryption
         if enc.mode == "none":
-            return ["--no-encryption"], {}, {}
-        home = enc.gnupg_home or self.gnupg_home
-        env = {"GNUPGHOME": str(home)} if home else {}
+            return ["--no-encryption"], {}
         # An empty PASSPHRASE keeps duplicity from prompting for a key that has none.
         secret = {"PASSPHRASE": self.settings.passphrase() or ""}
         args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" else []
-        return args, env, secret
+        return args, secret
 
     def _run(
         self,
@@ -191,7 +200,7 @@ class Engine:
     ) -> duplog.LogParser:
         """One duplicity run; its failure as one RescueError. local: the restore's staging
         directory, named when its file system fills up."""
-        enc_args, env, secret_env = self._encryption()
+        enc_args, secret_env = self._encryption()
         self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for pid, command in lifetime.duplicity_using(self.archive_dir):
             raise LockedError(
@@ -227,7 +236,10 @@ class Engine:
 
         secrets = {**secret_env, **target.secret_env}  # duplicity's, and only its
         try:
-            with grandchildren.without_secrets(secrets) as shims:  # its gpg and lftp: none
+            with (
+                self._gnupg_env() as env,
+                grandchildren.without_secrets(secrets) as shims,  # its gpg and lftp: none
+            ):
                 result = execute.run(
                     argv,
                     env={**env, **shims},

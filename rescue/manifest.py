@@ -18,7 +18,6 @@ import platform
 import re
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -27,6 +26,7 @@ from typing import Any
 from rescue import __version__
 from rescue.config import Settings
 from rescue.errors import ManifestError, RescueError
+from rescue.placement.fsops import write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_REL = "var/lib/rescue/manifest.json"
@@ -316,11 +316,8 @@ def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
     manifest = build(settings, captured.hardlinks, metadata)
     path = manifest_path(str(settings.selection.root))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as out:  # mode 0600, a name of this run's own
-            out.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)  # rescue's own manifest, written at every backup
+        # rescue's own manifest, rewritten at every backup
+        write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n", mode=0o600)
         root = Path(str(settings.selection.root))
         whole_seconds([root / SIDECAR_REL, root / SIZES_REL, path, path.parent])
     except OSError as exc:

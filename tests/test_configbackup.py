@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -32,6 +33,8 @@ from confighost import (
 from redaction_corpus import corpus_module, plant
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
+from rescue.config import load_settings
+from rescue.configbackup.store import Store
 from rescue.treecompare import compare_trees
 
 APP_MODULE = """\
@@ -183,6 +186,22 @@ def test_round_trip_restores_every_module(tmp_path: Path, host: Path) -> None:
         "users",
     )
     assert "nothing to restore: the system already matches the archive" in again.out
+
+
+def test_archives_made_within_one_second_get_names_of_their_own(tmp_path: Path, host: Path) -> None:
+    """The default name has a one-second stamp: a second archive in that second gets -2, and
+    a name the user chose is still refused when it is taken."""
+    config = config_for(tmp_path)
+    names = [created(config, host, "--module", "cron")["name"] for _ in range(3)]
+    assert len(set(names)) == 3, names
+    assert all(re.fullmatch(r"confighost-configuration-\d{8}-\d{6}(-[23])?", n) for n in names)
+    store = Store(load_settings(config))  # the collision itself, whatever the clock did
+    assert store.free_name(names[-1]) == f"{names[-1]}-2"
+    assert store.free_name("confighost-unused") == "confighost-unused"
+    again = cb(config, "create", "--root", str(host), "--module", "cron", "--name", names[0])
+    assert again.code == 2 and f"an archive named {names[0]} exists" in again.err
+    listed = cb(config, "list", "--json").json()
+    assert sorted(a["name"] for a in listed) == sorted(names)
 
 
 def test_restoring_one_module_changes_only_its_files(tmp_path: Path, host: Path) -> None:

@@ -103,7 +103,7 @@ def create(
     chosen, added = choose(modules, requested)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     host = host_name(root)
-    name = name or f"{host}-{kind}-{now.strftime('%Y%m%d-%H%M%S')}"
+    name = name or store.free_name(f"{host}-{kind}-{now.strftime('%Y%m%d-%H%M%S')}")
     store.check_new_name(name)
     encrypted = crypt.encrypts(settings) and kind != "bug-report"
     compression = store.options.compression

@@ -3,17 +3,16 @@
 Why gpg directly: the archives are single files, not duplicity volumes, but an admin has one
 passphrase or one key to keep safe, so the archives use the same. The passphrase reaches gpg on
 its stdin (--passphrase-fd 0), never in argv; a symmetric run uses a throwaway GnuPG home, so
-nothing is left in root's keyring.
+nothing is left in root's keyring and no gpg-agent outlives it (rescue.gpghome).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rescue import execute
+from rescue import execute, gpghome
 from rescue.config import Settings, check_gpg_key
 from rescue.errors import ConfigArchiveError, GpgKeyError, WrongPassphraseError
-from rescue.placement.fsops import private_dir
 
 SUFFIX = ".gpg"
 _BATCH = ["gpg", "--batch", "--no-tty", "--yes", "--pinentry-mode", "loopback"]
@@ -32,7 +31,7 @@ def encrypt(settings: Settings, source: Path, out: Path) -> None:
         argv = [*_BATCH, *_home(settings), "--trust-model", "always", "--encrypt"]
         _gpg([*argv, "--recipient", enc.gpg_key, "--output", out, source], None, "encrypt")
         return
-    with private_dir("rescue-gpg-") as home:
+    with gpghome.throwaway_home("rescue-gpg-") as home:
         argv = [*_BATCH, "--homedir", str(home), "--passphrase-fd", "0", "--symmetric"]
         argv += ["--cipher-algo", "AES256", "--output", out, source]
         _gpg(argv, settings.passphrase(), "encrypt")
@@ -51,7 +50,7 @@ def decrypt(settings: Settings | None, source: Path, out: Path) -> None:
             argv += ["--passphrase-fd", "0"]
         _gpg([*argv, "--decrypt", "--output", out, source], passphrase, "decrypt", source)
         return
-    with private_dir("rescue-gpg-") as home:
+    with gpghome.throwaway_home("rescue-gpg-") as home:
         argv = [*_BATCH, "--homedir", str(home), "--passphrase-fd", "0", "--decrypt"]
         _gpg([*argv, "--output", out, source], passphrase, "decrypt", source)
 

@@ -69,6 +69,13 @@ class Store:
         if self._find(name) is not None:
             raise UsageError(f"an archive named {name} exists; delete it or choose another name")
 
+    def free_name(self, base: str) -> str:
+        """base, or base-2, base-3, ...: the first name not taken. Why: the default name has a
+        one-second stamp, and two archives in one second (a pre-restore archive right after a
+        create, a script) must not make the second run fail."""
+        taken = {s.name for s in self.all()}
+        return next(n for n in (base, *(f"{base}-{i}" for i in range(2, 1000))) if n not in taken)
+
     def all(self) -> list[Stored]:
         if not self.directory.is_dir():
             return []

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import ManifestError, NoSpaceError
 from rescue.manifest import SIZES_REL
-from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of
+from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of, write_atomic
 from rescue.units import human_size
 
 __all__ = ["SIZES_REL", "Sizes", "check_room", "load_sizes"]
@@ -65,13 +63,11 @@ class Sizes:
         return total if found else None
 
     def write(self, path: Path) -> None:
-        """Write to a temporary name of this run's own, then rename into place."""
+        """Write it whole or not at all (fsops.write_atomic)."""
         data = {"format": FORMAT, "version": VERSION, "dirs": self.dirs, "files": self.files}
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
-                out.write(json.dumps(data, separators=(",", ":")).encode())
-            os.replace(tmp, path)  # rescue's own file, rewritten at every backup
+        packed = gzip.compress(json.dumps(data, separators=(",", ":")).encode())
+        try:  # rescue's own file, rewritten at every backup
+            write_atomic(path, packed, mode=0o600)
         except OSError as exc:
             raise ManifestError(f"cannot write the sizes {path}: {exc.strerror}") from None
 

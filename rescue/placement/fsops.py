@@ -185,15 +185,16 @@ def private_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
         remove_own(path)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace path with text so a reader sees the old file or the whole new one, never a part
-    (a scraper reading a half-written metrics file, a crash mid-write of a unit): a temporary
-    file in the same directory, written and fsynced, then renamed over path."""
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Replace path with data (text is written as UTF-8) so a reader sees the old file or the
+    whole new one, never a part (a scraper reading a half-written metrics file, a crash
+    mid-write of a unit or a manifest): a temporary file of this run's own in the same
+    directory, written and fsynced, then renamed over path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data.encode() if isinstance(data, str) else data)
             out.flush()
             os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
