@@ -110,24 +110,29 @@ def remove_own(path: Path) -> None:
 
 
 def _remove_below(directory: Path, device: int) -> Path | None:
-    """Empty directory (one file system); the first mount point met, which is kept."""
+    """Empty directory (one file system); the first mount point met, which is kept. An entry
+    that vanishes meanwhile is already what was wanted: a process of the run may still be
+    tidying up its own files (a gpg-agent removes its sockets as its home goes)."""
     blocked: Path | None = None
     with os.scandir(directory) as entries:
         children = list(entries)
     for entry in children:
         child = Path(entry.path)
-        st = child.lstat()
-        if not is_dir(st):
-            child.unlink()
+        try:
+            st = child.lstat()
+            if not is_dir(st):
+                child.unlink()
+                continue
+            if st.st_dev != device or os.path.ismount(child):
+                blocked = blocked or child
+                continue
+            inner = _remove_below(child, device)
+            if inner is not None:
+                blocked = blocked or inner
+                continue
+            child.rmdir()
+        except FileNotFoundError:
             continue
-        if st.st_dev != device or os.path.ismount(child):
-            blocked = blocked or child
-            continue
-        inner = _remove_below(child, device)
-        if inner is not None:
-            blocked = blocked or inner
-            continue
-        child.rmdir()
     return blocked
 
 
