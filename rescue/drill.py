@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from rescue import execute, history, lifetime
+from rescue import execute, gpghome, history, lifetime
 from rescue.config import Settings
 from rescue.engine import Engine, ProgressCallback, Status, relative_path
 from rescue.placement.fsops import private_dir
@@ -110,16 +110,34 @@ def _set_rows(status: Status) -> list[dict[str, object]]:
     return [s.as_dict() for s in status.sets]
 
 
+@contextmanager
+def own_gnupg(engine: Engine) -> Iterator[None]:
+    """A throwaway GnuPG home for the drill's own gpg (duplicity's, symmetric or none), and
+    the gpg-agent that gpg starts there ended with it: a drill must leave no daemon behind.
+    gpg mode needs the configured keyring (its secret key), so it is left as it is."""
+    if engine.settings.encryption.mode == "gpg":
+        yield
+        return
+    with gpghome.throwaway_home("rescue-drill-gnupg-") as home:
+        engine.gnupg_home = str(home)
+        try:
+            yield
+        finally:
+            engine.gnupg_home = None
+
+
 def run_demo(progress: ProgressCallback | None = None, keep: bool = False) -> DrillReport:
     """The built-in drill on a generated tree; see the module docstring."""
     with _workdir(keep) as work:
         settings = demo_settings(work)
         source = work / "source"
-        return _demo(Engine(settings, progress), work, source)
+        engine = Engine(settings, progress)
+        with own_gnupg(engine):
+            return _demo(engine, work, source)
 
 
 def _demo(engine: Engine, work: Path, source: Path) -> DrillReport:
-    """The demonstration itself."""
+    """The demonstration itself, run with the drill's own GnuPG home."""
     report = DrillReport(destination=str(work / "destination"))
     report.timed("generate sample tree", lambda: make_sample_tree(source))
     snapshot = work / "as-of-full"
@@ -166,7 +184,8 @@ def run_configured(
     engine = Engine(settings, progress)
     record = history.Drill(time.time(), 0.0, "failure", path)
     try:
-        report = _configured(engine, path, keep, scratch, record)
+        with own_gnupg(engine):
+            report = _configured(engine, path, keep, scratch, record)
         record.outcome = "identical" if report.identical else "different"
         record.differences = sum(len(d) for _, d in report.checks)
         return report

@@ -24,7 +24,6 @@ from rescue import (
     destlock,
     duplog,
     execute,
-    gpghome,
     grandchildren,
     history,
     lifetime,
@@ -163,21 +162,20 @@ class Engine:
         self.progress = progress
         self.archive_dir = Path(settings.duplicity.archive_dir)
         self.last_run: history.Run | None = None  # the last backup() call's history record
+        # A GnuPG home for duplicity's gpg when the settings name none (the drill's throwaway
+        # one, so the gpg-agent it starts can be ended with it); gpg mode keeps its keyring.
+        self.gnupg_home: str | None = None
 
     # -- running duplicity -------------------------------------------------------------------
 
     @contextmanager
     def _gnupg_env(self) -> Iterator[dict[str, str]]:
-        """GNUPGHOME for duplicity's gpg: gpg mode's configured keyring (or the caller's), and
-        for a passphrase a throwaway home whose gpg-agent ends with the run (rescue.gpghome)."""
-        enc = self.settings.encryption
-        if enc.mode == "gpg":
-            yield {"GNUPGHOME": str(enc.gnupg_home)} if enc.gnupg_home else {}
-        elif enc.mode == "symmetric":
-            with gpghome.throwaway_home("rescue-duplicity-gnupg-") as home:
-                yield {"GNUPGHOME": str(home)}
-        else:
-            yield {}
+        """GNUPGHOME for duplicity's gpg: the configured keyring, else the home a caller set
+        (the drill's throwaway one, rescue.gpghome), else gpg's default. A throwaway home for
+        every run would end each run's agent, but starting an agent costs about a second per
+        duplicity run here (measured), so only the drill pays it for now."""
+        home = self.settings.encryption.gnupg_home or self.gnupg_home
+        yield {"GNUPGHOME": str(home)} if home else {}
 
     def _encryption(self) -> tuple[list[str], dict[str, str]]:
         enc = self.settings.encryption
