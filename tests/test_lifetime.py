@@ -128,3 +128,35 @@ def test_a_stop_while_rescue_starts_is_one_line_and_exit_143() -> None:
         assert err.count("\n") == 1 and err.startswith("rescue: stopped by SIGTERM"), err
         caught += 1
     assert caught >= 3, f"only {caught} of 12 stops came while rescue started"
+
+
+@pytest.mark.parametrize("log_dir_usable", [True, False], ids=["before-the-log", "no-log-at-all"])
+def test_a_stop_before_the_log_exists_is_still_one_line(
+    tmp_path: Path, log_dir_usable: bool
+) -> None:
+    """The SIGTERM lands just as the log is set up (placed there by wrapping the setup: the
+    timing is the fault, not rescue's), or where no log file can be made at all: one line
+    on stderr, never the logging module's own print of the same message."""
+    log_file = tmp_path / "log/rescue.log" if log_dir_usable else Path("/proc/no/rescue.log")
+    script = (
+        "import os, signal, sys\n"
+        "import importlib\nmain = importlib.import_module('rescue.cli.main')\n"
+        "setup = main._setup_logging\n"
+        "def stopped_at_setup(path, verbose):\n"
+        f"    if {log_dir_usable!r}:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    chosen = setup(path, verbose)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return chosen\n"
+        "main._setup_logging = stopped_at_setup\n"
+        f"sys.argv = ['rescue', '--log-file', {str(log_file)!r}, 'config', 'path']\n"
+        "main.cli()\n"
+    )
+    run = subprocess.run(
+        [RESCUE[0], "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert run.returncode == 143, run.stderr
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("rescue: stopped by SIGTERM"), (
+        run.stderr
+    )

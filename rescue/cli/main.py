@@ -63,7 +63,7 @@ def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
     """Log everything to a file (secrets masked); the terminal gets only what commands print."""
     root = logging.getLogger("rescue")
     root.setLevel(logging.DEBUG)
-    root.handlers.clear()
+    root.handlers[:] = [logging.NullHandler()]  # no log file anywhere: still nothing on stderr
     candidates = [path] if path else [DEFAULT_LOG, Path.home() / ".cache/rescue/rescue.log"]
     chosen = None
     for candidate in candidates:
