@@ -254,7 +254,8 @@ def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     A failure here must not stop the backup: it is recorded, and recovery asks for a layout.
     """
     try:
-        from rescue.layout.capture import capture, disks_holding
+        from rescue.layout.capture import capture
+        from rescue.layout.kernel import disks_holding
         from rescue.layout.model import layout_to_dict
 
         devices = None if str(root) == "/" else disks_holding(root)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from rescue.errors import RecoveryStepError
 from rescue.execute import run, run_checked
-from rescue.layout.capture import PROC_MOUNTINFO, _read_text, parse_mountinfo
+from rescue.layout.kernel import PROC_MOUNTINFO, parse_mountinfo, read_text
 
 
 def mounted_at(path: Path) -> str | None:
     """The source of the file system mounted at path (the top one), or None."""
     real = os.path.realpath(path)
     found = None
-    for mount in parse_mountinfo(_read_text(PROC_MOUNTINFO)):
+    for mount in parse_mountinfo(read_text(PROC_MOUNTINFO)):
         if mount.mountpoint == real:
             found = mount.source
     return found
@@ -23,7 +23,7 @@ def mounted_at(path: Path) -> str | None:
 
 def mount_points() -> set[str]:
     """Every mount point of this system (bind mounts of single files too)."""
-    return {m.mountpoint for m in parse_mountinfo(_read_text(PROC_MOUNTINFO))}
+    return {m.mountpoint for m in parse_mountinfo(read_text(PROC_MOUNTINFO))}
 
 
 def mounts_below(path: Path) -> list[str]:
@@ -31,7 +31,7 @@ def mounts_below(path: Path) -> list[str]:
     real = os.path.realpath(path)
     return [
         m.mountpoint
-        for m in parse_mountinfo(_read_text(PROC_MOUNTINFO))
+        for m in parse_mountinfo(read_text(PROC_MOUNTINFO))
         if m.mountpoint == real or m.mountpoint.startswith(real.rstrip("/") + "/")
     ]
 

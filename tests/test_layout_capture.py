@@ -31,22 +31,12 @@ from loopdisks import (
 from rescue import execute
 from rescue.errors import CommandNotFoundError
 from rescue.layout import LayoutError
-from rescue.layout.capture import (
-    apply_fstab,
-    capture,
-    disks_holding,
-    layout_summary,
-    parse_blkid_export,
-    parse_fstab,
-    parse_json_output,
-    parse_lvm_report,
-    parse_lvs,
-    parse_mdadm_export,
-    parse_mdstat,
-    parse_mountinfo,
-    parse_pvs,
-    parse_vgs,
-)
+from rescue.layout.blkid import parse_blkid_export
+from rescue.layout.capture import capture
+from rescue.layout.fstab import apply_fstab, parse_fstab
+from rescue.layout.kernel import disks_holding, parse_mountinfo
+from rescue.layout.lvm import parse_lvm_report, parse_lvs, parse_pvs, parse_vgs
+from rescue.layout.md import parse_mdadm_export, parse_mdstat
 from rescue.layout.model import (
     Disk,
     Filesystem,
@@ -62,6 +52,8 @@ from rescue.layout.model import (
     layout_from_dict,
     layout_to_dict,
 )
+from rescue.layout.summary import layout_summary
+from rescue.layout.tools import parse_json_output
 from rescue.units import human_size
 
 # --- loop disks -----------------------------------------------------------------------------
@@ -795,23 +787,23 @@ def test_md_arrays_are_followed_from_the_recorded_disks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring around mdstat and mdadm, with a stand-in mdadm (no md in this kernel)."""
-    from rescue.layout import capture as capture_module
-    from rescue.layout.capture import MountTable, _capture_raids
+    from rescue.layout import md
+    from rescue.layout.kernel import MountTable
 
     mdstat = tmp_path / "mdstat"
     mdstat.write_text(MDSTAT)
-    monkeypatch.setattr(capture_module, "PROC_MDSTAT", mdstat)
+    monkeypatch.setattr(md, "PROC_MDSTAT", mdstat)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no mdadm anywhere
     mounts = MountTable("", "")
     with pytest.raises(CommandNotFoundError, match="mdadm is not installed"):
-        _capture_raids({"vda2", "vdb2"}, mounts)
-    assert _capture_raids({"vdz1"}, mounts) == []
+        md.capture_raids({"vda2", "vdb2"}, mounts)
+    assert md.capture_raids({"vdz1"}, mounts) == []
 
     (tmp_path / "bin").mkdir()
     fake = tmp_path / "bin" / "mdadm"
     fake.write_text(f"#!/bin/sh\nprintf '%s' '{MDADM_EXPORT}'\n")  # a builtin: PATH is bare
     fake.chmod(0o755)
-    (raid,) = _capture_raids({"vda2", "vdb2"}, mounts)
+    (raid,) = md.capture_raids({"vda2", "vdb2"}, mounts)
     assert raid == RaidArray(
         name="md1",
         path="/dev/md1",

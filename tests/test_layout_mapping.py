@@ -22,15 +22,13 @@ from rescue.errors import DiskMappingError
 from rescue.layout import LayoutError
 from rescue.layout.capture import capture
 from rescue.layout.mapping import (
-    SystemState,
     describe_mapping,
     left_out_disks,
     map_disks,
-    read_in_use,
     read_mapping_file,
-    read_system_state,
 )
 from rescue.layout.model import Disk, Filesystem, Layout, Partition
+from rescue.layout.system_state import SystemState, read_in_use, read_system_state
 
 GiB = 1024**3
 MiB = 1024**2

@@ -20,10 +20,11 @@ from rescue.cli.main import App
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.engine import Engine
 from rescue.errors import ManifestError, UsageError
-from rescue.layout.capture import capture, layout_summary
+from rescue.layout.capture import capture
 from rescue.layout.mapping import describe_mapping, map_disks, read_mapping_file
 from rescue.layout.model import Layout, layout_from_dict
 from rescue.layout.recreate import apply_script, build_script
+from rescue.layout.summary import layout_summary
 from rescue.timespec import parse_time
 
 DEFAULT_LOG_DIR = Path("/var/log/rescue")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from rescue.layout.capture import fstab_target
+from rescue.layout.fstab import fstab_target
 from rescue.layout.model import Filesystem, Layout
 
 # fstab types that are not on the recreated disks: nothing to mount from them at recovery.

@@ -23,7 +23,8 @@ device (device-mapper, MD), or is smaller than the source. Every refusal is a Di
 with one line naming the disk and the reason.
 
 The policy is pure: what is mounted and what is running comes in a `SystemState`, which
-`read_system_state()` fills from /proc and /sys, and which tests build by hand.
+`read_system_state()` (rescue.layout.system_state) fills from /proc and /sys, and which tests
+build by hand. How a plan names the disks it maps is in rescue.layout.stable_ids.
 """
 
 from __future__ import annotations
@@ -32,27 +33,13 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from rescue.errors import DiskMappingError
-from rescue.layout.capture import (
-    PROC_MOUNTINFO,
-    PROC_SWAPS,
-    SYS_CLASS_BLOCK,
-    SYS_DEV_BLOCK,
-    Mount,
-    _mount_device,
-    _rdev,
-    _read_text,
-    _unescape_octal,
-    _whole_disks,
-    disks_holding,
-    human_size,
-    parse_mountinfo,
-)
 from rescue.layout.model import Disk, Layout
+from rescue.layout.system_state import SystemState, backup_disks, read_system_state
+from rescue.units import human_size
 
 log = logging.getLogger("rescue.layout")
 
@@ -60,134 +47,12 @@ log = logging.getLogger("rescue.layout")
 # as the same capacity differ by a few MiB, and picking the one that is 2 MiB smaller is a guess.
 SIZE_CLASS = 0.01
 
-# Where live-boot mounts the medium it booted from (Debian 12; older live-boot).
-LIVE_MEDIA_MOUNTS = ("/run/live/medium", "/lib/live/mount/medium")
-
-SYS_BLOCK = Path("/sys/block")
-
 T = TypeVar("T")
 
 HOW_TO_CHOOSE = (
     "choose with a mapping file (one 'SOURCE TARGET' line per disk, e.g. '{example}') "
     "or an explicit mapping"
 )
-
-
-# --- what makes a disk unsafe ---------------------------------------------------------------
-
-
-@dataclass
-class SystemState:
-    """What on this machine must not be overwritten, keyed by whole-disk path (/dev/NAME).
-
-    mounted: the mount points of file systems on the disk, "[SWAP]" for active swap.
-    in_use: the stacked devices (dm or md names) that hold the disk or one of its partitions.
-    running: what of the running system the disk holds ("/" or "the rescue media at ...").
-    backup: the protected path (the backup) that lives on the disk.
-    """
-
-    mounted: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    in_use: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    running: Mapping[str, str] = field(default_factory=dict)
-    backup: Mapping[str, str] = field(default_factory=dict)
-
-
-def _mount_disks(mount: Mount) -> list[str]:
-    """The whole disks (/dev/NAME) under one mount; none for tmpfs, overlay, nfs and the like."""
-    dev = _mount_device(mount)
-    if dev is None:
-        return []
-    return [f"/dev/{name}" for name in _whole_disks(SYS_DEV_BLOCK / f"{dev[0]}:{dev[1]}")]
-
-
-def _device_disks(path: str) -> list[str]:
-    """The whole disks under a block device node (a swap partition, say)."""
-    dev = _rdev(path)
-    if dev is None:
-        return []
-    return [f"/dev/{name}" for name in _whole_disks(SYS_DEV_BLOCK / f"{dev[0]}:{dev[1]}")]
-
-
-def _holder_names(sys_dir: Path) -> list[str]:
-    """The devices stacked on a block device: dm names (vg-root, cryptroot) or md names."""
-    try:
-        holders = sorted(p.name for p in (sys_dir / "holders").iterdir())
-    except OSError:
-        return []
-    names = []
-    for holder in holders:
-        dm_name = _read_text(SYS_CLASS_BLOCK / holder / "dm" / "name").strip()
-        names.append(dm_name or holder)
-    return names
-
-
-def read_in_use(sys_block: Path = SYS_BLOCK) -> dict[str, list[str]]:
-    """Whole disks that something is stacked on (an open LUKS, an active VG, an MD array).
-
-    Such a disk may be mounted through the stack -- that shows as mounted -- but even an
-    unmounted active LV or array would be corrupted under the running kernel's feet.
-    """
-    in_use: dict[str, list[str]] = {}
-    try:
-        disks = sorted(sys_block.iterdir())
-    except OSError:
-        return in_use
-    for disk in disks:
-        names = _holder_names(disk)
-        for part in sorted(disk.glob(f"{disk.name}*")):
-            if (part / "partition").exists():
-                names += _holder_names(part)
-        if names:
-            in_use[f"/dev/{disk.name}"] = names
-    return in_use
-
-
-def backup_disks(protected: Iterable[Path | str]) -> dict[str, str]:
-    """{disk: protected path} for every disk a protected path (a file:// destination) lives on."""
-    backup: dict[str, str] = {}
-    for item in protected:
-        text = str(item)
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        if not text:
-            continue
-        for disk in disks_holding(Path(text)):
-            backup.setdefault(disk, text)
-    return backup
-
-
-def read_system_state(protected: Iterable[Path | str] = ()) -> SystemState:
-    """The mounts, swaps, stacked devices, running system and backup of this machine.
-
-    The running system is the disk of the file system mounted at / itself (not of everything
-    mounted below it, which counts as mounted) plus the medium live-boot booted from.
-    """
-    mounts = parse_mountinfo(_read_text(PROC_MOUNTINFO))
-    mounted: dict[str, list[str]] = {}
-    for mount in mounts:
-        for disk in _mount_disks(mount):
-            points = mounted.setdefault(disk, [])
-            if mount.mountpoint not in points:
-                points.append(mount.mountpoint)
-    for line in _read_text(PROC_SWAPS).splitlines()[1:]:
-        fields = line.split()
-        for disk in _device_disks(_unescape_octal(fields[0])) if fields else []:
-            points = mounted.setdefault(disk, [])
-            if "[SWAP]" not in points:
-                points.append("[SWAP]")
-    running: dict[str, str] = {}
-    for point in ("/", *LIVE_MEDIA_MOUNTS):
-        # The last mount at a point is the one on top (it hides the others).
-        top = next((m for m in reversed(mounts) if m.mountpoint == point), None)
-        what = "/" if point == "/" else f"the rescue media at {point}"
-        for disk in _mount_disks(top) if top else []:
-            running.setdefault(disk, what)
-    return SystemState(
-        mounted=mounted,
-        in_use=read_in_use(),
-        running=running,
-        backup=backup_disks(protected),
-    )
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -528,62 +393,3 @@ def describe_mapping(
             )
         lines.append(f"{head} -> {tgt.path} ({human_size(tgt.size_bytes)}): {tail}")
     return lines
-
-
-# --- stable ids: how a plan names the disks it may erase --------------------------------------
-
-
-def loop_backing_file(disk: Disk) -> str | None:
-    """The image file behind a loop device (its only stable id), or None."""
-    try:
-        text = (SYS_BLOCK / disk.name / "loop/backing_file").read_text().strip()
-    except OSError:
-        return None
-    return text or None
-
-
-def stable_ids(disk: Disk) -> list[str]:
-    """Every stable name of a disk, as a plan writes it: serial:X, wwn:X, by-id:NAME, file:PATH.
-
-    Why not /dev/sdb: kernel names change between boots and between machines; a plan that says
-    which disk to erase must name the disk itself.
-    """
-    ids = []
-    if disk.serial and disk.serial.strip():
-        ids.append(f"serial:{disk.serial.strip()}")
-    if disk.wwn:
-        ids.append(f"wwn:{disk.wwn.lower()}")
-    ids.extend(f"by-id:{name}" for name in disk.by_id if name)
-    backing = loop_backing_file(disk)
-    if backing:
-        ids.append(f"file:{backing}")
-    return ids
-
-
-STABLE_ID_KINDS = ("serial", "wwn", "by-id", "file")
-
-
-def _normal_id(ident: str) -> str:
-    kind, _, value = ident.partition(":")
-    if kind == "wwn":
-        return f"wwn:{value.lower()}"
-    if kind == "file":
-        return f"file:{os.path.realpath(value)}"
-    return ident
-
-
-def resolve_stable_id(ident: str, disks: Sequence[Disk]) -> Disk:
-    """The one disk a stable id names; DiskMappingError (listing what is there) otherwise."""
-    kind, sep, value = ident.partition(":")
-    if not sep or kind not in STABLE_ID_KINDS or not value:
-        raise DiskMappingError(
-            f"{ident!r} is not a stable disk id; write serial:X, wwn:X, by-id:NAME or file:PATH"
-        )
-    wanted = _normal_id(ident)
-    found = [d for d in disks if wanted in {_normal_id(i) for i in stable_ids(d)}]
-    if len(found) == 1:
-        return found[0]
-    present = "; ".join(f"{d.path}: {', '.join(stable_ids(d)) or 'no stable id'}" for d in disks)
-    if not found:
-        raise DiskMappingError(f"no disk here is {ident} (the disks: {present or 'none'})")
-    raise DiskMappingError(f"{ident} names {len(found)} disks: {present}")

@@ -53,7 +53,6 @@ from pathlib import Path
 from rescue.errors import DiskMappingError, LayoutApplyError
 from rescue.execute import run
 from rescue.layout import LayoutError
-from rescue.layout.capture import human_size, layout_summary
 from rescue.layout.model import (
     MBR_EXTENDED_TYPES,
     Disk,
@@ -67,6 +66,8 @@ from rescue.layout.model import (
     VolumeGroup,
     partition_type_name,
 )
+from rescue.layout.summary import layout_summary
+from rescue.units import human_size
 
 log = logging.getLogger("rescue.layout")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rescue.errors import RecoveryStepError
 from rescue.execute import run as run_command
-from rescue.layout.capture import probe
+from rescue.layout.blkid import probe
 from rescue.mounts import bind, unmount_tree
 from rescue.steps.context import Context
 

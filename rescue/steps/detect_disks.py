@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from rescue.layout.capture import identify_disks, lsblk
-from rescue.layout.mapping import read_system_state, stable_ids, unsafe_reason
+from rescue.layout.mapping import unsafe_reason
 from rescue.layout.model import Disk
+from rescue.layout.stable_ids import stable_ids
+from rescue.layout.system_state import read_system_state
 from rescue.steps.context import Context
 from rescue.units import human_size
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rescue.layout.capture import probe
+from rescue.layout.blkid import probe
 from rescue.layout.devices import NOT_ON_DISK, target_device
 from rescue.layout.model import Disk, Layout
 from rescue.steps.context import Context

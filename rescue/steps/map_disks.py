@@ -13,18 +13,16 @@ from rescue.errors import DiskMappingError, PlanError
 from rescue.layout import LayoutError
 from rescue.layout.capture import capture, identify_disks
 from rescue.layout.mapping import (
-    SystemState,
     describe_mapping,
     left_out_disks,
     map_disks,
     no_target_error,
-    read_system_state,
-    resolve_stable_id,
-    stable_ids,
     too_small_reason,
     unsafe_reason,
 )
 from rescue.layout.model import Disk, Layout
+from rescue.layout.stable_ids import resolve_stable_id, stable_ids
+from rescue.layout.system_state import SystemState, read_system_state
 from rescue.manifest import excluded_mount_paths
 from rescue.prompts import Choice, Question
 from rescue.steps.context import Context
