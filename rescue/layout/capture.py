@@ -28,6 +28,10 @@ formats) and open LUKS mappings are proven only in a QEMU guest (vm-tests), late
 All processes are started through rescue.execute.run. A missing tool raises
 CommandNotFoundError, a failing probe LayoutError: a layout that was only partly read must never
 pass for a whole one.
+
+This module reads the disks and puts the layout together; each source has its own module:
+kernel (mountinfo, swaps, sysfs), tools (running the probes), blkid, identity (udev, sysfs,
+by-id), fstab, lvm and md.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from rescue.errors import CommandNotFoundError
 from rescue.layout import LayoutError
 from rescue.layout.blkid import filesystem_from_probe, probe
 from rescue.layout.fstab import apply_fstab, parse_fstab
+from rescue.layout.identity import fill_identity
 from rescue.layout.kernel import (
     SYS_CLASS_BLOCK,
     MountTable,
@@ -56,18 +61,10 @@ from rescue.layout.kernel import (
 )
 from rescue.layout.lvm import capture_lvm
 from rescue.layout.md import capture_raids
-from rescue.layout.model import (
-    MBR_EXTENDED_TYPES,
-    Disk,
-    Layout,
-    LuksContainer,
-    Partition,
-)
+from rescue.layout.model import MBR_EXTENDED_TYPES, Disk, Layout, LuksContainer, Partition
 from rescue.layout.tools import int_field, parse_json_output, run_probe_ok, text_field
 
 log = logging.getLogger("rescue.layout")
-
-DEV_BY_ID = Path("/dev/disk/by-id")
 
 LSBLK_COLUMNS = "NAME,KNAME,PATH,MAJ:MIN,TYPE,SIZE,LOG-SEC,PHY-SEC,MODEL,SERIAL,WWN,RM,RO,PKNAME"
 # Kernel names of block devices that are never a server's disk, even when lsblk calls them "disk".
@@ -160,56 +157,6 @@ def _partitions(disk: Disk, table: PartitionTable) -> list[Partition]:
             part.filesystem = filesystem_from_probe(values, node)
         parts.append(part)
     return parts
-
-
-# --- disk identity --------------------------------------------------------------------------
-
-
-def _udev_identity(path: str) -> dict[str, Any]:
-    """WWN, serial, model and by-id links from the udev database, if pyudev and udev are here."""
-    try:
-        import pyudev
-
-        device = pyudev.Devices.from_device_file(pyudev.Context(), path)
-        props = device.properties
-        return {
-            "wwn": props.get("ID_WWN_WITH_EXTENSION") or props.get("ID_WWN"),
-            "serial": props.get("ID_SERIAL_SHORT") or props.get("ID_SERIAL"),
-            "model": props.get("ID_MODEL"),
-            "by_id": [
-                os.path.basename(link)
-                for link in device.device_links
-                if link.startswith(str(DEV_BY_ID) + "/")
-            ],
-        }
-    except (ImportError, OSError, LookupError, ValueError) as exc:
-        log.debug("pyudev knows nothing of %s: %s", path, exc)
-        return {}
-
-
-def _by_id_links(path: str) -> list[str]:
-    """Names under /dev/disk/by-id that point at path (udev makes them; none without udev)."""
-    try:
-        entries = sorted(DEV_BY_ID.iterdir())
-    except OSError:
-        return []
-    real = os.path.realpath(path)
-    return [e.name for e in entries if os.path.realpath(e) == real]
-
-
-def _identify(disk: Disk) -> None:
-    """Fill model, serial, WWN and by-id from udev, then from sysfs where lsblk had nothing."""
-    udev = _udev_identity(disk.path)
-    disk.model = disk.model or text_field(udev.get("model"))
-    disk.serial = disk.serial or text_field(udev.get("serial"))
-    disk.wwn = disk.wwn or text_field(udev.get("wwn"))
-    sys_dir = SYS_CLASS_BLOCK / disk.name
-    disk.model = disk.model or read_sys(sys_dir / "device/model")
-    for rel in ("serial", "device/serial"):  # virtio; nvme
-        disk.serial = disk.serial or read_sys(sys_dir / rel)
-    for rel in ("wwid", "device/wwid"):  # nvme; scsi
-        disk.wwn = disk.wwn or read_sys(sys_dir / rel)
-    disk.by_id = sorted(set(udev.get("by_id", [])) | set(_by_id_links(disk.path)))
 
 
 # --- LUKS -----------------------------------------------------------------------------------
@@ -305,7 +252,7 @@ def _disk_from_node(node: dict[str, Any]) -> Disk:
         serial=text_field(node.get("serial")),
         wwn=text_field(node.get("wwn")),
     )
-    _identify(disk)
+    fill_identity(disk)
     return disk
 
 

@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -186,6 +187,108 @@ def _ambiguous(source: Disk, candidates: Sequence[Disk], why: str) -> DiskMappin
     )
 
 
+@dataclass
+class _Choices:
+    """The targets and the choices made so far, which map_disks' passes share."""
+
+    targets: Sequence[Disk]
+    state: SystemState
+    mapping: dict[str, str] = field(default_factory=dict)  # source path -> target path
+    used: dict[str, str] = field(default_factory=dict)  # target path -> source path
+
+    def refusal(self, src: Disk, tgt: Disk) -> str | None:
+        return unsafe_reason(tgt, self.state) or too_small_reason(src, tgt)
+
+    def assign(self, src: Disk, tgt: Disk, why: str) -> None:
+        log.info("disk mapping: %s -> %s (%s)", src.path, tgt.path, why)
+        self.mapping[src.path] = tgt.path
+        self.used[tgt.path] = src.path
+
+    def free_fits(self, src: Disk) -> list[Disk]:
+        return [t for t in self.targets if t.path not in self.used and self.refusal(src, t) is None]
+
+
+def _map_explicit(
+    choices: _Choices, source: Layout, needed: Sequence[Disk], explicit: Mapping[str, str]
+) -> None:
+    """Pass 1: the explicit entries, still checked for safety."""
+    for src_name, tgt_name in explicit.items():
+        src = _find_source(source, src_name)
+        tgt = _find_target(choices.targets, tgt_name)
+        if tgt is None:
+            known = ", ".join(d.path for d in choices.targets) or "none"
+            raise DiskMappingError(
+                f"cannot map {src.path} to {tgt_name}: it is not one of the target disks ({known})"
+            )
+        if src not in needed:
+            log.info(
+                "disk mapping: %s is blank in the backup; %s is left alone", src.path, tgt.path
+            )
+            continue
+        if src.path in choices.mapping:
+            raise DiskMappingError(f"the disk mapping maps {src.path} twice")
+        if tgt.path in choices.used:
+            raise DiskMappingError(
+                f"cannot map {src.path} to {tgt.path}: "
+                f"it is already mapped to {choices.used[tgt.path]}"
+            )
+        reason = choices.refusal(src, tgt)
+        if reason:
+            raise DiskMappingError(f"cannot map {src.path} to {tgt.path}: {tgt.path} {reason}")
+        choices.assign(src, tgt, "explicit")
+
+
+def _map_same_disks(choices: _Choices, wanted: Sequence[Disk]) -> None:
+    """Pass 2: the same disk is back (by WWN, serial or by-id name)."""
+    for src in wanted:
+        if src.path in choices.mapping:
+            continue
+        same = [
+            (t, i)
+            for t in choices.targets
+            if t.path not in choices.used and (i := same_disk(src, t))
+        ]
+        if len(same) > 1:
+            raise _ambiguous(src, [t for t, _ in same], "same-id")
+        if same:
+            tgt, ident = same[0]
+            reason = choices.refusal(src, tgt)
+            if reason:
+                how = HOW_TO_CHOOSE.format(example=f"{src.path} /dev/OTHER")
+                raise DiskMappingError(
+                    f"{src.path} is back as {tgt.path} ({ident}), but {tgt.path} {reason}; "
+                    f"rescue does not fall back to another disk on its own: {how}"
+                )
+            choices.assign(src, tgt, f"same disk, {ident}")
+
+
+def _map_exact_sizes(choices: _Choices, rest: Sequence[Disk]) -> None:
+    """Pass 3: a free, safe target of exactly the source's size."""
+    for src in rest:
+        exact = [t for t in choices.free_fits(src) if t.size_bytes == src.size_bytes]
+        if len(exact) > 1:
+            raise _ambiguous(src, exact, "same-size")
+        if exact:
+            choices.assign(src, exact[0], "exact size")
+
+
+def _map_smallest_fits(choices: _Choices, rest: Sequence[Disk]) -> None:
+    """Pass 4: the smallest free, safe target that fits, largest sources first.
+
+    That greedy order never strands a source that some assignment could have served: whatever the
+    largest source takes, a smaller source could only have fitted on a disk at least as big.
+    """
+    for src in sorted(rest, key=lambda d: -d.size_bytes):
+        fits = choices.free_fits(src)
+        if not fits:
+            raise no_target_error(src, choices.targets, choices.used, choices.state)
+        smallest = min(t.size_bytes for t in fits)
+        best = [t for t in fits if t.size_bytes <= smallest * (1 + SIZE_CLASS)]
+        if len(best) > 1:
+            raise _ambiguous(src, sorted(best, key=lambda t: t.size_bytes), "equally good")
+        choices.assign(src, best[0], "smallest that fits")
+
+
 def map_disks(
     source: Layout,
     targets: list[Disk],
@@ -213,84 +316,14 @@ def map_disks(
     left_out = left_out_disks(source, excluded)
     for path, points in left_out.items():
         log.info("disk mapping: %s holds only excluded file systems (%s)", path, ", ".join(points))
-    mapping: dict[str, str] = {}
-    used: dict[str, str] = {}  # target path -> source path
-
-    def refusal(src: Disk, tgt: Disk) -> str | None:
-        return unsafe_reason(tgt, state) or too_small_reason(src, tgt)
-
-    def assign(src: Disk, tgt: Disk, why: str) -> None:
-        log.info("disk mapping: %s -> %s (%s)", src.path, tgt.path, why)
-        mapping[src.path] = tgt.path
-        used[tgt.path] = src.path
-
-    # 1. explicit entries, still checked for safety
-    for src_name, tgt_name in (explicit or {}).items():
-        src = _find_source(source, src_name)
-        tgt = _find_target(targets, tgt_name)
-        if tgt is None:
-            known = ", ".join(d.path for d in targets) or "none"
-            raise DiskMappingError(
-                f"cannot map {src.path} to {tgt_name}: it is not one of the target disks ({known})"
-            )
-        if src not in needed:
-            log.info(
-                "disk mapping: %s is blank in the backup; %s is left alone", src.path, tgt.path
-            )
-            continue
-        if src.path in mapping:
-            raise DiskMappingError(f"the disk mapping maps {src.path} twice")
-        if tgt.path in used:
-            raise DiskMappingError(
-                f"cannot map {src.path} to {tgt.path}: it is already mapped to {used[tgt.path]}"
-            )
-        reason = refusal(src, tgt)
-        if reason:
-            raise DiskMappingError(f"cannot map {src.path} to {tgt.path}: {tgt.path} {reason}")
-        assign(src, tgt, "explicit")
-
-    wanted = [d for d in needed if d.path in mapping or d.path not in left_out]
-    # 2. the same disk is back
-    for src in wanted:
-        if src.path in mapping:
-            continue
-        same = [(t, i) for t in targets if t.path not in used and (i := same_disk(src, t))]
-        if len(same) > 1:
-            raise _ambiguous(src, [t for t, _ in same], "same-id")
-        if same:
-            tgt, ident = same[0]
-            reason = refusal(src, tgt)
-            if reason:
-                how = HOW_TO_CHOOSE.format(example=f"{src.path} /dev/OTHER")
-                raise DiskMappingError(
-                    f"{src.path} is back as {tgt.path} ({ident}), but {tgt.path} {reason}; "
-                    f"rescue does not fall back to another disk on its own: {how}"
-                )
-            assign(src, tgt, f"same disk, {ident}")
-
-    # 3. by size: exact sizes first, then the smallest that fits, largest sources first. That
-    # greedy order never strands a source that some assignment could have served: whatever the
-    # largest source takes, a smaller source could only have fitted on a disk at least as big.
-    def free_fits(src: Disk) -> list[Disk]:
-        return [t for t in targets if t.path not in used and refusal(src, t) is None]
-
-    rest = [d for d in wanted if d.path not in mapping]
-    for src in rest:
-        exact = [t for t in free_fits(src) if t.size_bytes == src.size_bytes]
-        if len(exact) > 1:
-            raise _ambiguous(src, exact, "same-size")
-        if exact:
-            assign(src, exact[0], "exact size")
-    for src in sorted((d for d in rest if d.path not in mapping), key=lambda d: -d.size_bytes):
-        fits = free_fits(src)
-        if not fits:
-            raise no_target_error(src, targets, used, state)
-        smallest = min(t.size_bytes for t in fits)
-        best = [t for t in fits if t.size_bytes <= smallest * (1 + SIZE_CLASS)]
-        if len(best) > 1:
-            raise _ambiguous(src, sorted(best, key=lambda t: t.size_bytes), "equally good")
-        assign(src, best[0], "smallest that fits")
-    return {d.path: mapping[d.path] for d in wanted}
+    choices = _Choices(targets, state)
+    _map_explicit(choices, source, needed, explicit or {})
+    wanted = [d for d in needed if d.path in choices.mapping or d.path not in left_out]
+    _map_same_disks(choices, wanted)
+    rest = [d for d in wanted if d.path not in choices.mapping]
+    _map_exact_sizes(choices, rest)
+    _map_smallest_fits(choices, [d for d in rest if d.path not in choices.mapping])
+    return {d.path: choices.mapping[d.path] for d in wanted}
 
 
 def no_target_error(
