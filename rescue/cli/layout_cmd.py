@@ -2,29 +2,29 @@
 
 The plan is a shell script an admin can read (ReaR's diskrestore.sh): `plan` prints it and changes
 nothing; `apply` runs it only after an explicit yes, typed at the terminal or given as --yes.
+The work is rescue.layout.plan's, which the recovery steps use too: this module parses the
+options and prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from rescue import manifest
 from rescue.cli.main import App
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.engine import Engine
-from rescue.errors import ManifestError, UsageError
-from rescue.layout.capture import capture
-from rescue.layout.mapping import describe_mapping, map_disks, read_mapping_file
-from rescue.layout.model import Layout, layout_from_dict
-from rescue.layout.recreate import apply_script, build_script
+from rescue.errors import UsageError
+from rescue.layout import plan as service
+from rescue.layout.mapping import read_mapping_file
+from rescue.layout.recreate import SCRIPT_NAME
 from rescue.layout.summary import layout_summary
+from rescue.prompts import Answers
 from rescue.timespec import parse_time
 
 DEFAULT_LOG_DIR = Path("/var/log/rescue")
@@ -39,7 +39,7 @@ def layout_group() -> None:
 @click.argument("devices", nargs=-1)
 def show(devices: tuple[str, ...]) -> None:
     """Show the disks, partitions and file systems of this host (or of DEVICES)."""
-    for line in layout_summary(capture(list(devices) or None)):
+    for line in layout_summary(service.live_layout(devices)):
         click.echo(line)
 
 
@@ -55,34 +55,29 @@ class PlanRequest:
     grow: bool
 
 
-def _source_layout(app: App, request: PlanRequest) -> tuple[Layout, list[str]]:
-    """The recorded layout, and the excluded paths whose disks the mapping leaves out."""
+def _source(app: App, request: PlanRequest) -> service.Source:
+    """The recorded layout: from a manifest file, or restored from the backup."""
     if request.manifest_file is not None and request.from_backup:
         raise UsageError("give either --manifest or --from-backup, not both")
     if request.manifest_file is not None:
-        data = manifest.load(request.manifest_file)
-    elif request.from_backup:
+        return service.source_of(service.read_manifest(request.manifest_file))
+    if request.from_backup:
         at = parse_time(request.when) if request.when else None
-        data = Engine(app.settings()).load_manifest(at)
-    else:
-        raise UsageError("say where the layout comes from: --manifest FILE or --from-backup")
-    if not data.get("layout"):
-        raise ManifestError(
-            f"the manifest holds no disk layout ({data.get('layout_error') or 'not recorded'})"
-        )
-    return layout_from_dict(data["layout"]), manifest.excluded_mount_paths(data)
+        return service.source_of(Engine(app.settings()).load_manifest(at))
+    raise UsageError("say where the layout comes from: --manifest FILE or --from-backup")
 
 
-def _plan(app: App, request: PlanRequest) -> tuple[list[str], str]:
-    source, excluded = _source_layout(app, request)
-    target_disks = capture(list(request.targets) or None).disks
-    explicit = read_mapping_file(request.mapping_file) if request.mapping_file else None
-    protected = []
-    if request.from_backup and app.settings().destination.method == "file":
-        protected.append(app.settings().destination.path)
-    mapping = map_disks(source, target_disks, explicit, protected=protected, excluded=excluded)
-    script = build_script(source, mapping, grow=request.grow, targets=target_disks)
-    return describe_mapping(source, target_disks, mapping, excluded), script
+def _plan(app: App, request: PlanRequest) -> service.LayoutPlan:
+    source = _source(app, request)
+    state = service.target_state(app.settings() if request.from_backup else None)
+    return service.plan_layout(
+        source,
+        request.targets,
+        state,
+        warn=lambda text: click.echo(f"WARNING: {text}", err=True),
+        explicit=read_mapping_file(request.mapping_file) if request.mapping_file else None,
+        grow=request.grow,
+    )
 
 
 def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -100,7 +95,10 @@ def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
             "--target",
             "targets",
             multiple=True,
-            help="A disk that may be written (repeat). Default: every disk of this machine.",
+            help=(
+                "A disk that may be written (repeat): a path or a stable id (serial:, wwn:, "
+                "by-id:, file:IMAGE). Default: every disk of this machine."
+            ),
         ),
         click.option(
             "--mapping-file",
@@ -131,15 +129,15 @@ def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.pass_obj
 def plan(app: App, request: PlanRequest) -> None:
     """Print the disk mapping and the script that would recreate the layout. Changes nothing."""
-    lines, script = _plan(app, request)
-    for line in lines:
+    planned = _plan(app, request)
+    for line in planned.lines():
         click.echo(f"# {line}")
-    click.echo(script)
+    click.echo(planned.script())
 
 
 @layout_group.command()
 @_layout_options
-@click.option("--yes", is_flag=True, help="Do not ask: erase the target disks and recreate.")
+@click.option("--yes", is_flag=True, help='Answer "recover.erase": erase the target disks.')
 @click.option(
     "--log-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -151,18 +149,20 @@ def plan(app: App, request: PlanRequest) -> None:
 def apply(app: App, request: PlanRequest, yes: bool, log_dir: Path) -> None:
     """Recreate the layout on the target disks. ERASES them, after an explicit yes.
 
-    The script is shown first. Without --yes, type the word "yes" to go on; with no terminal
-    to ask on, rescue refuses rather than guess.
+    The script is shown first. Without --yes, the recovery's question recover.erase is asked:
+    type the word "yes" to go on; with no terminal to ask on, rescue refuses rather than guess.
+    A layout with LUKS asks recover.luks_passphrase (or set RESCUE_LUKS_PASSPHRASE_FILE).
     """
-    lines, script = _plan(app, request)
-    for line in lines:
+    planned = _plan(app, request)
+    for line in planned.lines():
         click.echo(line)
+    script = planned.script()
+    answers = Answers()
     if not yes:
-        if not sys.stdin.isatty():
+        if not answers.interactive:
             raise UsageError("refusing to erase disks without --yes (no terminal to ask on)")
         click.echo(script)
-        answer = click.prompt("Erase the target disks above and recreate the layout? Type yes")
-        if answer.strip() != "yes":
-            raise click.Abort()
-    apply_script(script, log_dir)
-    click.echo("layout recreated; check it with: rescue layout show " + " ".join(request.targets))
+    targets = list(planned.mapping.values())
+    service.confirm_erase(answers.ask, targets, log_dir / SCRIPT_NAME, assume_yes=yes)
+    service.apply_layout(script, log_dir, answers.ask, secret_dir=log_dir)
+    click.echo("layout recreated; check it with: rescue layout show " + " ".join(targets))

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rescue import manifest
 from rescue.config import Settings, load_settings
 from rescue.engine import Engine, ProgressCallback
-from rescue.errors import ManifestError, RecoveryStateError
+from rescue.errors import RecoveryStateError
 from rescue.exact.records import Record
 from rescue.exact.records import read as read_records
+from rescue.layout import plan as layout_plan
 from rescue.layout.devices import MountEntry, mount_entries
-from rescue.layout.model import Layout, layout_from_dict
+from rescue.layout.model import Layout
 from rescue.prompts import Answers, Question
 
 log = logging.getLogger("rescue.recover")
@@ -160,7 +160,7 @@ class Context:
         if self._manifest is None:
             if not self.facts.manifest_file:
                 raise RecoveryStateError("no manifest loaded yet: run the step load_manifest")
-            self._manifest = manifest.load(Path(self.facts.manifest_file))
+            self._manifest = layout_plan.read_manifest(Path(self.facts.manifest_file))
         return self._manifest
 
     def records(self) -> Iterator[Record]:
@@ -169,15 +169,16 @@ class Context:
             return iter(())
         return read_records(Path(self.facts.metadata_file))[1]
 
+    def source(self) -> layout_plan.Source:
+        """The backup's recorded layout, and the excluded paths the mapping leaves out."""
+        return layout_plan.source_of(
+            self.manifest(),
+            advice="recreate the disks by hand, mount them at the target root, and resume "
+            "with --from mount_target",
+        )
+
     def layout(self) -> Layout:
-        data = self.manifest()
-        if not data.get("layout"):
-            raise ManifestError(
-                f"the backup's manifest holds no disk layout "
-                f"({data.get('layout_error') or 'not recorded'}); recreate the disks by hand, "
-                "mount them at the target root, and resume with --from mount_target"
-            )
-        return layout_from_dict(data["layout"])
+        return self.source().layout
 
     def mount_entries(self) -> tuple[list[MountEntry], list[str]]:
         """What the restored system mounts, on the mapped target devices (see layout.devices)."""

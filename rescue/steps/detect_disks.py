@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rescue.layout.capture import identify_disks, lsblk
+from rescue.layout import plan as service
 from rescue.layout.mapping import unsafe_reason
 from rescue.layout.model import Disk
 from rescue.layout.stable_ids import stable_ids
-from rescue.layout.system_state import read_system_state
+from rescue.layout.system_state import SystemState
 from rescue.steps.context import Context
 from rescue.units import human_size
 
@@ -26,24 +26,9 @@ def plan(ctx: Context) -> list[str]:
     ]
 
 
-def protected_paths(ctx: Context) -> list[str]:
-    """Paths whose disks must never be written: the backup (file destination), the work dir."""
-    paths = [str(ctx.work_dir)]
-    dest = ctx.settings().destination
-    if dest.method == "file":
-        paths.append(dest.path)
-    return paths
-
-
-def all_disks() -> list[Disk]:
-    """The real disks, plus attached loop devices (images an admin attached on purpose)."""
-    disks = identify_disks(None)
-    loops = [
-        str(n.get("path"))
-        for n in lsblk()
-        if n.get("type") == "loop" and int(n.get("size") or 0) > 0 and n.get("path")
-    ]
-    return disks + (identify_disks(loops) if loops else [])
+def target_state(ctx: Context) -> SystemState:
+    """What must not be overwritten: mounts, the running system, the backup, the work dir."""
+    return service.target_state(ctx.settings(), ctx.work_dir)
 
 
 def describe(disk: Disk, role: str | None) -> dict[str, Any]:
@@ -57,8 +42,8 @@ def describe(disk: Disk, role: str | None) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> list[str]:
-    state = read_system_state(protected_paths(ctx))
-    ctx.facts.disks = [describe(d, unsafe_reason(d, state)) for d in all_disks()]
+    state = target_state(ctx)
+    ctx.facts.disks = [describe(d, unsafe_reason(d, state)) for d in service.all_disks()]
     lines = []
     for d in ctx.facts.disks:
         ids = ", ".join(d["ids"]) or "no stable id"

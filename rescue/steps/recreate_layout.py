@@ -5,11 +5,8 @@ already restricted to the disks the plan names by a stable id."""
 
 from __future__ import annotations
 
-import os
-
-from rescue.errors import UsageError
-from rescue.layout.recreate import LUKS_PASSPHRASE_VAR, SCRIPT_NAME, apply_script, build_script
-from rescue.prompts import Question
+from rescue.layout import plan as service
+from rescue.layout.recreate import SCRIPT_NAME
 from rescue.steps.context import Context
 
 ID = "recreate_layout"
@@ -19,7 +16,7 @@ REDO_ON_RESUME = False
 
 
 def _script(ctx: Context) -> str:
-    return build_script(ctx.layout(), ctx.facts.mapping, grow=ctx.options.grow)
+    return service.script_for(ctx.layout(), ctx.facts.mapping, grow=ctx.options.grow)
 
 
 def _sections(script: str) -> list[str]:
@@ -37,43 +34,16 @@ def plan(ctx: Context) -> list[str]:
     ]
 
 
-def _confirmed(ctx: Context, script_path: str) -> bool:
-    if ctx.options.assume_yes:
-        return True
-    targets = ", ".join(ctx.facts.mapping.values())
-    question = Question(
-        "recover.erase",
-        "typed-yes",
-        f"ERASE {targets} and recreate the layout (script: {script_path})?",
-    )
-    return bool(ctx.ask(question))
-
-
 def run(ctx: Context) -> list[str]:
     script = _script(ctx)
     log_dir = ctx.work_dir / "layout"
-    script_path = str(log_dir / SCRIPT_NAME)
     for line in ctx.facts.mapping_lines:
         ctx.echo(f"      {line}")
     if not ctx.facts.erase_confirmed:
-        if not _confirmed(ctx, script_path):
-            raise UsageError("the layout was not confirmed; nothing was written to the disks")
+        targets = ctx.facts.mapping.values()
+        assume_yes = ctx.options.assume_yes
+        service.confirm_erase(ctx.ask, targets, log_dir / SCRIPT_NAME, assume_yes=assume_yes)
         ctx.facts.erase_confirmed = True
     ctx.facts.restored_systems = {}  # new file systems: nothing is restored in them yet
-    env = {}
-    secret_file = None
-    if f'"${{{LUKS_PASSPHRASE_VAR}:-}}"' in script:  # the script makes LUKS containers
-        secret = ctx.ask(
-            Question("recover.luks_passphrase", "password", "Passphrase for the new LUKS volumes:")
-        )
-        secret_file = ctx.work_dir / "luks-passphrase"
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secret)
-        env[LUKS_PASSPHRASE_VAR] = str(secret_file)
-    try:
-        apply_script(script, log_dir, env=env)
-    finally:
-        if secret_file is not None:
-            secret_file.unlink(missing_ok=True)
+    service.apply_layout(script, log_dir, ctx.ask, secret_dir=ctx.work_dir)
     return [*_sections(script), f"script and its output kept in {log_dir}"]
