@@ -10,8 +10,9 @@ import json
 import os
 from pathlib import Path
 
+import pexpect
 import pytest
-from clirun import rescue, write_settings
+from clirun import RESCUE, rescue, write_settings
 from loopdisks import loop_disk, require_loop_disks
 
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition, layout_to_dict
@@ -99,6 +100,18 @@ def _digest(device: str) -> str:
     return digest.hexdigest()
 
 
+def _scribble(device: str) -> str:
+    """Random bytes at the start, the middle and the end of the disk; its digest."""
+    fd = os.open(device, os.O_WRONLY)
+    try:
+        for offset in (0, 48 * 2**20, 96 * 2**20 - 65536):
+            os.pwrite(fd, os.urandom(65536), offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return _digest(device)
+
+
 def test_apply_without_yes_and_without_a_terminal_erases_nothing(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path / "manifest.json")
     settings = write_settings(
@@ -106,14 +119,7 @@ def test_apply_without_yes_and_without_a_terminal_erases_nothing(tmp_path: Path)
     )
     logs = tmp_path / "logs"
     with loop_disk(tmp_path / "target.img", "96M") as device:
-        fd = os.open(device, os.O_WRONLY)
-        try:
-            for offset in (0, 48 * 2**20, 96 * 2**20 - 65536):
-                os.pwrite(fd, os.urandom(65536), offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        before = _digest(device)
+        before = _scribble(device)
         r = rescue(
             settings, "layout", "apply", "--manifest", str(manifest), "--target", device,
             "--log-dir", str(logs),
@@ -126,3 +132,34 @@ def test_apply_without_yes_and_without_a_terminal_erases_nothing(tmp_path: Path)
     ], r.err
     assert after == before
     assert not logs.exists()  # no script was even written
+
+
+def test_at_a_terminal_apply_asks_the_recoverys_erase_question(tmp_path: Path) -> None:
+    """The question is recover.erase, put as the recovery puts it; anything but "yes" stops
+    with the recovery's error (exit 2) and the disk keeps its bytes."""
+    manifest = _manifest(tmp_path / "manifest.json")
+    settings = write_settings(
+        tmp_path / "rescue.toml", {"destination": {"method": "file", "path": str(tmp_path / "d")}}
+    )
+    logs = tmp_path / "logs"
+    argv = [*RESCUE, "--config", str(settings), "--log-file", str(tmp_path / "log")]
+    with loop_disk(tmp_path / "target.img", "96M") as device:
+        before = _scribble(device)
+        child = pexpect.spawn(
+            argv[0],
+            [*argv[1:], "layout", "apply", "--manifest", str(manifest), "--target", device,
+             "--log-dir", str(logs)],
+            env={**os.environ, "TERM": "xterm"}, dimensions=(50, 200), encoding="utf-8",
+            codec_errors="replace", timeout=60,
+        )  # fmt: skip
+        child.logfile_read = (tmp_path / "terminal.log").open("w")
+        question = f"ERASE {device} and recreate the layout (script: {logs}/layout-recreate.sh)?"
+        child.expect_exact(question)
+        child.sendline("no")
+        child.expect_exact("the layout was not confirmed; nothing was written to the disks")
+        child.expect(pexpect.EOF)
+        child.close()
+        after = _digest(device)
+    assert child.exitstatus == 2, (tmp_path / "terminal.log").read_text()
+    assert after == before
+    assert not logs.exists()
