@@ -24,11 +24,11 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue.config.toml_file import read_toml, unknown_key
 from rescue.errors import PlanError
 
 AFTER_CHOICES = ("reboot", "poweroff", "shell", "none")
@@ -59,57 +59,51 @@ def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) ->
 
 
 def load_plan(path: Path) -> RecoveryPlan:
-    """Read and check a plan; every problem is one PlanError line naming the file and key."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(f"no plan file at {path}") from None
-    except OSError as exc:
-        raise PlanError(f"cannot read the plan {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: invalid TOML: {exc}") from None
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise PlanError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {sorted(TOP_KEYS)}")
+    """Read and check a plan; every problem is one PlanError line, `file:line: key: message`,
+    read through the same TOML layer as the settings."""
+    if not path.exists():
+        raise PlanError(f"no plan file at {path}")
+    toml = read_toml(path, PlanError)
+    data, at = toml.data, toml.where  # at(key...): `file:line: key`
+    unknown = sorted(set(data) - TOP_KEYS, key=lambda k: toml.locator.line((k,)))
+    if unknown:  # the first in the file
+        raise PlanError(f"{at(unknown[0])}: {unknown_key(unknown[0], sorted(TOP_KEYS))}")
     plan = RecoveryPlan(path=path)
     base = path.parent
 
-    def where(key: str) -> str:
-        return f"{path}: {key}"
-
     if "settings" in data:
-        plan.settings = base / _expect(data["settings"], str, where("settings"), "a path")
+        plan.settings = base / _expect(data["settings"], str, at("settings"), "a path")
     if "time" in data:
-        plan.time = _expect(data["time"], str, where("time"), 'a time such as "now" or "3D"')
+        plan.time = _expect(data["time"], str, at("time"), 'a time such as "now" or "3D"')
     if "target_root" in data:
-        root = _expect(data["target_root"], str, where("target_root"), "an absolute path")
+        root = _expect(data["target_root"], str, at("target_root"), "an absolute path")
         if not root.startswith("/"):
-            raise PlanError(f"{where('target_root')}: must be an absolute path, not {root!r}")
+            raise PlanError(f"{at('target_root')}: must be an absolute path, not {root!r}")
         plan.target_root = Path(root)
     if "grow" in data:
-        plan.grow = _expect(data["grow"], bool, where("grow"), "true or false")
+        plan.grow = _expect(data["grow"], bool, at("grow"), "true or false")
     if "after" in data:
-        after = _expect(data["after"], str, where("after"), "a string")
+        after = _expect(data["after"], str, at("after"), "a string")
         if after not in AFTER_CHOICES:
-            raise PlanError(f"{where('after')}: must be one of {', '.join(AFTER_CHOICES)}")
+            raise PlanError(f"{at('after')}: must be one of {', '.join(AFTER_CHOICES)}")
         plan.after = after
-    disks = _expect(data.get("disks", {}), dict, where("disks"), "a table")
+    disks = _expect(data.get("disks", {}), dict, at("disks"), "a table")
     unknown = sorted(set(disks) - DISK_KEYS)
     if unknown:
-        raise PlanError(f"{where('disks')}: unknown key(s) {', '.join(unknown)}")
-    targets = _expect(disks.get("targets", []), list, where("disks.targets"), "a list")
-    plan.targets = [_expect(t, str, where("disks.targets"), "a stable disk id") for t in targets]
-    mapping = _expect(disks.get("map", {}), dict, where("disks.map"), "a table")
+        raise PlanError(f"{at('disks', unknown[0])}: {unknown_key(unknown[0], sorted(DISK_KEYS))}")
+    targets = _expect(disks.get("targets", []), list, at("disks", "targets"), "a list")
+    plan.targets = [_expect(t, str, at("disks", "targets"), "a stable disk id") for t in targets]
+    mapping = _expect(disks.get("map", {}), dict, at("disks", "map"), "a table")
     for source, target in mapping.items():
-        plan.map[source] = _expect(target, str, where(f"disks.map.{source}"), "a stable disk id")
-    mounts = _expect(data.get("mounts", {}), dict, where("mounts"), "a table")
+        plan.map[source] = _expect(target, str, at("disks", "map", source), "a stable disk id")
+    mounts = _expect(data.get("mounts", {}), dict, at("mounts"), "a table")
     for point, spec in mounts.items():
-        _expect(spec, str, where(f"mounts.{point}"), "label:NAME or uuid:UUID")
+        _expect(spec, str, at("mounts", point), "label:NAME or uuid:UUID")
         if not point.startswith("/") or not spec.startswith(("label:", "uuid:")):
             raise PlanError(
-                f"{where(f'mounts.{point}')}: must map an absolute path to label:NAME or "
+                f"{at('mounts', point)}: must map an absolute path to label:NAME or "
                 f"uuid:UUID, not {point!r} = {spec!r}"
             )
         plan.mounts[point] = spec
-    plan.answers = dict(_expect(data.get("answers", {}), dict, where("answers"), "a table"))
+    plan.answers = dict(_expect(data.get("answers", {}), dict, at("answers"), "a table"))
     return plan

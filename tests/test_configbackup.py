@@ -645,6 +645,18 @@ def test_confirmation_and_settings_problems(tmp_path: Path, host: Path) -> None:
     assert unknown_module.code == 2 and "unknown module(s) nosuch" in unknown_module.err
 
 
+def test_a_bad_value_in_a_modules_d_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
+    """A drop-in is read through the settings' TOML layer: the admin is sent to the line."""
+    config = config_for(tmp_path)
+    dropin = tmp_path / "modules.d/web.toml"
+    dropin.write_text('# the web server\ndescription = "nginx"\n\npaths = ["/etc/nginx", 7]\n')
+    run = cb(config, "modules")
+    assert run.code == 3, run.err
+    assert run.err.splitlines()[0] == (
+        f"rescue: error: {dropin}:4: paths[1]: must be a string (in quotes)"
+    )
+
+
 def test_a_symlinked_directory_cannot_lead_a_restore_outside_the_root(
     tmp_path: Path, host: Path
 ) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rescue.config import read_toml, validate_toml_file
+from rescue.config import read_toml
 from rescue.errors import ConfigError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -218,9 +218,9 @@ BUILTIN: tuple[Module, ...] = (
 
 def load_dropin(path: Path) -> Module:
     """One modules.d file; its problems are `file:line: key: message` lines (exit 3)."""
-    text, data = read_toml(path)
-    data.setdefault("name", path.stem)
-    module = validate_toml_file(Module, path, text, data)
+    toml = read_toml(path)
+    toml.data.setdefault("name", path.stem)
+    module = toml.validate(Module)
     module.source = str(path)
     return module
 
