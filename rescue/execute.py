@@ -7,8 +7,10 @@ always closed), and every child dies with rescue (rescue.lifetime). duplicity's 
 the child's own text goes to the log. A program that owns the terminal (a shell, `rescue
 recover` under the console) runs here too, interactive, so that it is stopped with rescue as well.
 
-The only other places that start processes are rescue.lifetime's and rescue.guardian's own
-machinery (the guardian must outlive rescue) and the layout code's runner (rescue.layout).
+The one other place that starts a process is rescue.guardian, the gate's own machinery: the
+guardian must outlive rescue (it unmounts after a kill -9), so it cannot go through a gate that
+makes every child die with rescue. rescue.lifetime starts nothing: it tracks and stops the
+children started here.
 """
 
 from __future__ import annotations
