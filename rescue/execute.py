@@ -186,9 +186,9 @@ def run(
 
     log.info("run: %s", " ".join(argv))
     start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
+    deadline = None if timeout is None else _Deadline(argv[0], timeout, start + timeout)
     if interactive:
-        returncode = _run_interactive(argv, environment, cwd, deadline, timeout)
+        returncode = _run_interactive(argv, environment, cwd, deadline)
         seconds = time.monotonic() - start
         log.info("exit %d after %.1fs: %s", returncode, seconds, argv[0])
         return Completed(argv, returncode, "", seconds)
@@ -227,9 +227,9 @@ def run(
             # from a thread: a text longer than the pipe's buffer must not block the reading
             threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
         output, errors = _pump(
-            proc, read_fd, on_output, on_logfd, mask_output, log_output, watchdog, deadline, timeout
+            proc, read_fd, on_output, on_logfd, mask_output, log_output, watchdog, deadline
         )
-        returncode = _wait(proc, deadline, timeout)
+        returncode = _wait(proc, deadline)
     except BaseException:  # a signal, Ctrl-C or a failure here: the child goes first
         lifetime.stop(proc)
         raise
@@ -256,26 +256,30 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pass  # the child exited (or was stopped) first; its exit code tells why
 
 
-def _timed_out(argv0: str, timeout: float | None) -> TimedOutError:
-    return TimedOutError(f"{argv0} did not finish in {timeout:g} s and was stopped")
+@dataclass
+class _Deadline:
+    """When a child with a timeout must have finished, and the error that says it did not."""
+
+    program: str
+    timeout: float
+    at: float
+
+    def left(self) -> float:
+        """Seconds left; TimedOutError once none are (the caller's handler stops the child)."""
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise TimedOutError(
+                f"{self.program} did not finish in {self.timeout:g} s and was stopped"
+            )
+        return remaining
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float | None, timeout: float | None) -> int:
-    """Reap the child (see lifetime.finished); past the deadline, TimedOutError (the caller's
-    handler then stops its group)."""
+def _wait(proc: subprocess.Popen[bytes], deadline: _Deadline | None) -> int:
+    """Reap the child (see lifetime.finished), within the deadline."""
     if deadline is not None:
         while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _timed_out(_name(proc), timeout)
-            time.sleep(min(0.05, remaining))
+            time.sleep(min(0.05, deadline.left()))
     return lifetime.finished(proc)
-
-
-def _name(proc: subprocess.Popen[bytes]) -> str:
-    """The program's name in a wrapped argv (setpriv ... -- PROGRAM ...)."""
-    args = [str(a) for a in proc.args]  # type: ignore[union-attr]
-    return args[args.index("--") + 1] if "--" in args[:5] else args[0]
 
 
 def _terminal() -> int | None:
@@ -304,8 +308,7 @@ def _run_interactive(
     argv: list[str],
     environment: dict[str, str],
     cwd: str | None,
-    deadline: float | None,
-    timeout: float | None,
+    deadline: _Deadline | None,
 ) -> int:
     """Run a child that owns the terminal. It has a process group of its own like every child
     (so lifetime can stop it whole), and that group is made the terminal's foreground while it
@@ -329,7 +332,7 @@ def _run_interactive(
         if tty is not None:
             _give_terminal(tty, proc.pid)
         try:
-            return _wait(proc, deadline, timeout)
+            return _wait(proc, deadline)
         except BaseException:  # a signal, Ctrl-C or the deadline: the child goes first
             lifetime.stop(proc)
             raise
@@ -346,8 +349,7 @@ def _pump(
     mask_output: bool = True,
     log_output: bool = True,
     watchdog: lifetime.Watchdog | None = None,
-    deadline: float | None = None,
-    timeout: float | None = None,
+    deadline: _Deadline | None = None,
 ) -> tuple[str, str]:
     """Read the child's output, its stderr (when apart) and its log-fd line by line until all
     are closed; the output and the stderr."""
@@ -382,10 +384,11 @@ def _pump(
     while sel.get_map():
         wait = 1.0 if watchdog else None
         if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            try:
+                remaining = deadline.left()
+            except TimedOutError:
                 sel.close()
-                raise _timed_out(_name(proc), timeout)
+                raise
             wait = remaining if wait is None else min(wait, remaining)
         ready = sel.select(timeout=wait)
         if watchdog is not None:

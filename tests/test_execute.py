@@ -112,6 +112,14 @@ def test_timeout_stops_the_child_and_its_group() -> None:
     assert lifetime.live_children() == []
 
 
+def test_timeout_stops_an_interactive_child_too() -> None:
+    start = time.monotonic()
+    with pytest.raises(TimedOutError, match=r"^sleep did not finish in 0.5 s and was stopped$"):
+        execute.run(["sleep", "30"], interactive=True, timeout=0.5)
+    assert time.monotonic() - start < 4
+    assert lifetime.live_children() == []
+
+
 def test_clean_env_inherits_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESCUE_T_INHERITED", "from-rescue")
     plain = execute.run(["env"], env={"RESCUE_T_GIVEN": "1"})
