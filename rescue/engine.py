@@ -42,6 +42,7 @@ from rescue.errors import (
     RescueError,
     StalledError,
 )
+from rescue.exact.records import SIDECAR_REL
 from rescue.failures import classify
 from rescue.lock import exclusive, reading, retention_allowed
 from rescue.placement.fsops import (
@@ -430,7 +431,7 @@ class Engine:
 
     def _selection_args(self) -> list[str]:
         root = Path(str(self.settings.selection.root))
-        always = [str(manifest.manifest_path(root)), str(root / manifest.SIDECAR_REL)]
+        always = [str(manifest.manifest_path(root)), str(root / SIDECAR_REL)]
         return filter_args(self.settings.selection, self._own_excludes(), always)
 
     def _backup_progress(self, progress: Progress, root: str) -> Callable[[duplog.Record], None]:

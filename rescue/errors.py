@@ -281,6 +281,14 @@ class CommandNotFoundError(RescueError):
     meaning = "a required program is not installed"
 
 
+class TimedOutError(RescueError):
+    """A program rescue started did not finish within the time its caller gave it; it was
+    stopped, with every process it had started (rescue.execute's timeout)."""
+
+    exit_code = 53
+    meaning = "a program did not finish in its time and was stopped"
+
+
 def _all_classes() -> list[type[RescueError]]:
     seen: list[type[RescueError]] = [RescueError]
     for cls in seen:

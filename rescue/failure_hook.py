@@ -11,15 +11,15 @@ stderr and in the log, but never changes the backup's own exit code.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import socket
-import subprocess
 import time
 
 from rescue import execute
 from rescue.config import Settings
 from rescue.destinations import display_url
-from rescue.errors import RescueError
+from rescue.errors import CommandNotFoundError, RescueError, TimedOutError
 from rescue.history import Run
 
 HOOK_TIMEOUT = 120
@@ -60,27 +60,25 @@ def call_failure_hook(settings: Settings, summary: str) -> str | None:
         return None
     argv = shlex.split(command)
     try:
-        result = subprocess.run(
+        result = execute.run(
             argv,
-            input=summary,
-            text=True,
+            stdin_text=summary,
             env=HOOK_ENV,
-            capture_output=True,
+            clean_env=True,
+            separate_stderr=True,
             timeout=HOOK_TIMEOUT,
-            check=False,
         )
-    except FileNotFoundError:
-        problem = f"the on_failure hook {argv[0]} is not installed"
-    except PermissionError:
-        problem = f"the on_failure hook {argv[0]} is not executable"
-    except subprocess.TimeoutExpired:
+    except CommandNotFoundError:
+        problem = f"the on_failure hook {argv[0]} is " + (
+            "not executable" if os.path.isfile(argv[0]) else "not installed"
+        )
+    except TimedOutError:
         problem = f"the on_failure hook {argv[0]} did not finish in {HOOK_TIMEOUT} s"
     else:
         if result.returncode == 0:
             log.info("on_failure hook %s ran", argv[0])
             return None
-        output = (result.stderr or result.stdout).strip()
-        tail = execute.mask(output.splitlines()[-1]) if output else ""
+        tail = result.last_line()
         problem = f"the on_failure hook {argv[0]} exited with {result.returncode}" + (
             f": {tail}" if tail else ""
         )

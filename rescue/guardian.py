@@ -50,6 +50,8 @@ def watching(target_root: Path) -> Iterator[None]:
     from rescue.execute import child_env  # here: the guardian itself imports nothing of rescue
 
     try:
+        # Not through rescue.execute: the gate makes every child die with rescue (pdeathsig,
+        # its own group that lifetime stops), and the guardian must outlive a kill -9 of rescue.
         subprocess.Popen(
             [sys.executable, "-m", "rescue.guardian", str(target_root)],
             stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,

@@ -26,12 +26,13 @@ from typing import Any
 from rescue import __version__
 from rescue.config import Settings
 from rescue.errors import ManifestError, RescueError
+from rescue.exact.capture import Discard, capture, record_selection
+from rescue.exact.records import SIDECAR_REL
+from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_REL = "var/lib/rescue/manifest.json"
-SIDECAR_REL = "var/lib/rescue/metadata.jsonl.gz"  # rescue.exact's records, beside it
-SIZES_REL = "var/lib/rescue/sizes.json.gz"  # the room each part of the backup takes
 
 
 def manifest_path(root: str | Path) -> Path:
@@ -199,8 +200,6 @@ def hardlink_groups(
     Excluded paths are not walked (so /proc and /sys never are); other file systems mounted below
     root are, as duplicity backs them up too.
     """
-    from rescue.exact.capture import Discard, capture
-
     return capture(Path(root), includes or [str(root)], excludes, Discard()).hardlinks
 
 
@@ -302,8 +301,6 @@ def build(
 def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
     """Record the metadata duplicity drops (rescue.exact), then build the manifest and write
     both where the backup will pick them up. One walk of the file system serves both."""
-    from rescue.exact.capture import record_selection
-
     captured = record_selection(settings, extra_excludes)
     metadata = {
         "file": SIDECAR_REL,

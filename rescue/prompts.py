@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rescue import execute
 from rescue.errors import PlanError, UnansweredQuestionError
 
 log = logging.getLogger("rescue.prompts")
@@ -157,7 +157,8 @@ def _interrupted(question: Question) -> bool:
         if choice == "q":
             return False
         if choice == "s":
-            subprocess.call([os.environ.get("SHELL") or "/bin/bash"])
+            # through the gate: it dies with rescue, and gets none of its secrets
+            execute.run([os.environ.get("SHELL") or "/bin/bash"], interactive=True)
         return True
 
 

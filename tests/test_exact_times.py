@@ -25,6 +25,7 @@ from clirun import rescue, write_settings
 
 from rescue import manifest
 from rescue.exact.deep import compare
+from rescue.exact.records import SIDECAR_REL
 from rescue.exact.records import read as read_records
 from rescue.exact.replay import replay
 from rescue.exact.sizes import SIZES_REL
@@ -49,7 +50,7 @@ EXCLUDED = {
     "mnt": (0o750, 1_690_000_003_444_444_444),
     "mnt/data": (0o700, 1_690_000_004_555_555_555),
 }
-OWN = (manifest.MANIFEST_REL, manifest.SIDECAR_REL, SIZES_REL, "var/lib/rescue")
+OWN = (manifest.MANIFEST_REL, SIDECAR_REL, SIZES_REL, "var/lib/rescue")
 
 
 @dataclass
@@ -139,7 +140,7 @@ def test_the_root_and_rescues_own_files_come_back_with_their_exact_times(
     os.chown(dest, 1001, 1001)
     os.chmod(dest, 0o700)
     os.utime(dest, ns=(0, 5))
-    done = replay(read_records(source.root / manifest.SIDECAR_REL)[1], "", dest)
+    done = replay(read_records(source.root / SIDECAR_REL)[1], "", dest)
     assert (done.changed, done.failed) == (0, {})
     got = dest.stat()
     assert (got.st_uid, got.st_gid, stat.S_IMODE(got.st_mode)) == (0, 0, 0o750)

@@ -3,11 +3,15 @@ run, failed or not, lands in the history. Real duplicity, a real file destinatio
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from clirun import rescue, write_settings
 
+from rescue import failure_hook
+from rescue.config import Settings
+from rescue.failure_hook import call_failure_hook
 from rescue.history import runs
 
 pytestmark = pytest.mark.slow
@@ -86,3 +90,39 @@ def test_a_failing_hook_is_a_warning_and_keeps_the_exit_code(
     assert "rescue: warning: the on_failure hook" in r.err
     assert "exited with 3: smtp: connection refused" in r.err
     assert "passphrase_env" in (out / "stdin").read_text()
+
+
+def _settings(tmp_path: Path, command: str) -> Settings:
+    return Settings.model_validate(
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "encryption": {"mode": "none"},
+            "schedule": {"on_failure": command},
+        }
+    )
+
+
+def test_a_hook_that_cannot_run_or_hangs_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = tmp_path / "not-executable.sh"
+    plain.write_text("#!/bin/sh\nexit 0\n")
+    plain.chmod(0o644)
+    problem = call_failure_hook(_settings(tmp_path, str(plain)), "summary\n")
+    assert problem == f"the on_failure hook {plain} is not executable"
+    missing = tmp_path / "no-such-hook"
+    problem = call_failure_hook(_settings(tmp_path, str(missing)), "summary\n")
+    assert problem == f"the on_failure hook {missing} is not installed"
+    # a hung hook is stopped at the timeout, with what it started (a shorter one, for the test)
+    monkeypatch.setattr(failure_hook, "HOOK_TIMEOUT", 1)
+    pidfile = tmp_path / "sleeper"
+    hung, _ = _hook(tmp_path, tail=f"sleep 30 & echo $! > {pidfile}; wait")
+    start = time.monotonic()
+    problem = call_failure_hook(_settings(tmp_path, str(hung)), "summary\n")
+    assert time.monotonic() - start < 5
+    assert problem == f"the on_failure hook {hung} did not finish in 1 s"
+    sleeper = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while Path(f"/proc/{sleeper}").exists():  # stopped with its group, then reaped by init
+        assert time.monotonic() < deadline, "the hook's sleep outlived the timeout"
+        time.sleep(0.05)

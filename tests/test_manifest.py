@@ -14,6 +14,7 @@ from loopdisks import loop_disk, partition, sh
 
 from rescue import manifest
 from rescue.config import Settings
+from rescue.exact.records import SIDECAR_REL
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
@@ -121,7 +122,7 @@ def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
     # The groups as the backup holds them: the walk covers the includes only (other/ and x/
     # are not backed up), so data/a and data/b are the group relinked on recovery.
     assert on_disk["hardlinks"] == [["data/a", "data/b"]]
-    assert on_disk["metadata"]["file"] == manifest.SIDECAR_REL
+    assert on_disk["metadata"]["file"] == SIDECAR_REL
 
     # a second backup carries a fresh manifest; the first one stays restorable as of its set
     (root / "data/new").write_text("new")

@@ -55,8 +55,9 @@ from scenario import (
 )
 from servers import SshServer
 
+from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
-from rescue.manifest import MANIFEST_REL, SIDECAR_REL, hardlink_groups
+from rescue.manifest import MANIFEST_REL, hardlink_groups
 from rescue.steps import RECOVER
 from rescue.treecompare import compare_trees, difference_path
 

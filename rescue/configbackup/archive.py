@@ -149,8 +149,7 @@ def open_verified(path: Path, settings: Settings | None, work_dir: Path, stage: 
         plain = work_dir / "archive.tar"
         result = execute.run(["zstd", "-d", "-q", "-f", "-o", str(plain), str(path)])
         if result.returncode:
-            last = result.output.strip().splitlines()[-1:] or ["damaged"]
-            raise ConfigArchiveError(f"{name} is corrupt: {last[0]}")
+            raise ConfigArchiveError(f"{name} is corrupt: {result.last_line('damaged')}")
         path = plain
     elif head[:2] != _GZIP_MAGIC:
         raise ConfigArchiveError(f"{name} is not a configuration archive (unknown file type)")

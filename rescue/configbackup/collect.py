@@ -157,10 +157,10 @@ class Reader:
             result = execute.run(["sh", "-c", f"( {shell} ) > {shlex.quote(out.name)}"])
             printed = result.output.strip() or Path(out.name).stat().st_size
             if result.returncode and (result.returncode != command.empty_exit or printed):
-                last = result.output.strip().splitlines()[-1:] or ["no message"]
+                last = result.last_line("no message")
                 found.warnings.append(
                     f"{found.module.name}: the export of {command.name} failed "
-                    f"(exit {result.returncode}): {last[0]}"
+                    f"(exit {result.returncode}): {last}"
                 )
                 return
             found.state[command.name] = Path(out.name).read_bytes()

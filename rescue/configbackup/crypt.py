@@ -70,7 +70,7 @@ def _gpg(argv: list[object], secret: str | None, what: str, source: Path | None 
         raise WrongPassphraseError(f"cannot decrypt {name}: wrong passphrase")
     if "No secret key" in text:
         raise GpgKeyError(f"cannot decrypt {name}: its secret key is not in the keyring")
-    last = [line for line in text.splitlines() if line.strip()][-1:] or ["no message"]
+    last = result.last_line("no message")
     if what == "decrypt":
-        raise ConfigArchiveError(f"{name} is corrupt: gpg cannot decrypt it ({last[0]})")
-    raise GpgKeyError(f"gpg cannot {what}: {last[0]}")
+        raise ConfigArchiveError(f"{name} is corrupt: gpg cannot decrypt it ({last})")
+    raise GpgKeyError(f"gpg cannot {what}: {last}")

@@ -373,8 +373,8 @@ def _import(result: Plan, item: Import) -> str:
         if line.strip():
             result.warnings.append(f"{item.module}/{item.name}: {line.strip()}")
     if outcome.returncode:
-        last = outcome.output.strip().splitlines()[-1:] or ["no message"]
-        return f"{item.module}: import of {item.name} failed (exit {outcome.returncode}): {last[0]}"
+        last = outcome.last_line("no message")
+        return f"{item.module}: import of {item.name} failed (exit {outcome.returncode}): {last}"
     return ""
 
 

@@ -17,12 +17,12 @@ from rescue import manifest
 from rescue.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
-from rescue.exact.records import Record, read, relative
+from rescue.exact.records import SIDECAR_REL, Record, read, relative
 from rescue.exact.sizes import SIZES_REL, Sizes, load_sizes
 from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
 
-OWN_DIR = str(PurePosixPath(manifest.SIDECAR_REL).parent)
+OWN_DIR = str(PurePosixPath(SIDECAR_REL).parent)
 NO_RECORDS = (
     "this backup holds no metadata records (it was made by an older rescue): xattrs, ACLs, "
     "capabilities, holes and exact times are not restored"
@@ -63,7 +63,7 @@ def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
         except PathNotInBackupError:
             yield Fetched(None)
             return
-        sidecar = own / PurePosixPath(manifest.SIDECAR_REL).name
+        sidecar = own / PurePosixPath(SIDECAR_REL).name
         hardlinks: list[list[str]] = []
         path = own / PurePosixPath(manifest.MANIFEST_REL).name
         if path.exists():

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rescue.errors import ManifestError
-from rescue.manifest import SIDECAR_REL
 
 __all__ = ["SIDECAR_REL", "Record", "Writer", "read", "type_code", "under"]
+
+# Where the records travel in every backup: rescue's own directory, beside the manifest.
+SIDECAR_REL = "var/lib/rescue/metadata.jsonl.gz"
 
 FORMAT = "rescue-metadata"
 VERSION = 1

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import ManifestError, NoSpaceError
-from rescue.manifest import SIZES_REL
 from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of, write_atomic
 from rescue.units import human_size
 
 __all__ = ["SIZES_REL", "Sizes", "check_room", "load_sizes"]
+
+# Where the sizes travel in every backup: rescue's own directory, beside the manifest.
+SIZES_REL = "var/lib/rescue/sizes.json.gz"
 
 FORMAT = "rescue-sizes"
 VERSION = 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from rescue import __version__
 from rescue.errors import RescueError
+from rescue.execute import run
 from rescue.live.cmdline import LiveOptions, read_cmdline
 from rescue.recovery_plan import load_plan
 from rescue.runner import State
@@ -148,6 +148,12 @@ def _shared_setup(options: LiveOptions, out: Say) -> dict[str, object]:
     return result
 
 
+def _terminal(argv: list[str]) -> int:
+    """Run argv on this console (it owns the terminal while it runs); its exit code. Through
+    the process gate, so it is stopped with the console and gets no secret of ours."""
+    return run(argv, interactive=True).returncode
+
+
 def _claim_unattended() -> bool:
     """True for the one console (per boot) that runs the unattended recovery."""
     try:
@@ -163,7 +169,7 @@ def unattended(plan: str, after: str | None, out: Say = say) -> int:
     after = after or _planned_after(plan)
     argv = [*RESCUE, "recover", "--plan", plan, "--after", "none"]
     out(f"rescue: unattended recovery with the plan {plan}")
-    code = subprocess.call(argv)
+    code = _terminal(argv)
     out(f"{DONE_MARKER} {code}")
     if code:
         out("rescue: the unattended recovery stopped; read the error above, fix its cause from "
@@ -171,7 +177,7 @@ def unattended(plan: str, after: str | None, out: Say = say) -> int:
     elif after in ("reboot", "poweroff"):
         out(f"rescue: recovery done; {after} in {AFTER_DELAY} s")
         time.sleep(AFTER_DELAY)
-        subprocess.call(["systemctl", after])
+        _terminal(["systemctl", after])
     elif after == "shell":
         shell(out)
     return code
@@ -195,7 +201,7 @@ def guided(out: Say = say) -> int:
                 argv.append("--resume")
         except RescueError:
             pass  # recover itself explains a broken state file
-    code = subprocess.call(argv)
+    code = _terminal(argv)
     if code:
         out(f"rescue: the recovery stopped (exit {code}); Enter continues it")
     return code
@@ -204,7 +210,7 @@ def guided(out: Say = say) -> int:
 def shell(out: Say = say) -> None:
     out("rescue: a shell; `rescue recover --resume` continues a stopped recovery, "
         "`exit` comes back to the menu")  # fmt: skip
-    subprocess.call(["/bin/bash", "--login"])
+    _terminal(["/bin/bash", "--login"])
 
 
 def menu(out: Say = say, read: Callable[[str], str] = input) -> None:
@@ -224,9 +230,9 @@ def menu(out: Say = say, read: Callable[[str], str] = input) -> None:
         elif choice == "s":
             shell(out)
         elif choice == "r":
-            subprocess.call(["systemctl", "reboot"])
+            _terminal(["systemctl", "reboot"])
         elif choice == "p":
-            subprocess.call(["systemctl", "poweroff"])
+            _terminal(["systemctl", "poweroff"])
         else:
             out(f"rescue: {choice!r} is not a choice")
 

@@ -9,11 +9,10 @@ printed too, so the helper can check that they reached this machine.
 from __future__ import annotations
 
 import secrets
-import subprocess
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import child_env, register_secret, run, run_checked
+from rescue.execute import register_secret, run, run_checked
 
 SSHD_DROP_IN = Path("/etc/ssh/sshd_config.d/rescue-remote-help.conf")
 SSHD_CONFIG = "PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
@@ -34,16 +33,9 @@ def start_sshd() -> tuple[str, list[str]]:
     register_secret(password)
     run_checked(["ssh-keygen", "-A"], "making the SSH host keys", RecoveryStepError)
     # chpasswd reads the secret on stdin, never from argv.
-    done = subprocess.run(
-        ["chpasswd"],
-        input=f"root:{password}\n",
-        text=True,
-        capture_output=True,
-        check=False,
-        env=child_env(),
+    run(["chpasswd"], stdin_secret=f"root:{password}", separate_stderr=True).check(
+        RecoveryStepError, "setting the one-time password"
     )
-    if done.returncode:
-        raise RecoveryStepError(f"setting the one-time password failed: {done.stderr.strip()}")
     SSHD_DROP_IN.parent.mkdir(parents=True, exist_ok=True)
     SSHD_DROP_IN.write_text(SSHD_CONFIG)
     run_checked(["systemctl", "restart", "ssh.service"], "starting sshd", RecoveryStepError)

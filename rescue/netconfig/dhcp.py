@@ -74,7 +74,7 @@ def obtain_lease(iface: str, timeout: float) -> None:
         ["dhclient", "-1", "-4", "-v", "-cf", conf, "-pf", pidfile, "-lf", leases, iface]
     )
     if done.returncode != 0:
-        last = (done.output.strip().splitlines() or [""])[-1]
+        last = done.last_line()
         hint = "is there a DHCP server on that network?"
         raise UnreachableError(
             f"network: {iface}: DHCP: no lease within {timeout:g} s ({hint})"

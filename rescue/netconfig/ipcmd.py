@@ -21,7 +21,7 @@ def ip(*args: str) -> str:
     """Run `ip ARGS`; its output, or IpError with its last line."""
     done = execute.run(["ip", *args])
     if done.returncode != 0:
-        last = (done.output.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        last = done.last_line(f"exit {done.returncode}")
         raise IpError(last.removeprefix("RTNETLINK answers: ").removeprefix("Error: "))
     return done.output
 

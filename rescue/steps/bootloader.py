@@ -73,10 +73,7 @@ def _chroot(ctx: Context, argv: list[str]) -> str:
     result = run_command(
         ["chroot", str(ctx.target_root), *argv], env={"PATH": CHROOT_PATH}, mask_output=False
     )
-    if result.returncode:
-        last = [ln for ln in result.output.splitlines() if ln.strip()][-1:] or ["no message"]
-        raise RecoveryStepError(f"{argv[0]} in the restored system failed: {last[0]}")
-    return result.output
+    return result.check(RecoveryStepError, f"{argv[0]} in the restored system").output
 
 
 def _target_uuids(ctx: Context) -> dict[str, str]:

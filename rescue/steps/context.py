@@ -25,6 +25,7 @@ from rescue.layout import plan as layout_plan
 from rescue.layout.devices import MountEntry, mount_entries
 from rescue.layout.model import Layout
 from rescue.prompts import Answers, Question
+from rescue.steps.guided_settings import ask_settings
 
 log = logging.getLogger("rescue.recover")
 
@@ -143,9 +144,9 @@ class Context:
             if self.options.settings_file:
                 self._settings = load_settings(self.options.settings_file)
             else:
-                from rescue.steps.guided_settings import ask_settings
-
-                self._settings = ask_settings(self)
+                self._settings, path = ask_settings(self.ask)
+                if path:
+                    self.options.settings_file = path
         return self._settings
 
     def engine(self) -> Engine:

@@ -8,6 +8,7 @@ process's environment (masked in every log), never into a file.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,26 @@ from rescue.config import Settings, load_settings
 from rescue.destinations import DEFAULT_PORTS, fetch_host_key, ssh_fingerprint
 from rescue.errors import UsageError
 from rescue.prompts import Choice, Question
-from rescue.steps.context import Context
 
 PASSPHRASE_ENV = "RESCUE_RECOVER_PASSPHRASE"
 METHODS = ("file", "sftp", "scp", "ftps", "ftp")
 
+# How a question is put: Context.ask in a recovery. Taking the function, not the Context,
+# keeps this module below rescue.steps.context, which imports it.
+Ask = Callable[[Question], Any]
 
-def _text(ctx: Context, qid: str, message: str, default: str = "") -> str:
-    return str(ctx.ask(Question(qid, "text", message, default=default))).strip()
+
+def _text(ask: Ask, qid: str, message: str, default: str = "") -> str:
+    return str(ask(Question(qid, "text", message, default=default))).strip()
 
 
-def ask_settings(ctx: Context) -> Settings:
-    path = _text(ctx, "recover.settings_file", "Settings file (empty: type the settings):")
+def ask_settings(ask: Ask) -> tuple[Settings, str]:
+    """The settings, and the settings file they came from ("" when they were typed in): the
+    caller records the file so that a resumed recovery reads it again without asking."""
+    path = _text(ask, "recover.settings_file", "Settings file (empty: type the settings):")
     if path:
-        ctx.options.settings_file = path
-        return load_settings(Path(path))
-    method = ctx.ask(
+        return load_settings(Path(path)), path
+    method = ask(
         Question(
             "destination.method",
             "select",
@@ -41,20 +46,20 @@ def ask_settings(ctx: Context) -> Settings:
     )
     dest: dict[str, Any] = {"method": method}
     if method != "file":
-        dest["host"] = _text(ctx, "destination.host", "Backup host:")
-        port = _text(ctx, "destination.port", "Port:", str(DEFAULT_PORTS[method]))
+        dest["host"] = _text(ask, "destination.host", "Backup host:")
+        port = _text(ask, "destination.port", "Port:", str(DEFAULT_PORTS[method]))
         if not port.isdigit():
             raise UsageError(f"the port must be a number, not {port!r}")
         dest["port"] = int(port)
-        dest["user"] = _text(ctx, "destination.user", "User:", "backup") or None
-        password = ctx.ask(Question("destination.password", "password", "Password (empty: none):"))
+        dest["user"] = _text(ask, "destination.user", "User:", "backup") or None
+        password = ask(Question("destination.password", "password", "Password (empty: none):"))
         if password:
             dest["password"] = password
-    dest["path"] = _text(ctx, "destination.path", "Directory of the backups:")
+    dest["path"] = _text(ask, "destination.path", "Directory of the backups:")
     if method in ("sftp", "scp"):
         key = fetch_host_key(dest["host"], dest["port"])
         fingerprint = ssh_fingerprint(key)
-        trusted = ctx.ask(
+        trusted = ask(
             Question(
                 "destination.host_key",
                 "confirm",
@@ -65,7 +70,7 @@ def ask_settings(ctx: Context) -> Settings:
         if not trusted:
             raise UsageError("the host key was not trusted; nothing was done")
         dest["host_key_fingerprint"] = fingerprint
-    mode = ctx.ask(
+    mode = ask(
         Question(
             "encryption.mode",
             "select",
@@ -76,8 +81,8 @@ def ask_settings(ctx: Context) -> Settings:
     )
     encryption: dict[str, Any] = {"mode": mode}
     if mode != "none":
-        os.environ[PASSPHRASE_ENV] = ctx.ask(
+        os.environ[PASSPHRASE_ENV] = ask(
             Question("encryption.passphrase", "password", "Passphrase of the backup:")
         )
         encryption["passphrase_env"] = PASSPHRASE_ENV
-    return Settings.model_validate({"destination": dest, "encryption": encryption})
+    return Settings.model_validate({"destination": dest, "encryption": encryption}), ""

@@ -11,6 +11,7 @@ from pathlib import Path
 from rescue import manifest
 from rescue.errors import ManifestError
 from rescue.exact.fetch import NO_RECORDS
+from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import remove_own
 from rescue.steps.context import Context
@@ -45,7 +46,7 @@ def run(ctx: Context) -> list[str]:
     # The identity files come in the same duplicity run: each run costs seconds (a minute
     # under emulation), and restore_identity needs them next.
     found = ctx.engine().restore_files(
-        [manifest.MANIFEST_REL, manifest.SIDECAR_REL, SIZES_REL, *IDENTITY_FILES],
+        [manifest.MANIFEST_REL, SIDECAR_REL, SIZES_REL, *IDENTITY_FILES],
         folder,
         ctx.restore_time(),
     )
@@ -58,9 +59,9 @@ def run(ctx: Context) -> list[str]:
     os.replace(folder / manifest.MANIFEST_REL, path)
     ctx.facts.manifest_file = str(path)
     ctx.facts.metadata_file = None
-    if manifest.SIDECAR_REL in found:
+    if SIDECAR_REL in found:
         records = ctx.work_dir / "metadata.jsonl.gz"
-        os.replace(folder / manifest.SIDECAR_REL, records)
+        os.replace(folder / SIDECAR_REL, records)
         ctx.facts.metadata_file = str(records)
     ctx.facts.sizes_file = None
     if SIZES_REL in found:
