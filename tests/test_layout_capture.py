@@ -53,7 +53,7 @@ from rescue.layout.model import (
     layout_to_dict,
 )
 from rescue.layout.summary import layout_summary
-from rescue.layout.tools import parse_json_output
+from rescue.layout.tools import parse_json_output, run_probe_ok
 from rescue.units import human_size
 
 # --- loop disks -----------------------------------------------------------------------------
@@ -710,15 +710,22 @@ def test_lvm_reports_from_this_host_parse() -> None:
     ]
     assert lvs[1].dm_path == "/dev/mapper/rescuevg-swap"
     assert parse_lvm_report(PVS_EMPTY, "pv") == []
-    rows = parse_lvm_report(LVS_INTERLEAVED, "lv")
-    assert [r["lv_name"] for r in rows] == ["root", "swap"]
+    # stderr is kept apart (run_probe), so lvm's warnings never reach the report: a report
+    # with them inside is refused, never half read
+    with pytest.raises(LayoutError, match="lvm printed no JSON"):
+        parse_lvm_report(LVS_INTERLEAVED, "lv")
 
 
-def test_json_output_with_noise_in_front() -> None:
-    text = 'sfdisk: warning: GPT PMBR size mismatch\n{\n "partitiontable": {"label": "gpt"}\n}\n'
-    assert parse_json_output(text) == {"partitiontable": {"label": "gpt"}}
-    with pytest.raises(LayoutError, match="expected JSON"):
-        parse_json_output("lsblk: /dev/x: not a block device")
+def test_a_probe_keeps_its_warnings_out_of_its_json(tmp_path: Path) -> None:
+    """A real child that warns on stderr while it prints JSON: the JSON is read whole, and a
+    failing probe's error is its last words on stderr."""
+    script = "echo 'sfdisk: warning: GPT PMBR size mismatch' >&2; echo '{\"a\": 1}'"
+    assert parse_json_output(run_probe_ok(["sh", "-c", script]), "sh") == {"a": 1}
+    failing = "echo '{\"a\":'; echo 'lsblk: /dev/x: not a block device' >&2; exit 32"
+    with pytest.raises(LayoutError, match=r"^sh failed: lsblk: /dev/x: not a block device$"):
+        run_probe_ok(["sh", "-c", failing])
+    with pytest.raises(LayoutError, match="lsblk printed no JSON"):
+        parse_json_output("lsblk: /dev/x: not a block device", "lsblk")
 
 
 # /proc/mdstat as the kernel's md.c (md_seq_show) prints it: an active RAID1 with a failed

@@ -11,7 +11,7 @@ import re
 
 from rescue.layout import LayoutError
 from rescue.layout.model import Filesystem
-from rescue.layout.tools import output_tail, run_probe
+from rescue.layout.tools import run_probe
 
 # --- blkid ----------------------------------------------------------------------------------
 
@@ -42,7 +42,7 @@ def probe(device: str, offset: int | None = None, size: int | None = None) -> di
             argv += ["-S", str(size)]
     argv.append(device)
     result = run_probe(argv)
-    if result.returncode == 2 and not result.output.strip():  # nothing found
+    if result.returncode == 2 and not (result.output.strip() or result.stderr.strip()):  # nothing
         return {}
     # blkid also exits 2 when it cannot open the device ("blkid: error: ...: Operation not
     # permitted"): that must fail, or an unreadable disk would be recorded as a blank one.
@@ -52,7 +52,7 @@ def probe(device: str, offset: int | None = None, size: int | None = None) -> di
             "remove the stale one with wipefs before a backup can record this disk"
         )
     if result.returncode != 0:
-        raise LayoutError(f"blkid cannot probe {where}: {output_tail(result.output)}")
+        raise LayoutError(f"blkid cannot probe {where}: {result.last_line('no output')}")
     return parse_blkid_export(result.output)
 
 

@@ -77,7 +77,7 @@ VIRTUAL_DISK_PREFIXES = ("ram", "zram", "sr", "fd")
 def lsblk(paths: Sequence[str] = ()) -> list[dict[str, Any]]:
     """lsblk's device tree: all devices, or just the given ones."""
     output = run_probe_ok(["lsblk", "--json", "--bytes", "--output", LSBLK_COLUMNS, *paths])
-    return list(parse_json_output(output).get("blockdevices") or [])
+    return list(parse_json_output(output, "lsblk").get("blockdevices") or [])
 
 
 @dataclass
@@ -266,7 +266,9 @@ def _capture_disk(node: dict[str, Any], mounts: MountTable) -> Disk:
     disk = _disk_from_node(node)
     values = probe(disk.path)
     if values.get("PTTYPE"):
-        table = parse_sfdisk(parse_json_output(run_probe_ok(["sfdisk", "--json", disk.path])))
+        table = parse_sfdisk(
+            parse_json_output(run_probe_ok(["sfdisk", "--json", disk.path]), "sfdisk")
+        )
         disk.table = table.label
         disk.table_id = table.id
         disk.first_lba = table.first_lba

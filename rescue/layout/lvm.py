@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from rescue.execute import Completed
 from rescue.layout import LayoutError
 from rescue.layout.blkid import filesystem_from_probe, probe
 from rescue.layout.kernel import MountTable, rdev
 from rescue.layout.model import LogicalVolume, LvmLayout, PhysicalVolume, VolumeGroup
-from rescue.layout.tools import int_field, output_tail, parse_json_output, run_probe, text_field
+from rescue.layout.tools import int_field, parse_json_output, run_probe, text_field
 
 # Messages from lvm go into the JSON "log" section, not between the report's lines on stderr.
 # A reporting command also (re)writes /etc/lvm/backup and /etc/lvm/archive when it finds them
@@ -33,27 +34,28 @@ LV_FIELDS = "lv_name,vg_name,lv_uuid,lv_size,lv_path,lv_dm_path,segtype,stripes,
 
 def parse_lvm_report(output: str, kind: str) -> list[dict[str, str]]:
     """The rows of one `pvs`/`vgs`/`lvs --reportformat json` report (kind: pv, vg or lv)."""
-    data = parse_json_output(output)
+    data = parse_json_output(output, "lvm")
     rows: list[dict[str, str]] = []
     for report in data.get("report") or []:
         rows.extend(report.get(kind) or [])
     return rows
 
 
-def _lvm_log_errors(output: str) -> str:
+def _lvm_log_errors(result: Completed) -> str:
+    """The error messages of lvm's command log (report_command_log puts them in its JSON),
+    else its last words on stderr."""
     try:
-        entries = parse_json_output(output).get("log") or []
+        entries = parse_json_output(result.output, "lvm").get("log") or []
     except LayoutError:
-        return output_tail(output)
+        entries = []
     errors = [e.get("log_message", "") for e in entries if e.get("log_type") == "error"]
-    return " / ".join(errors) or output_tail(output)
+    return " / ".join(errors) or result.last_line(f"exit {result.returncode}")
 
 
 def _lvm_report(command: str, fields: str, kind: str) -> list[dict[str, str]]:
     result = run_probe([command, *LVM_ARGS, "-o", fields], env=LVM_ENV)
     if result.returncode != 0:
-        detail = _lvm_log_errors(result.output)
-        raise LayoutError(f"{command} failed (exit {result.returncode}): {detail}")
+        raise LayoutError(f"{command} failed (exit {result.returncode}): {_lvm_log_errors(result)}")
     return parse_lvm_report(result.output, kind)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rescue.errors import LayoutApplyError
-from rescue.execute import run
+from rescue.execute import last_line, run
 
 log = logging.getLogger("rescue.layout")
 
@@ -18,12 +18,10 @@ OUTPUT_NAME = "layout-recreate.log"
 
 
 def _last_error(output: str) -> str:
-    """The last line the script or a tool printed, without sh -x's trace lines."""
-    for line in reversed(output.splitlines()):
-        text = line.strip()
-        if text and not text.startswith("+"):
-            return text
-    return "no error message"
+    """The last line the script or a tool printed, without sh -x's trace lines (the output
+    stays merged: the log must show each error under the command that printed it)."""
+    said = [line for line in output.splitlines() if not line.strip().startswith("+")]
+    return last_line("\n".join(said), "no error message")
 
 
 def apply_script(script: str, log_dir: Path, *, env: Mapping[str, str] | None = None) -> None:
