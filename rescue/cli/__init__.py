@@ -7,6 +7,7 @@ from rescue.cli import (
     completion_cmd,
     config_cmd,
     configbackup_cmd,
+    configbackup_restore_cmd,  # noqa: F401  (adds `config-backup restore` to the group)
     drill_cmd,
     layout_cmd,
     live_cmd,

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import click
 
-from rescue import lock
 from rescue.cli.completion_cmd import complete_from
 from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json, table
 from rescue.config import DEFAULT_CONFIG_PATH, Settings
-from rescue.configbackup import archive, create, remote, restore
+from rescue.configbackup import archive, create, remote
 from rescue.configbackup.modules import BUILTIN, load_modules
 from rescue.configbackup.store import Store
-from rescue.errors import ConfigRestoreRefused, RemoteCopyError, UsageError
-from rescue.prompts import Answers, Question
+from rescue.errors import RemoteCopyError, UsageError
 from rescue.units import human_size
 
 ROOT_OPTION = root_option(
@@ -30,7 +28,7 @@ ALLOW_UNENCRYPTED = click.option(
 )
 
 
-def _settings(app: App) -> Settings | None:
+def settings_of(app: App) -> Settings | None:
     """The settings, or None when there is no settings file at the default place: archives
     then use the defaults and are not encrypted. A file named by --config must exist."""
     if app.config_path == DEFAULT_CONFIG_PATH and not app.config_path.exists():
@@ -67,7 +65,7 @@ def config_backup_group() -> None:
 @click.pass_obj
 def modules_cmd(app: App, as_json: bool) -> None:
     """List the modules: built in and from modules.d, with their paths and dependencies."""
-    modules = load_modules(create.modules_dir(_settings(app)))
+    modules = load_modules(create.modules_dir(settings_of(app)))
     if as_json:
         emit_json([m.model_dump(by_alias=True) | {"source": m.source} for m in modules.values()])
         return
@@ -126,7 +124,7 @@ def create_cmd(
     store unless --allow-unencrypted is given."""
     say = (lambda _line: None) if as_json else click.echo
     made = create.create(
-        _settings(app),
+        settings_of(app),
         root,
         kind,  # type: ignore[arg-type]
         modules,
@@ -168,7 +166,7 @@ def create_cmd(
 @click.pass_obj
 def list_cmd(app: App, at_remote: bool, as_json: bool) -> None:
     """The archives in the store: name, type, date, size and modules, oldest first."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     if at_remote:
         _list_remote(store, as_json)
         return
@@ -239,7 +237,7 @@ def push_cmd(app: App, archive_name: str, allow_unencrypted: bool) -> None:
     """Copy ARCHIVE to the backup destination's config-backups/ (as copy_to_destination does
     for new archives). An archive that is not encrypted and holds secrets needs
     --allow-unencrypted."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     stored = store.get(archive_name)
     settings = _need_settings(store, "push")
     refusal = remote.unencrypted_refusal(stored, allow_unencrypted)
@@ -261,7 +259,7 @@ def push_cmd(app: App, archive_name: str, allow_unencrypted: bool) -> None:
 def pull_cmd(app: App, file_name: str, name: str | None) -> None:
     """Fetch FILE from the backup destination's config-backups/ (see list --remote), check it
     whole and add it to the list: how a new server gets an old one's configuration."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     settings = _need_settings(store, "pull")
     with store.work_dir() as work:
         fetched = work / file_name
@@ -277,7 +275,7 @@ def pull_cmd(app: App, file_name: str, name: str | None) -> None:
 def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
     """Check every member of ARCHIVE (a name in the list, or a file) and print its manifest and
     each module's contents. Nothing is extracted."""
-    settings = _settings(app)
+    settings = settings_of(app)
     store = Store(settings)
     path = store.resolve(archive_name)
     with store.work_dir() as work:
@@ -303,7 +301,7 @@ def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
             mode = f"{entry['mode']:04o}" if entry["kind"] != "symlink" else "link"
             owner = f"{entry.get('user') or entry['uid']}:{entry.get('group') or entry['gid']}"
             extra = f" -> {entry['target']}" if entry["kind"] == "symlink" else ""
-            click.echo(f"  {mode} {owner:<14} {entry['path']}{_slash(entry)}{extra}")
+            click.echo(f"  {mode} {owner:<14} {entry['path']}{dir_slash(entry)}{extra}")
         for state in module["state"]:
             click.echo(f"  state: {state}")
         if module["missing"]:
@@ -328,7 +326,7 @@ def info_cmd(app: App, archive_name: str, as_json: bool) -> None:
 def export_cmd(app: App, archive_name: str, out: Path, force: bool) -> None:
     """Copy ARCHIVE out of the store to the file (or into the directory) OUT, as it is
     (an encrypted archive stays encrypted)."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     target = store.export(store.get(archive_name), out, force)
     click.echo(f"exported {archive_name} to {target}")
 
@@ -340,7 +338,7 @@ def export_cmd(app: App, archive_name: str, out: Path, force: bool) -> None:
 def import_cmd(app: App, source: Path, name: str | None) -> None:
     """Check the archive file SOURCE whole (it must open with these settings) and add it to
     the list, so that info and restore can use it."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     with store.work_dir() as work:
         added = _add_checked(store, source, name, work)
     click.echo(f"imported {source} as {added}")
@@ -354,7 +352,7 @@ def import_cmd(app: App, source: Path, name: str | None) -> None:
 @click.pass_obj
 def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     """Delete ARCHIVE from the store (and, with --remote, its copy at the destination)."""
-    store = Store(_settings(app))
+    store = Store(settings_of(app))
     stored = store.get(archive_name)
     if with_remote:
         settings = _need_settings(store, "--remote")
@@ -364,143 +362,6 @@ def delete_cmd(app: App, archive_name: str, with_remote: bool) -> None:
     click.echo(f"deleted {archive_name}")
 
 
-@config_backup_group.command("restore")
-@click.argument("archive_name", metavar="ARCHIVE")
-@click.option(
-    "--module",
-    "modules",
-    multiple=True,
-    shell_complete=MODULE_NAMES,
-    help="Only this module (repeat for more). Default: all in the archive.",
-)
-@click.option(
-    "--ignore-dependencies",
-    is_flag=True,
-    help="Restore the modules even when modules they depend on are not selected.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="List every path the modules hold and what a restore would do with it, with the "
-    "modules in restore order (dependencies included); write nothing, ask nothing.",
-)
-@click.option("--yes", is_flag=True, help="Do not ask before replacing the configuration.")
-@click.option(
-    "--no-imports",
-    is_flag=True,
-    help="Restore files only; do not run the modules' state imports (apt-get dselect-upgrade).",
-)
-@ROOT_OPTION
-@click.pass_obj
-def restore_cmd(
-    app: App,
-    archive_name: str,
-    modules: tuple[str, ...],
-    ignore_dependencies: bool,
-    dry_run: bool,
-    yes: bool,
-    no_imports: bool,
-    root: Path,
-) -> None:
-    """Restore ARCHIVE whole or by module, in dependency order.
-
-    \b
-    1. every member is checked against the manifest (a damaged archive is refused whole);
-    2. a module whose dependencies are not selected is refused (or, at a terminal, offered
-       them), unless --ignore-dependencies;
-    3. the diff is shown and confirmed (--yes skips the question);
-    4. the touched modules' current state is saved as a pre-restore archive: restoring that
-       one undoes this restore, removing what this one added;
-    5. files are written (each beside its target, then renamed over it), owners by name in
-       the restored users, then the state imports run.
-    """
-    settings = _settings(app)
-    store = Store(settings)
-    path = store.resolve(archive_name)
-    answers = Answers()
-    restoring = lock.exclusive(store.ensure(), f"config-backup restore of {archive_name}")
-    with restoring, store.work_dir() as work:
-        opened = archive.open_verified(path, settings, work, stage=True)
-        planned = restore.plan(opened, root, modules, ignore_dependencies, answers, dry_run=dry_run)
-        _show_plan(planned, no_imports, every_path=dry_run)
-        if not planned.changes and (no_imports or not planned.imports):
-            click.echo("nothing to restore: the system already matches the archive")
-            return
-        if dry_run:
-            click.echo("dry run: nothing was written")
-            return
-        if not yes:
-            _confirm(answers)
-        host = create.host_name(root)
-
-        def save(definitions: dict, absent: dict[str, list[str]]) -> str:
-            made = create.create(
-                settings,
-                root,
-                "pre-restore",
-                list(definitions),
-                restore.pre_restore_name(host),
-                modules=definitions,
-                absent=absent,
-            )
-            return made.stored.name
-
-        done = restore.apply(
-            planned, settings, run_imports=not no_imports, save_pre_restore=save, say=click.echo
-        )
-    for warning in [*planned.warnings, *done.warnings]:
-        click.echo(f"  {warning}")
-    click.echo(
-        f"restored {', '.join(planned.order)}: {done.written} path(s) written, "
-        f"{done.removed} removed"
-    )
-    click.echo(f"undo: rescue config-backup restore {done.pre_restore}")
-    if done.import_problems:
-        for problem in done.import_problems:
-            click.echo(f"warning: {problem}", err=True)
-
-
-def _slash(entry: dict[str, object]) -> str:
+def dir_slash(entry: dict[str, object]) -> str:
+    """A directory's path is shown with a trailing slash, as ls -F does."""
     return "/" if entry["kind"] == "dir" else ""
-
-
-def _show_plan(planned: restore.Plan, no_imports: bool, every_path: bool) -> None:
-    """The diff per module; every_path (a dry run) lists every path, unchanged ones too."""
-    manifest = planned.opened.manifest
-    click.echo(
-        f"{manifest['name']} ({manifest['type']} of {manifest['host']}, {manifest['created']}) "
-        f"into {planned.root}:"
-    )
-    for warning in planned.warnings:
-        click.echo(f"warning: {warning}")
-    if every_path:
-        click.echo(f"modules, in restore order: {', '.join(planned.order)}")
-    for module in planned.order:
-        changes = [c for c in planned.changes if c.module == module]
-        counts = {a: sum(1 for c in changes if c.action == a) for a in ("new", "change", "remove")}
-        click.echo(
-            f"  {module}: {counts['new']} new, {counts['change']} changed, "
-            f"{counts['remove']} to remove, {planned.unchanged.get(module, 0)} unchanged"
-        )
-        shown = len(changes) if every_path else SHOWN_PER_MODULE
-        for change in changes[:shown]:
-            click.echo(f"    {change.action:<6} {change.path} ({change.detail})")
-        if len(changes) > shown:
-            click.echo(f"    ... and {len(changes) - shown} more (--dry-run lists them all)")
-        if every_path:
-            for same in (c for c in planned.same if c.module == module):
-                click.echo(f"    same   {same.path} ({same.detail})")
-    for item in planned.imports:
-        how = "skipped (--no-imports)" if no_imports else "will run"
-        click.echo(f"  {item.module}: state {item.name}: {how}")
-
-
-def _confirm(answers: Answers) -> None:
-    if not answers.interactive:
-        raise ConfigRestoreRefused(
-            "not confirmed: nothing was written (run it at a terminal, or add --yes; "
-            "--dry-run shows the diff)"
-        )
-    question = Question("config_backup.confirm", "confirm", "Replace the configuration as shown?")
-    if not answers.ask(question):
-        raise ConfigRestoreRefused("not confirmed: nothing was written")
