@@ -23,7 +23,8 @@ from rescue.errors import ManifestError, RecoveryStateError
 from rescue.exact.records import Record
 from rescue.exact.records import read as read_records
 from rescue.layout.devices import MountEntry, mount_entries
-from rescue.layout.model import Layout, layout_from_dict
+from rescue.layout.model import Layout
+from rescue.manifest_model import Manifest
 from rescue.prompts import Answers, Question
 
 log = logging.getLogger("rescue.recover")
@@ -99,7 +100,7 @@ class Context:
         self._echo = echo
         self.progress = progress
         self._settings = settings
-        self._manifest: dict[str, Any] | None = None
+        self._manifest: Manifest | None = None
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
         self.checkpoint: Callable[[], None] = lambda: None  # the runner saves the state
 
@@ -156,7 +157,7 @@ class Context:
             raise RecoveryStateError("no restore point chosen yet: run the step choose_backup")
         return int(self.facts.restore_set["time"])
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         if self._manifest is None:
             if not self.facts.manifest_file:
                 raise RecoveryStateError("no manifest loaded yet: run the step load_manifest")
@@ -171,17 +172,17 @@ class Context:
 
     def layout(self) -> Layout:
         data = self.manifest()
-        if not data.get("layout"):
+        if data.layout is None:
             raise ManifestError(
                 f"the backup's manifest holds no disk layout "
-                f"({data.get('layout_error') or 'not recorded'}); recreate the disks by hand, "
+                f"({data.layout_error or 'not recorded'}); recreate the disks by hand, "
                 "mount them at the target root, and resume with --from mount_target"
             )
-        return layout_from_dict(data["layout"])
+        return data.layout
 
     def mount_entries(self) -> tuple[list[MountEntry], list[str]]:
         """What the restored system mounts, on the mapped target devices (see layout.devices)."""
-        root = str(self.manifest().get("root", "/"))
+        root = self.manifest().root
         return mount_entries(self.layout(), self.facts.mapping, root)
 
     # -- cleanups ----------------------------------------------------------------------------
