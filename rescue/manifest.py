@@ -41,7 +41,8 @@ from rescue.manifest_model import (
 )
 from rescue.placement.fsops import write_atomic
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_REL", "SIDECAR_REL", "SIZES_REL", "Manifest", "load"]
+# Re-exported: the callers of rescue.manifest keep their names (manifest.load, .FORMAT_VERSION).
+__all__ = ["FORMAT_VERSION", "Manifest", "load"]
 MANIFEST_REL = "var/lib/rescue/manifest.json"
 SIDECAR_REL = "var/lib/rescue/metadata.jsonl.gz"  # rescue.exact's records, beside it
 SIZES_REL = "var/lib/rescue/sizes.json.gz"  # the room each part of the backup takes
