@@ -669,12 +669,12 @@ class Engine:
                     found.append(rel)
             return found
 
-    def load_manifest(self, at: int | None = None) -> dict[str, object]:
+    def load_manifest(self, at: int | None = None) -> manifest.Manifest:
         """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""
         with private_dir("rescue-manifest-") as tmp:
             target = tmp / "manifest.json"
             self.restore(manifest.MANIFEST_REL, fresh(target), at)
-            return manifest.load(target)
+            return manifest.load(target, name=f"{manifest.MANIFEST_REL} in the backup")
 
     def _restore_progress(self, progress: Progress) -> Callable[[duplog.Record], None]:
         def on_record(record: duplog.Record) -> None:

@@ -7,12 +7,14 @@ what a blank machine cannot know: the host's facts and boot mode, the bootloader
 the numeric ids of every user and group (duplicity maps owners by name), the owner and mode of
 every excluded directory (so /tmp comes back 1777), and the hard-link groups (duplicity restores
 each link as a separate copy). The settings are recorded without secrets.
+
+This module reads the host and writes the file; its shape, and the checks that an old manifest
+loads and a newer one is refused, are rescue.manifest_model's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import re
@@ -21,7 +23,7 @@ import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Literal
 
 from rescue import __version__
 from rescue.config import Settings
@@ -29,9 +31,21 @@ from rescue.errors import ManifestError, RescueError
 from rescue.exact.capture import Discard, capture, record_selection
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
+from rescue.layout.model import Layout
+from rescue.manifest_model import (
+    FORMAT_VERSION,
+    Bootloader,
+    ExcludedAbsent,
+    ExcludedEntry,
+    Host,
+    Manifest,
+    MetadataCounts,
+    load,
+)
 from rescue.placement.fsops import write_atomic
 
-FORMAT_VERSION = 1
+# Re-exported: the callers of rescue.manifest keep their names (manifest.load, .FORMAT_VERSION).
+__all__ = ["FORMAT_VERSION", "Manifest", "load"]
 MANIFEST_REL = "var/lib/rescue/manifest.json"
 
 
@@ -56,12 +70,12 @@ def read_os_release(root: Path) -> dict[str, str]:
     return {}
 
 
-def boot_mode(root: Path, layout: dict[str, Any] | None) -> str:
+def boot_mode(root: Path, layout: Layout | None) -> str:
     """How the backed-up system boots: the running firmware's mode for /; for a system mounted
     below root, what it holds (GRUB's EFI modules, an EFI directory, an ESP in its fstab)."""
     if str(root) == "/":
         return "uefi" if Path("/sys/firmware/efi").exists() else "bios"
-    fstab_points = {e.get("mountpoint") for e in (layout or {}).get("fstab", [])}
+    fstab_points = {e.mountpoint for e in layout.fstab} if layout else set()
     if (
         (root / "boot/grub/x86_64-efi").is_dir()
         or (root / "boot/efi/EFI").is_dir()
@@ -99,7 +113,7 @@ def default_kernel(root: Path, kernels: list[str]) -> str | None:
     return kernels[-1] if kernels else None
 
 
-def host_facts(root: Path, layout: dict[str, Any] | None = None) -> dict[str, Any]:
+def host_facts(root: Path, layout: Layout | None = None) -> Host:
     """Name, OS, kernels, architecture and boot mode of the machine being backed up.
 
     kernels are the releases installed in the backed-up system; kernel is the one it runs: the
@@ -117,14 +131,14 @@ def host_facts(root: Path, layout: dict[str, Any] | None = None) -> dict[str, An
         kernel: str | None = running
     else:
         kernel = default_kernel(root, kernels)
-    return {
-        "hostname": hostname,
-        "os": {k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
-        "kernel": kernel,
-        "kernels": kernels,
-        "architecture": platform.machine(),
-        "boot_mode": boot_mode(root, layout),
-    }
+    return Host(
+        hostname=hostname,
+        os={k: os_release[k] for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in os_release},
+        kernel=kernel,
+        kernels=kernels,
+        architecture=platform.machine(),
+        boot_mode="uefi" if boot_mode(root, layout) == "uefi" else "bios",
+    )
 
 
 def read_ids(path: Path) -> dict[str, int]:
@@ -141,11 +155,11 @@ def read_ids(path: Path) -> dict[str, int]:
     return ids
 
 
-def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[dict[str, Any]]:
+def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[ExcludedEntry | ExcludedAbsent]:
     """Owner, group, mode and times (nanoseconds) of each excluded path under root, so recovery
     recreates it as it was: the selection leaves these out, so the metadata records never
     describe them."""
-    entries = []
+    entries: list[ExcludedEntry | ExcludedAbsent] = []
     for path in excludes:
         rel = _relative(path, root)
         if rel is None:
@@ -154,25 +168,25 @@ def excluded_dirs(root: Path, excludes: Iterable[str]) -> list[dict[str, Any]]:
         try:
             st = target.lstat()
         except OSError:
-            entries.append({"path": "/" + rel, "exists": False})
+            entries.append(ExcludedAbsent(path="/" + rel, exists=False))
             continue
         entries.append(
-            {
-                "path": "/" + rel,
-                "exists": True,
-                "type": _kind(st.st_mode),
-                "uid": st.st_uid,
-                "gid": st.st_gid,
-                "mode": f"{stat.S_IMODE(st.st_mode):04o}",
-                "mtime_ns": st.st_mtime_ns,
-                "atime_ns": st.st_atime_ns,
-                "mount_point": os.path.ismount(target),
-            }
+            ExcludedEntry(
+                path="/" + rel,
+                exists=True,
+                type=_kind(st.st_mode),
+                uid=st.st_uid,
+                gid=st.st_gid,
+                mode=f"{stat.S_IMODE(st.st_mode):04o}",
+                mtime_ns=st.st_mtime_ns,
+                atime_ns=st.st_atime_ns,
+                mount_point=os.path.ismount(target),
+            )
         )
     return entries
 
 
-def _kind(mode: int) -> str:
+def _kind(mode: int) -> Literal["dir", "symlink", "file", "other"]:
     if stat.S_ISDIR(mode):
         return "dir"
     if stat.S_ISLNK(mode):
@@ -218,16 +232,16 @@ def grub_disk(disks: Iterable[str]) -> str | None:
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
 
-def esp_disk(layout: dict[str, Any] | None, root: Path) -> str | None:
+def esp_disk(layout: Layout | None, root: Path) -> str | None:
     """The disk holding the EFI system partition: the one mounted at root/boot/efi, else the
     only ESP there is."""
     if not layout:
         return None
     esps = [
-        (disk["path"], (part.get("filesystem") or {}).get("mountpoint"))
-        for disk in layout.get("disks", [])
-        for part in disk.get("partitions", [])
-        if str(part.get("type", "")).upper() == ESP_TYPE
+        (disk.path, part.filesystem.mountpoint if part.filesystem else None)
+        for disk in layout.disks
+        for part in disk.partitions
+        if part.type.upper() == ESP_TYPE
     ]
     mounted = [path for path, mountpoint in esps if mountpoint == str(root / "boot/efi")]
     if mounted:
@@ -236,18 +250,18 @@ def esp_disk(layout: dict[str, Any] | None, root: Path) -> str | None:
 
 
 def bootloader(
-    root: Path, boot_mode: str, disks: Iterable[str], layout: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    root: Path, boot_mode: str, disks: Iterable[str], layout: Layout | None = None
+) -> Bootloader:
     """What boots the host: GRUB for EFI (on the disk of the ESP) or for BIOS (on the disk whose
     boot sector holds GRUB)."""
     if boot_mode == "uefi":
-        return {"kind": "grub-efi", "disk": esp_disk(layout, root)}
+        return Bootloader(kind="grub-efi", disk=esp_disk(layout, root))
     if (root / "boot/grub/i386-pc").is_dir():
-        return {"kind": "grub-pc", "disk": grub_disk(disks)}
-    return {"kind": "unknown", "disk": None}
+        return Bootloader(kind="grub-pc", disk=grub_disk(disks))
+    return Bootloader(kind="unknown", disk=None)
 
 
-def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+def _layout(root: Path) -> tuple[Layout | None, str | None, list[str]]:
     """The disk layout of the disks that hold root (all disks for /), and their paths.
 
     A failure here must not stop the backup: it is recorded, and recovery asks for a layout.
@@ -255,67 +269,67 @@ def _layout(root: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     try:
         from rescue.layout.capture import capture
         from rescue.layout.kernel import disks_holding
-        from rescue.layout.model import layout_to_dict
 
         devices = None if str(root) == "/" else disks_holding(root)
         # The fstab is the backed-up system's own: recovery mounts what it mounts.
         layout = capture(devices, fstab=root / "etc/fstab")
-    except (RescueError, OSError, ImportError) as exc:
-        return None, str(exc), []
-    return layout_to_dict(layout), None, [d.path for d in layout.disks]
+    except (RescueError, OSError, ImportError, ValueError) as exc:
+        # ValueError: a probe's output the strict layout model refuses (pydantic's error)
+        return None, str(exc).splitlines()[0], []
+    return layout, None, [d.path for d in layout.disks]
 
 
 def build(
     settings: Settings,
     hardlinks: list[list[str]] | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    metadata: MetadataCounts | None = None,
+) -> Manifest:
     """The manifest of the host and selection that settings describe. hardlinks are the groups
     the metadata capture found in its walk (walked here when not given); metadata is what that
     capture recorded, in counts."""
     root = Path(str(settings.selection.root))
     layout, layout_error, disks = _layout(root)
     facts = host_facts(root, layout)
-    return {
-        "format_version": FORMAT_VERSION,
-        "tool_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "root": str(root),
-        "host": facts,
-        "bootloader": bootloader(root, facts["boot_mode"], disks, layout),
-        "layout": layout,
-        "layout_error": layout_error,
-        "users": read_ids(root / "etc/passwd"),
-        "groups": read_ids(root / "etc/group"),
-        "excluded": excluded_dirs(root, settings.selection.exclude),
-        "hardlinks": (
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        tool_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        root=str(root),
+        host=facts,
+        bootloader=bootloader(root, facts.boot_mode, disks, layout),
+        layout=layout,
+        layout_error=layout_error,
+        users=read_ids(root / "etc/passwd"),
+        groups=read_ids(root / "etc/group"),
+        excluded=excluded_dirs(root, settings.selection.exclude),
+        hardlinks=(
             hardlinks
             if hardlinks is not None
             else hardlink_groups(root, settings.selection.exclude)
         ),
-        "metadata": metadata,
-        "settings": settings.redacted(),
-    }
+        metadata=metadata,
+        settings=settings.redacted(),
+    )
 
 
 def write(settings: Settings, extra_excludes: Iterable[str] = ()) -> Path:
     """Record the metadata duplicity drops (rescue.exact), then build the manifest and write
     both where the backup will pick them up. One walk of the file system serves both."""
     captured = record_selection(settings, extra_excludes)
-    metadata = {
-        "file": SIDECAR_REL,
-        "entries": captured.entries,
-        "records": captured.records,
-        "with_xattrs": captured.with_xattrs,
-        "with_acls": captured.with_acls,
-        "sparse_files": captured.sparse,
-        "seconds": round(captured.seconds, 3),
-    }
+    metadata = MetadataCounts(
+        file=SIDECAR_REL,
+        entries=captured.entries,
+        records=captured.records,
+        with_xattrs=captured.with_xattrs,
+        with_acls=captured.with_acls,
+        sparse_files=captured.sparse,
+        seconds=round(captured.seconds, 3),
+    )
     manifest = build(settings, captured.hardlinks, metadata)
     path = manifest_path(str(settings.selection.root))
     try:
         # rescue's own manifest, rewritten at every backup
-        write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n", mode=0o600)
+        write_atomic(path, manifest.to_json(), mode=0o600)
         root = Path(str(settings.selection.root))
         whole_seconds([root / SIDECAR_REL, root / SIZES_REL, path, path.parent])
     except OSError as exc:
@@ -341,22 +355,8 @@ def whole_seconds(paths: Iterable[Path]) -> None:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns // 10**9 * 10**9), follow_symlinks=False)
 
 
-def load(path: Path) -> dict[str, Any]:
-    """A manifest read back, checked for a format this version understands."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"cannot read the manifest {path}: {exc}") from None
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ManifestError(
-            f"{path} has manifest format {version!r}; this rescue reads up to {FORMAT_VERSION}"
-        )
-    return data
-
-
-def excluded_mount_paths(data: dict[str, Any]) -> list[str]:
+def excluded_mount_paths(data: Manifest) -> list[str]:
     """The excluded paths of a loaded manifest as host paths (the root joined on), the form the
     layout records mount points in: the disk mapping leaves out disks mounted only there."""
-    root = PurePosixPath(str(data.get("root", "/")))
-    return [str(root / str(e["path"]).lstrip("/")) for e in data.get("excluded", []) if "path" in e]
+    root = PurePosixPath(data.root)
+    return [str(root / rel) for rel in data.excluded_paths()]

@@ -11,6 +11,7 @@ its own mode and time, as mkfs leaves one), so the restore merges into it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from clirun import rescue, write_settings
+from manifests import first_shape
 
 from rescue import manifest
 from rescue.exact.deep import compare
@@ -199,11 +201,7 @@ def test_a_manifest_without_recorded_times_still_recreates_the_excluded_dirs(
     """A manifest of an older rescue (no times, no kernels) loads, and recovery recreates its
     excluded directories with their modes, at the time of the recovery."""
     old = tmp_path / "manifest.json"
-    old.write_text(
-        '{"format_version": 1, "root": "/", "host": {"hostname": "old", "kernel": "5.10.0-9"},'
-        ' "excluded": [{"path": "/tmp", "exists": true, "type": "dir", "uid": 0, "gid": 0,'
-        ' "mode": "1777", "mount_point": false}]}'
-    )
+    old.write_text(json.dumps(first_shape()))
     target = tmp_path / "target"
     target.mkdir()
     ctx = Context(
@@ -212,6 +210,7 @@ def test_a_manifest_without_recorded_times_still_recreates_the_excluded_dirs(
         echo=lambda _: None,
     )
     ctx.facts.manifest_file = str(old)
-    assert ctx.manifest()["host"]["kernel"] == "5.10.0-9"
-    assert recreate_excluded.run(ctx) == ["/tmp 1777 0:0"]
+    assert ctx.manifest().host.kernel == "5.10.0-9"
+    assert ctx.manifest().host.kernels == []
+    assert recreate_excluded.run(ctx) == ["/tmp 1777 0:0", "/proc 0555 0:0", "/mnt 0750 1001:1001"]
     assert stat.S_IMODE((target / "tmp").stat().st_mode) == 0o1777

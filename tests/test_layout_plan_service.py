@@ -14,8 +14,9 @@ import pexpect
 import pytest
 from clirun import RESCUE, rescue, write_settings
 from loopdisks import loop_disk, require_loop_disks
+from manifests import with_layout
 
-from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition, layout_to_dict
+from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
 from rescue.prompts import Answers
 from rescue.steps import map_disks, recreate_layout
 from rescue.steps.context import Context, Options
@@ -51,8 +52,7 @@ def _manifest(path: Path) -> Path:
         ],
     )
     layout = Layout(disks=[disk], fstab=[FstabEntry("UUID=aaaa-root", "/", "ext4")])
-    data = {"format_version": 1, "root": "/", "layout": layout_to_dict(layout), "excluded": []}
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(with_layout(layout, root="/", excluded=[])))
     return path
 
 

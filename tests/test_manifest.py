@@ -15,6 +15,7 @@ from loopdisks import loop_disk, partition, sh
 from rescue import manifest
 from rescue.config import Settings
 from rescue.exact.records import SIDECAR_REL
+from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
@@ -67,23 +68,17 @@ def test_manifest_matches_the_tree(tmp_path: Path) -> None:
     make_host(root, tmp_path / "outside")
     data = manifest.build(settings_for(tmp_path, root))
 
-    assert data["format_version"] == manifest.FORMAT_VERSION
-    assert data["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
-    assert data["users"] == {"root": 0, "alice": 1001, "svc": 998}
-    assert data["groups"] == {"root": 0, "alice": 1001, "svc": 997, "adm": 4}
-    excluded = {e["path"]: e for e in data["excluded"]}
-    assert excluded["/tmp"]["mode"] == "1777" and excluded["/tmp"]["uid"] == 0
-    assert excluded["/proc"]["mode"] == "0555"
-    assert (excluded["/mnt"]["mode"], excluded["/mnt"]["uid"], excluded["/mnt"]["gid"]) == (
-        "0750",
-        1001,
-        1001,
-    )
-    assert excluded["/dev"] == {"path": "/dev", "exists": False}
-    assert data["host"]["os"] == {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian 12"}
-    assert data["host"]["boot_mode"] in ("bios", "uefi")
-    assert data["settings"]["destination"]["method"] == "file"
-    json.dumps(data)  # plain data all the way down
+    assert data.format_version == manifest.FORMAT_VERSION
+    assert data.hardlinks == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
+    assert data.users == {"root": 0, "alice": 1001, "svc": 998}
+    assert data.groups == {"root": 0, "alice": 1001, "svc": 997, "adm": 4}
+    dirs = {e.path: (e.mode, e.uid, e.gid) for e in data.excluded_dirs()}
+    assert dirs == {"/tmp": ("1777", 0, 0), "/proc": ("0555", 0, 0), "/mnt": ("0750", 1001, 1001)}
+    as_json = json.loads(data.to_json())  # plain data all the way down
+    assert {"path": "/dev", "exists": False} in as_json["excluded"]
+    assert data.host.os == {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian 12"}
+    assert data.host.boot_mode in ("bios", "uefi")
+    assert data.settings["destination"]["method"] == "file"
 
 
 def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
@@ -113,16 +108,16 @@ def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
     alone = tmp_path / "manifest.json"
     r = rescue(config, "restore", manifest.MANIFEST_REL, "--to", str(alone))
     assert r.code == 0, r.err
-    assert json.loads(alone.read_text()) == on_disk
+    assert alone.read_text() == on_disk.to_json() == (root / manifest.MANIFEST_REL).read_text()
     assert (alone.stat().st_mode & 0o777) == 0o600
 
     shown = rescue(config, "manifest", "show", "--from-backup")
     assert shown.code == 0, shown.err
-    assert json.loads(shown.out) == on_disk
+    assert shown.out == on_disk.to_json()
     # The groups as the backup holds them: the walk covers the includes only (other/ and x/
     # are not backed up), so data/a and data/b are the group relinked on recovery.
-    assert on_disk["hardlinks"] == [["data/a", "data/b"]]
-    assert on_disk["metadata"]["file"] == SIDECAR_REL
+    assert on_disk.hardlinks == [["data/a", "data/b"]]
+    assert on_disk.metadata is not None and on_disk.metadata.file == SIDECAR_REL
 
     # a second backup carries a fresh manifest; the first one stays restorable as of its set
     (root / "data/new").write_text("new")
@@ -176,38 +171,40 @@ def test_manifest_records_the_layout_of_the_disk_under_the_root(tmp_path: Path) 
             data = manifest.build(settings_for(tmp_path, root))
         finally:
             sh("umount", str(root))
-    assert data["layout_error"] is None
-    (disk,) = data["layout"]["disks"]
-    assert disk["path"] == device and disk["table"] == "gpt"
-    (captured,) = disk["partitions"]
-    assert captured["name"] == "root"
-    assert captured["filesystem"]["uuid"] == root_uuid
-    assert captured["filesystem"]["label"] == "hostroot"
-    assert captured["filesystem"]["mountpoint"] == str(root)
-    assert data["hardlinks"] == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
+    assert data.layout_error is None and data.layout is not None
+    (disk,) = data.layout.disks
+    assert disk.path == device and disk.table == "gpt"
+    (captured,) = disk.partitions
+    assert captured.name == "root" and captured.filesystem is not None
+    assert captured.filesystem.uuid == root_uuid
+    assert captured.filesystem.label == "hostroot"
+    assert captured.filesystem.mountpoint == str(root)
+    assert data.hardlinks == [["data/a", "data/b", "other/c"], ["x/y", "x/z"]]
 
 
 def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "boot/efi/EFI/debian").mkdir(parents=True)
     esp = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-    layout = {
-        "disks": [
-            {"path": "/dev/sda", "partitions": [{"type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}]},
-            {
-                "path": "/dev/sdb",
-                "partitions": [{"type": esp, "filesystem": {"mountpoint": str(root / "boot/efi")}}],
-            },
+    linux = Partition(1, "/dev/sda1", 2048, 2048, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")
+    efi = Filesystem("vfat", "/dev/sdb1", mountpoint=str(root / "boot/efi"))
+    esp_part = Partition(1, "/dev/sdb1", 2048, 2048, esp, filesystem=efi)
+    layout = Layout(
+        disks=[
+            Disk("sda", "/dev/sda", 2**30, partitions=[linux]),
+            Disk("sdb", "/dev/sdb", 2**30, partitions=[esp_part]),
         ]
-    }
+    )
     # A system below root that holds an EFI directory boots by UEFI, whatever this host does.
     assert manifest.boot_mode(root, layout) == "uefi"
-    assert manifest.bootloader(root, "uefi", [], layout) == {"kind": "grub-efi", "disk": "/dev/sdb"}
+    found = manifest.bootloader(root, "uefi", [], layout)
+    assert (found.kind, found.disk) == ("grub-efi", "/dev/sdb")
     # GRUB's EFI modules, or an ESP in its fstab, say the same when the ESP is not mounted.
     modules_only = tmp_path / "modules"
     (modules_only / "boot/grub/x86_64-efi").mkdir(parents=True)
     assert manifest.boot_mode(modules_only, None) == "uefi"
-    assert manifest.boot_mode(tmp_path / "x", {"fstab": [{"mountpoint": "/boot/efi"}]}) == "uefi"
+    esp_in_fstab = Layout(fstab=[FstabEntry("UUID=DEAD-BEEF", "/boot/efi", "vfat")])
+    assert manifest.boot_mode(tmp_path / "x", esp_in_fstab) == "uefi"
 
     bios_root = tmp_path / "bios"
     (bios_root / "boot/grub/i386-pc").mkdir(parents=True)
@@ -215,10 +212,11 @@ def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
     disk.write_bytes(b"\xeb\x63\x90" + b"\0" * 380 + b"GRUB \0Geom\0" + b"\0" * 118 + b"\x55\xaa")
     blank = tmp_path / "blank.img"
     blank.write_bytes(b"\0" * 512)
-    assert manifest.boot_mode(bios_root, {"fstab": [{"mountpoint": "/"}]}) == "bios"
+    root_only = Layout(fstab=[FstabEntry("/dev/sda1", "/", "ext4")])
+    assert manifest.boot_mode(bios_root, root_only) == "bios"
     found = manifest.bootloader(bios_root, "bios", [str(blank), str(disk)])
-    assert found == {"kind": "grub-pc", "disk": str(disk)}
-    assert manifest.bootloader(tmp_path / "none", "bios", [])["kind"] == "unknown"
+    assert (found.kind, found.disk) == ("grub-pc", str(disk))
+    assert manifest.bootloader(tmp_path / "none", "bios", []).kind == "unknown"
 
 
 def test_manifest_records_the_kernels_of_the_backed_up_system_not_the_running_one(
@@ -265,7 +263,7 @@ def test_a_backup_of_slash_names_the_running_kernel_when_it_is_installed_or_none
     container, or this test machine, booted from a kernel outside its /)."""
     host = manifest.host_facts(Path("/"))
     running = os.uname().release
-    if running in host["kernels"] or not host["kernels"]:
-        assert host["kernel"] == running
+    if running in host.kernels or not host.kernels:
+        assert host.kernel == running
     else:
-        assert host["kernel"] in host["kernels"]
+        assert host.kernel in host.kernels

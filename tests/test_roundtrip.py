@@ -235,4 +235,4 @@ def test_retention_keeps_the_newest_chains(tmp_path: Path, sample_tree: Path) ->
         diffs = compare_trees(sample_tree, out)
         own = str(PurePosixPath(MANIFEST_REL).parent) + "/"
         assert [d for d in diffs if own not in d] == []
-        assert load(out / MANIFEST_REL)["root"] == str(sample_tree)
+        assert load(out / MANIFEST_REL).root == str(sample_tree)

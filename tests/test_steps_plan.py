@@ -42,16 +42,34 @@ def _manifest(path: Path) -> Path:
     )
     data = {
         "format_version": 1,
+        "tool_version": "0.1.0",
+        "created": "2026-11-26T02:30:00+0000",
         "root": "/",
-        "host": {"hostname": "web1", "boot_mode": "bios"},
+        "host": {
+            "hostname": "web1",
+            "os": {},
+            "kernel": None,
+            "architecture": "x86_64",
+            "boot_mode": "bios",
+        },
         "bootloader": {"kind": "grub-pc", "disk": "/dev/vda"},
         "layout": layout_to_dict(layout),
+        "layout_error": None,
         "users": {"root": 0},
         "groups": {"root": 0},
         "excluded": [
-            {"path": "/tmp", "exists": True, "type": "dir", "uid": 0, "gid": 0, "mode": "1777"},
+            {
+                "path": "/tmp",
+                "exists": True,
+                "type": "dir",
+                "uid": 0,
+                "gid": 0,
+                "mode": "1777",
+                "mount_point": False,
+            },
         ],
         "hardlinks": [["srv/a", "srv/b"]],
+        "settings": {},
     }
     path.write_text(json.dumps(data))
     return path

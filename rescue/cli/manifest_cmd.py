@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from rescue import manifest
@@ -38,4 +36,4 @@ def show(app: App, from_backup: bool, when: str | None) -> None:
         data = manifest.build(settings)
     else:
         data = Engine(settings).load_manifest(parse_time(when) if when else None)
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    click.echo(data.to_json(), nl=False)

@@ -287,8 +287,9 @@ def _versions(root: Path) -> str:
 
 def _layout() -> bytes:
     from rescue.layout.capture import capture
+    from rescue.layout.model import layout_to_dict
 
     try:
-        return json.dumps(capture(None).to_dict(), indent=1).encode()
+        return json.dumps(layout_to_dict(capture(None)), indent=1).encode()
     except RescueError as exc:
         return f"layout not captured: {exc}\n".encode()

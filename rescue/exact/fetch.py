@@ -67,6 +67,6 @@ def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
         hardlinks: list[list[str]] = []
         path = own / PurePosixPath(manifest.MANIFEST_REL).name
         if path.exists():
-            hardlinks = manifest.load(path).get("hardlinks", [])
+            hardlinks = manifest.load(path).hardlinks
         room = load_sizes(own / PurePosixPath(SIZES_REL).name)
         yield Fetched(sidecar if sidecar.exists() else None, hardlinks, room)

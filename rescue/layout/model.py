@@ -1,10 +1,12 @@
-"""The disk layout of a host as plain typed dataclasses that serialise to and from plain JSON data.
+"""The disk layout of a host as typed pydantic dataclasses that serialise to and from plain JSON.
 
-Why plain dataclasses: the layout is written into the manifest at backup time and read back by a
-possibly newer rescue on a blank machine, so the on-disk shape must be obvious and stable.
-`to_dict()` writes every field (None included); `from_dict()` refuses unknown keys and wrong
-types, so a damaged manifest fails loudly instead of recreating the wrong disks. A round trip is
-exact: `Layout.from_dict(layout.to_dict()) == layout`.
+Why strict pydantic dataclasses: the layout is written into the manifest at backup time and read
+back by a possibly newer rescue on a blank machine, so the on-disk shape must be obvious and
+stable, and a damaged manifest must fail loudly instead of recreating the wrong disks. Each class
+refuses unknown keys and wrong types (no "1" for 1, no 1 for True), on construction and on
+loading; they stay dataclasses (positional construction, equality, mutation as capture fills them
+in). `layout_to_dict()` writes every field (None included); `layout_from_dict()` reads it back,
+and a round trip is exact: `layout_from_dict(layout_to_dict(layout)) == layout`.
 
 Where a file system lives (the one rule): a `Filesystem` is nested in the object that *is* the
 block device it sits on -- `Disk.filesystem` (a signature on the whole disk),
@@ -21,80 +23,21 @@ sfdisk prints them (`Disk.logical_sector_size`).
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Self
+from dataclasses import field
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from rescue.layout import LayoutError
 
-
-class _Model:
-    """to_dict/from_dict for the dataclasses below, driven by their type hints."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data: dicts, lists, str, int, bool and None only."""
-        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Self:
-        """Rebuild from to_dict() output; a missing field takes its default if it has one."""
-        return _load(cls, data, cls.__name__)
+_STRICT = ConfigDict(strict=True, extra="forbid")
 
 
-def _dump(value: Any) -> Any:
-    if isinstance(value, _Model):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    return value
-
-
-def _load(hint: Any, data: Any, where: str) -> Any:
-    """Convert data to the type hint, or raise LayoutError naming the place it went wrong."""
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(hint)
-        if data is None and type(None) in args:
-            return None
-        (inner,) = (a for a in args if a is not type(None))
-        return _load(inner, data, where)
-    if origin is list:
-        if not isinstance(data, list):
-            raise LayoutError(f"layout data: {where} must be a list, not {type(data).__name__}")
-        (item,) = typing.get_args(hint)
-        return [_load(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
-    if isinstance(hint, type) and issubclass(hint, _Model):
-        if not isinstance(data, dict):
-            raise LayoutError(f"layout data: {where} must be an object, not {type(data).__name__}")
-        hints = typing.get_type_hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise LayoutError(f"layout data: unknown key(s) {', '.join(unknown)} in {where}")
-        kwargs = {}
-        for name, f in fields.items():
-            if name in data:
-                kwargs[name] = _load(hints[name], data[name], f"{where}.{name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise LayoutError(f"layout data: {where} has no {name}")
-        return hint(**kwargs)
-    if hint is int:
-        # bool is an int subclass in Python, but never a valid size or number here.
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise LayoutError(f"layout data: {where} must be an integer, not {data!r}")
-        return data
-    if hint in (str, bool):
-        if not isinstance(data, hint):
-            raise LayoutError(f"layout data: {where} must be a {hint.__name__}, not {data!r}")
-        return data
-    raise TypeError(f"no loader for {hint!r}")  # a programming error in this module
-
-
-@dataclass
-class Filesystem(_Model):
+@dataclass(config=_STRICT)
+class Filesystem:
     """A signature found by blkid's low-level probe, and how the host uses it.
 
     `type` is blkid's TYPE (ext4, xfs, vfat, swap, btrfs, LVM2_member, linux_raid_member,
@@ -119,8 +62,8 @@ class Filesystem(_Model):
     fstab_options: str | None = None
 
 
-@dataclass
-class Partition(_Model):
+@dataclass(config=_STRICT)
+class Partition:
     """One entry of a partition table, as `sfdisk --json` prints it.
 
     `type` is a GPT type GUID or an MBR type code in sfdisk's spelling ("83", "5", "ef").
@@ -142,8 +85,8 @@ class Partition(_Model):
     filesystem: Filesystem | None = None
 
 
-@dataclass
-class Disk(_Model):
+@dataclass(config=_STRICT)
+class Disk:
     """A whole disk: identity (for mapping it to a new disk at recovery), table and partitions.
 
     `table` is sfdisk's label ("gpt" or "dos") or None for a disk without a partition table;
@@ -172,8 +115,8 @@ class Disk(_Model):
         return partition.size_sectors * self.logical_sector_size
 
 
-@dataclass
-class PhysicalVolume(_Model):
+@dataclass(config=_STRICT)
+class PhysicalVolume:
     """An LVM PV: the device it is on, its UUID (pvcreate --uuid) and its VG (None if orphan)."""
 
     device: str
@@ -184,8 +127,8 @@ class PhysicalVolume(_Model):
     pe_start_bytes: int | None = None
 
 
-@dataclass
-class VolumeGroup(_Model):
+@dataclass(config=_STRICT)
+class VolumeGroup:
     """An LVM VG; the extent size is what vgcreate -s needs to fit the LVs again."""
 
     name: str
@@ -195,8 +138,8 @@ class VolumeGroup(_Model):
     free_bytes: int | None = None
 
 
-@dataclass
-class LogicalVolume(_Model):
+@dataclass(config=_STRICT)
+class LogicalVolume:
     """An LVM LV. `segtype` (linear, striped, raid1, thin-pool, ...) and `attr` are lvs's."""
 
     name: str
@@ -211,8 +154,8 @@ class LogicalVolume(_Model):
     filesystem: Filesystem | None = None
 
 
-@dataclass
-class LvmLayout(_Model):
+@dataclass(config=_STRICT)
+class LvmLayout:
     """The PVs, VGs and LVs that sit on the captured disks."""
 
     pvs: list[PhysicalVolume] = field(default_factory=list)
@@ -220,8 +163,8 @@ class LvmLayout(_Model):
     lvs: list[LogicalVolume] = field(default_factory=list)
 
 
-@dataclass
-class RaidArray(_Model):
+@dataclass(config=_STRICT)
+class RaidArray:
     """An MD array. `devices` are the active members in role order, `spares` the rest.
 
     `name` is the kernel name (md0), `md_name` the name in the superblock (host:0),
@@ -242,8 +185,8 @@ class RaidArray(_Model):
     filesystem: Filesystem | None = None
 
 
-@dataclass
-class LuksContainer(_Model):
+@dataclass(config=_STRICT)
+class LuksContainer:
     """A LUKS container, recorded as present only (no keys, no header): recovery must ask.
 
     `mapping` is the /dev/mapper name it was open as at capture time, if it was open; the file
@@ -261,8 +204,8 @@ class LuksContainer(_Model):
         return f"/dev/mapper/{self.mapping}" if self.mapping else None
 
 
-@dataclass
-class FstabEntry(_Model):
+@dataclass(config=_STRICT)
+class FstabEntry:
     """One line of the host's fstab, its escapes (\\040) decoded."""
 
     spec: str
@@ -273,8 +216,8 @@ class FstabEntry(_Model):
     passno: int = 0
 
 
-@dataclass
-class Layout(_Model):
+@dataclass(config=_STRICT)
+class Layout:
     """Everything recovery needs to recreate the disks. See the module docstring for the rule on
     where a file system is recorded."""
 
@@ -303,14 +246,68 @@ class Layout(_Model):
         yield from self.filesystems
 
 
+_LAYOUT = TypeAdapter(Layout)
+
+
 def layout_to_dict(layout: Layout) -> dict[str, Any]:
     """The layout as plain JSON data (for the manifest)."""
-    return layout.to_dict()
+    data: dict[str, Any] = _LAYOUT.dump_python(layout, mode="json")
+    return data
 
 
 def layout_from_dict(data: Any) -> Layout:
-    """A layout back from layout_to_dict() data; LayoutError if it is malformed."""
-    return Layout.from_dict(data)
+    """A layout back from layout_to_dict() data; LayoutError if it is malformed.
+
+    Validated as the JSON it comes from: strict JSON takes an object for each dataclass."""
+    try:
+        return _LAYOUT.validate_json(json.dumps(data))
+    except ValidationError as exc:
+        raise LayoutError(f"layout data: {describe_error(exc, 'Layout')}") from None
+
+
+# pydantic's error types for a key no field takes: from a model, from a dataclass
+UNKNOWN_KEY_ERRORS = ("extra_forbidden", "unexpected_keyword_argument")
+_KINDS = {
+    "int_type": "an integer",
+    "string_type": "a string",
+    "bool_type": "a bool",
+    "float_type": "a number",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "dataclass_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def dotted(where: str, loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a path: Layout.disks[0].size_bytes."""
+    text = where
+    for part in loc:
+        if part in ("True", "False"):  # the tag of a union told apart by a bool field
+            continue
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def describe_error(exc: ValidationError, where: str) -> str:
+    """pydantic's first error as one line: where it is (below where) and what is wrong."""
+    errors = exc.errors()
+    first = errors[0]
+    loc, kind = tuple(first["loc"]), first["type"]
+    if kind in UNKNOWN_KEY_ERRORS:
+        parent = loc[:-1]
+        keys = [
+            str(e["loc"][-1])
+            for e in errors
+            if tuple(e["loc"][:-1]) == parent and e["type"] in UNKNOWN_KEY_ERRORS
+        ]
+        return f"unknown key(s) {', '.join(sorted(keys))} in {dotted(where, parent)}"
+    if kind in ("missing", "missing_argument"):
+        return f"{dotted(where, loc[:-1])} has no {loc[-1]}"
+    if kind in _KINDS:
+        return f"{dotted(where, loc)} must be {_KINDS[kind]}, not {first['input']!r}"
+    return f"{dotted(where, loc)}: {first['msg']}"
 
 
 # Names for the summary. Only the types a server's boot disk commonly has; others print as-is.

@@ -21,10 +21,11 @@ from rescue.errors import DiskMappingError, ManifestError, UsageError
 from rescue.layout import LayoutError
 from rescue.layout.capture import capture, identify_disks, lsblk
 from rescue.layout.mapping import describe_mapping, map_disks, unsafe_reason
-from rescue.layout.model import Disk, Layout, layout_from_dict
+from rescue.layout.model import Disk, Layout
 from rescue.layout.recreate import LUKS_PASSPHRASE_VAR, apply_script, build_script
 from rescue.layout.stable_ids import resolve_stable_id
 from rescue.layout.system_state import SystemState, read_system_state
+from rescue.manifest_model import Manifest
 from rescue.prompts import Question
 
 Ask = Callable[[Question], Any]
@@ -33,7 +34,7 @@ Warn = Callable[[str], None]
 # -- the source layout -----------------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> Manifest:
     """The manifest file at path: the one place the layout service reads one."""
     return manifest.load(path)
 
@@ -46,13 +47,13 @@ class Source:
     excluded: list[str]
 
 
-def source_of(data: Mapping[str, Any], advice: str = "") -> Source:
+def source_of(data: Manifest, advice: str = "") -> Source:
     """The layout a manifest recorded; ManifestError (with advice, if given) when it has none."""
-    if not data.get("layout"):
-        reason = data.get("layout_error") or "not recorded"
+    if data.layout is None:
+        reason = data.layout_error or "not recorded"
         tail = f"; {advice}" if advice else ""
         raise ManifestError(f"the backup's manifest holds no disk layout ({reason}){tail}")
-    return Source(layout_from_dict(data["layout"]), manifest.excluded_mount_paths(dict(data)))
+    return Source(data.layout, manifest.excluded_mount_paths(data))
 
 
 def live_layout(devices: Sequence[str] = ()) -> Layout:

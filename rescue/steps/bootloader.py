@@ -29,9 +29,8 @@ CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _boot_disk(ctx: Context) -> tuple[str, str]:
-    boot = ctx.manifest().get("bootloader") or {}
-    kind = boot.get("kind") or "unknown"
-    source = boot.get("disk")
+    boot = ctx.manifest().bootloader
+    kind, source = boot.kind, boot.disk
     mapping = ctx.facts.mapping
     if source and source in mapping:
         return kind, mapping[source]

@@ -24,6 +24,7 @@ from rescue.exact.records import read as read_records
 from rescue.layout import plan as layout_plan
 from rescue.layout.devices import MountEntry, mount_entries
 from rescue.layout.model import Layout
+from rescue.manifest_model import Manifest
 from rescue.prompts import Answers, Question
 from rescue.steps.guided_settings import ask_settings
 
@@ -100,7 +101,7 @@ class Context:
         self._echo = echo
         self.progress = progress
         self._settings = settings
-        self._manifest: dict[str, Any] | None = None
+        self._manifest: Manifest | None = None
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
         self.checkpoint: Callable[[], None] = lambda: None  # the runner saves the state
 
@@ -157,7 +158,7 @@ class Context:
             raise RecoveryStateError("no restore point chosen yet: run the step choose_backup")
         return int(self.facts.restore_set["time"])
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         if self._manifest is None:
             if not self.facts.manifest_file:
                 raise RecoveryStateError("no manifest loaded yet: run the step load_manifest")
@@ -183,7 +184,7 @@ class Context:
 
     def mount_entries(self) -> tuple[list[MountEntry], list[str]]:
         """What the restored system mounts, on the mapped target devices (see layout.devices)."""
-        root = str(self.manifest().get("root", "/"))
+        root = self.manifest().root
         return mount_entries(self.layout(), self.facts.mapping, root)
 
     # -- cleanups ----------------------------------------------------------------------------

@@ -69,25 +69,26 @@ def run(ctx: Context) -> list[str]:
         os.replace(folder / SIZES_REL, sizes)
         ctx.facts.sizes_file = str(sizes)
     data = ctx.manifest()
-    host = data.get("host", {})
-    ctx.facts.host = host.get("hostname")
-    boot = data.get("bootloader", {})
-    disks = (data.get("layout") or {}).get("disks", [])
+    host, boot = data.host, data.bootloader
+    ctx.facts.host = host.hostname
+    disks = data.layout.disks if data.layout else []
     lines = [
-        f"host {host.get('hostname')}: {host.get('os', {}).get('PRETTY_NAME', '?')}, "
-        f"{host.get('boot_mode')} boot, bootloader {boot.get('kind')} on {boot.get('disk')}",
-        f"backed up from {data.get('root')} on {data.get('created')}",
+        f"host {host.hostname}: {host.os.get('PRETTY_NAME', '?')}, "
+        f"{host.boot_mode} boot, bootloader {boot.kind} on {boot.disk}",
+        f"backed up from {data.root} on {data.created} (manifest format "
+        f"{data.format_version}, rescue {data.tool_version})",
     ]
-    lines += [f"disk {d['path']} {human_size(d['size_bytes'])}" for d in disks]
+    lines += [f"disk {d.path} {human_size(d.size_bytes)}" for d in disks]
     if not disks:
-        lines.append(f"no disk layout recorded: {data.get('layout_error') or 'unknown reason'}")
+        lines.append(f"no disk layout recorded: {data.layout_error or 'unknown reason'}")
     if ctx.facts.metadata_file is None:
         ctx.warn(NO_RECORDS)
+    elif data.metadata is None:
+        lines.append("metadata records: counts not recorded")
     else:
-        counts = data.get("metadata") or {}
+        counts = data.metadata
         lines.append(
-            f"metadata records: {counts.get('records', '?')} paths (xattrs on "
-            f"{counts.get('with_xattrs', '?')}, ACLs on {counts.get('with_acls', '?')}, "
-            f"{counts.get('sparse_files', '?')} sparse files)"
+            f"metadata records: {counts.records} paths (xattrs on {counts.with_xattrs}, "
+            f"ACLs on {counts.with_acls}, {counts.sparse_files} sparse files)"
         )
     return lines

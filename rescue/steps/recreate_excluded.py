@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from rescue.exact.dirtimes import kept, nearest_existing
+from rescue.manifest_model import ExcludedEntry
 from rescue.steps.context import Context
 
 ID = "recreate_excluded"
@@ -22,31 +22,27 @@ REDO_ON_RESUME = False
 def plan(ctx: Context) -> list[str]:
     if not ctx.facts.manifest_file:
         return ["create each excluded directory with its recorded owner, mode and mtime"]
-    return [
-        f"create {e['path']} {e['mode']} {e['uid']}:{e['gid']}"
-        for e in ctx.manifest().get("excluded", [])
-        if e.get("exists") and e.get("type") == "dir"
-    ]
+    return [f"create {e.path} {e.mode} {e.uid}:{e.gid}" for e in ctx.manifest().excluded_dirs()]
 
 
 def run(ctx: Context) -> list[str]:
     done = []
-    timed: list[tuple[Path, dict[str, Any]]] = []
-    for entry in ctx.manifest().get("excluded", []):
-        if not entry.get("exists"):
+    timed: list[tuple[Path, int, int]] = []
+    for entry in ctx.manifest().excluded:
+        if not isinstance(entry, ExcludedEntry):
             continue
-        if entry.get("type") != "dir":
-            ctx.warn(f"excluded {entry['path']} was a {entry.get('type')}, not recreated")
+        if entry.type != "dir":
+            ctx.warn(f"excluded {entry.path} was a {entry.type}, not recreated")
             continue
-        path = ctx.target(entry["path"])
+        path = ctx.target(entry.path)
         with kept(nearest_existing(path.parent)):  # the replay still sees the restored time
             path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, entry["uid"], entry["gid"], follow_symlinks=False)
-        os.chmod(path, int(entry["mode"], 8))
-        if "mtime_ns" in entry:
-            timed.append((path, entry))
-        done.append(f"{entry['path']} {entry['mode']} {entry['uid']}:{entry['gid']}")
-    for path, entry in sorted(timed, key=lambda item: -len(item[0].parts)):
-        mtime = entry["mtime_ns"]
-        os.utime(path, ns=(entry.get("atime_ns", mtime), mtime), follow_symlinks=False)
+        os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+        os.chmod(path, int(entry.mode, 8))
+        if entry.mtime_ns is not None:
+            atime = entry.atime_ns if entry.atime_ns is not None else entry.mtime_ns
+            timed.append((path, atime, entry.mtime_ns))
+        done.append(f"{entry.path} {entry.mode} {entry.uid}:{entry.gid}")
+    for path, atime, mtime in sorted(timed, key=lambda item: -len(item[0].parts)):
+        os.utime(path, ns=(atime, mtime), follow_symlinks=False)
     return done or ["the manifest records no excluded directory"]

@@ -16,12 +16,12 @@ REDO_ON_RESUME = False
 def plan(ctx: Context) -> list[str]:
     if not ctx.facts.manifest_file:
         return ["link the copies of each recorded hard-link group back into one inode"]
-    groups = ctx.manifest().get("hardlinks", [])
+    groups = ctx.manifest().hardlinks
     return [f"link {len(groups)} groups ({sum(len(g) for g in groups)} paths) back together"]
 
 
 def run(ctx: Context) -> list[str]:
-    groups = ctx.manifest().get("hardlinks", [])
+    groups = ctx.manifest().hardlinks
     done = relink(groups, ctx.target)
     for problem in done.problems:
         ctx.warn(problem)

@@ -57,7 +57,7 @@ def file_systems(ctx: Context) -> list[tuple[str, list[str]]]:
     A file system mounted under an excluded path (/mnt/data with /mnt excluded) is skipped:
     the backup holds nothing of it."""
     points = sorted({m["mountpoint"].strip("/") for m in ctx.facts.mounts} | {""})
-    excluded = [str(e["path"]).strip("/") for e in ctx.manifest().get("excluded", [])]
+    excluded = ctx.manifest().excluded_paths()
     points = [p for p in points if not any(p == x or _under(x, p) for x in excluded if x)]
     return [(rel, [p for p in points if _under(rel, p)]) for rel in points]
 

@@ -51,7 +51,8 @@ def _ids(ctx: Context) -> list[str]:
     data = ctx.manifest()
     for kind, rel in (("users", "etc/passwd"), ("groups", "etc/group")):
         restored = read_ids(ctx.target(rel))
-        for name, number in sorted(data.get(kind, {}).items()):
+        recorded = data.users if kind == "users" else data.groups
+        for name, number in sorted(recorded.items()):
             if restored.get(name) != number:
                 problems.append(f"{kind[:-1]} {name} is {restored.get(name)}, recorded {number}")
     return problems
@@ -59,7 +60,7 @@ def _ids(ctx: Context) -> list[str]:
 
 def _links(ctx: Context) -> list[str]:
     problems = []
-    for group in ctx.manifest().get("hardlinks", []):
+    for group in ctx.manifest().hardlinks:
         inodes = set()
         for rel in group:
             try:
@@ -74,17 +75,15 @@ def _links(ctx: Context) -> list[str]:
 
 def _excluded(ctx: Context) -> list[str]:
     problems = []
-    for e in ctx.manifest().get("excluded", []):
-        if not e.get("exists") or e.get("type") != "dir":
-            continue
+    for e in ctx.manifest().excluded_dirs():
         try:
-            st = os.lstat(ctx.target(e["path"]))
+            st = os.lstat(ctx.target(e.path))
         except OSError:
-            problems.append(f"{e['path']} is missing")
+            problems.append(f"{e.path} is missing")
             continue
         got = (f"{stat.S_IMODE(st.st_mode):04o}", st.st_uid, st.st_gid)
-        if got != (e["mode"], e["uid"], e["gid"]):
-            problems.append(f"{e['path']} is {got}, recorded {(e['mode'], e['uid'], e['gid'])}")
+        if got != (e.mode, e.uid, e.gid):
+            problems.append(f"{e.path} is {got}, recorded {(e.mode, e.uid, e.gid)}")
     return problems
 
 
@@ -103,7 +102,7 @@ def _deep(ctx: Context) -> tuple[list[str], str]:
         return [], "no metadata records to compare with"
     skip = {
         *REGENERATED,
-        *(str(e["path"]).strip("/") for e in ctx.manifest().get("excluded", [])),
+        *ctx.manifest().excluded_paths(),
         *ctx.facts.changed,
     }
     ignore_times = {str(parent) for rel in skip for parent in PurePosixPath(rel).parents}
