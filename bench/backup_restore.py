@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rescue.sampletree import make_bench_tree  # noqa: E402
-from rescue.treecompare import compare_trees  # noqa: E402
+from rescue.backup.sampletree import make_bench_tree  # noqa: E402
+from rescue.backup.treecompare import compare_trees  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 PASSPHRASE = "bench passphrase, not a secret"

@@ -283,7 +283,7 @@ class CommandNotFoundError(RescueError):
 
 class TimedOutError(RescueError):
     """A program rescue started did not finish within the time its caller gave it; it was
-    stopped, with every process it had started (rescue.execute's timeout)."""
+    stopped, with every process it had started (rescue.process.execute's timeout)."""
 
     exit_code = 53
     meaning = "a program did not finish in its time and was stopped"

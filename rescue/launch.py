@@ -1,7 +1,7 @@
 """The `rescue` command's first and last moments: SIGTERM and SIGHUP are answered before the
 command line (click, pydantic, every command module) is even imported, so a stop at any moment
-gets its one line and its exit code; the real handlers (rescue.lifetime) take over in the CLI,
-and once it is done a late stop is ignored while Python exits."""
+gets its one line and its exit code; the real handlers (rescue.process.lifetime) take over in the
+CLI, and once it is done a late stop is ignored while Python exits."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rescue import execute
 from rescue.errors import PlanError, UnansweredQuestionError
+from rescue.process import execute
 
 log = logging.getLogger("rescue.prompts")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
-from rescue import execute
-from rescue.sampletree import make_sample_tree
+from rescue.backup.sampletree import make_sample_tree
+from rescue.process import execute
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,7 @@ def gpg_home() -> Iterator[GpgHome]:
 
 @pytest.fixture
 def sample_tree(tmp_path: Path) -> Path:
-    """tmp_path / "src" filled by rescue.sampletree.make_sample_tree (seed 0)."""
+    """tmp_path / "src" filled by rescue.backup.sampletree.make_sample_tree (seed 0)."""
     root = tmp_path / "src"
     make_sample_tree(root)
     return root

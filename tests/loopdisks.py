@@ -4,7 +4,7 @@ Why the care: a leaked loop device outlives the test run and holds its image ope
 kind of host `losetup -P` makes no partition devices (see VM-NOTES), so partitions are added with
 `partx`, and if the kernel still made no /dev node for them they are made here with mknod from
 sysfs (and removed again by the same cleanup). Test-only code: it runs its tools directly with
-subprocess, because sfdisk reads its script on stdin, which rescue.execute closes by design.
+subprocess, because sfdisk reads its script on stdin, which rescue.process.execute closes by design.
 """
 
 from __future__ import annotations

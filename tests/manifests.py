@@ -1,9 +1,9 @@
 """Manifests as rescue wrote them over time, for the tests that prove they still load.
 
-tests/golden/manifest-v1.json was written by rescue.manifest.write as of eaf9cb4 (before the
-manifest had a typed model) for a generated root and a layout with LVM on MD, LUKS in an LV,
+tests/golden/manifest-v1.json was written by rescue.recovery.manifest.write as of eaf9cb4 (before
+the manifest had a typed model) for a generated root and a layout with LVM on MD, LUKS in an LV,
 btrfs, swap and an ESP. The older shapes are that file with what later code added taken out,
-as `git log -p rescue/manifest.py` shows it added."""
+as `git log -p --follow rescue/recovery/manifest.py` shows it added."""
 
 from __future__ import annotations
 

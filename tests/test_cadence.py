@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from rescue.cadence import (
+from rescue.backup.cadence import (
     cron_fields,
     decide,
     next_runs,

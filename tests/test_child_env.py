@@ -3,7 +3,8 @@
 duplicity gets PASSPHRASE and FTP_PASSWORD (through secret_env); every other child rescue starts
 gets none, whether rescue found them in its own environment under duplicity's names, under the
 names the settings give (password_env, passphrase_env), or under any name holding a registered
-secret. The programs duplicity starts itself (gpg, lftp) get none either (rescue.grandchildren).
+secret. The programs duplicity starts itself (gpg, lftp) get none either
+(rescue.process.grandchildren).
 
 The backup test puts recorders for gpg and lftp first on PATH: each writes the names of the
 variables it was started with, then execs the real program. They are not fakes (the real gpg
@@ -21,7 +22,7 @@ import pytest
 from clirun import rescue, write_settings
 from servers import FtpServer
 
-from rescue import execute
+from rescue.process import execute
 
 SECRET_NAMES = {"PASSPHRASE", "SIGN_PASSPHRASE", "FTP_PASSWORD"}
 

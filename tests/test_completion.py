@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from clirun import RESCUE, rescue
 
-from rescue.runner import step_ids
+from rescue.recovery.runner import step_ids
 from rescue.steps import RECOVER
 
 # pip's console script for `rescue = "rescue.launch:main"`, for this interpreter: the real

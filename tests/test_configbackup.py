@@ -33,9 +33,9 @@ from confighost import (
 from redaction_corpus import corpus_module, plant
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
+from rescue.backup.treecompare import compare_trees
 from rescue.config import load_settings
 from rescue.configbackup.store import Store
-from rescue.treecompare import compare_trees
 
 APP_MODULE = """\
 description = "the web app"

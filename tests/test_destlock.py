@@ -19,7 +19,7 @@ from clirun import RESCUE, Run, rescue, symmetric_settings
 from servers import FtpServer, SshServer
 from test_roundtrip import FTP_PASSWORD_ENV
 
-from rescue.treecompare import compare_trees
+from rescue.backup.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 from clirun import rescue
 from test_roundtrip import settings_for
 
-from rescue.drill import DrillReport, _compare_unchanged
+from rescue.backup.drill import DrillReport, _compare_unchanged
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rescue import duplog
-from rescue.sets import parse_collection_status
+from rescue.backup import duplog
+from rescue.backup.sets import parse_collection_status
 
 COLLECTION = """NOTICE 1
 . Last full backup date: Thu Nov 26 08:26:08 2026

@@ -17,7 +17,7 @@ from clirun import Run, rescue
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 from test_roundtrip import FTP_PASSWORD_ENV, PASSPHRASE_ENV, settings_for
 
-from rescue.treecompare import compare_trees
+from rescue.backup.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +244,7 @@ def test_time_before_the_first_backup(tmp_path: Path, backed_up: Path) -> None:
 
 
 def test_backup_lock(tmp_path: Path, backed_up: Path) -> None:
-    from rescue.lock import exclusive
+    from rescue.backup.lock import exclusive
 
     with exclusive(tmp_path / "cache", "test holds it"):
         r = rescue(backed_up, "backup", env={PASSPHRASE_ENV: "pw"})

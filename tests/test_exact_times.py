@@ -25,13 +25,13 @@ import pytest
 from clirun import rescue, write_settings
 from manifests import first_shape
 
-from rescue import manifest
 from rescue.exact.deep import compare
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.records import read as read_records
 from rescue.exact.replay import replay
 from rescue.exact.sizes import SIZES_REL
 from rescue.prompts import Answers
+from rescue.recovery import manifest
 from rescue.steps import (
     choose_backup,
     load_manifest,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rescue import execute, lifetime
 from rescue.errors import CommandNotFoundError, RecoveryStepError, RescueError, TimedOutError
+from rescue.process import execute, lifetime
 
 
 def test_secret_env_reaches_the_child_and_is_masked_in_output() -> None:
@@ -69,7 +69,7 @@ def test_missing_program() -> None:
 
 def test_unmasked_output_for_parsing_keeps_the_log_masked(caplog: pytest.LogCaptureFixture) -> None:
     execute.register_secret("swapp")
-    with caplog.at_level(logging.DEBUG, logger="rescue.execute"):
+    with caplog.at_level(logging.DEBUG, logger="rescue.process.execute"):
         # the secret must not be in argv either, so the child assembles the label
         result = execute.run(["printf", "LABEL=swa%ser", "pp"], mask_output=False)
     assert result.output == "LABEL=swapper"
@@ -161,7 +161,7 @@ def test_last_line_skips_blank_lines() -> None:
 
 INTERACTIVE = """
 import sys
-from rescue import execute, lifetime
+from rescue.process import execute, lifetime
 with lifetime.signals_stop_children():
     try:
         execute.run(["sh", "-c", "echo $$ > {pidfile}; echo child-owns-stdout; exec sleep 30"],

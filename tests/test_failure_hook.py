@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from clirun import rescue, write_settings
 
-from rescue import failure_hook
+from rescue.backup import failure_hook
+from rescue.backup.failure_hook import call_failure_hook
+from rescue.backup.history import runs
 from rescue.config import Settings
-from rescue.failure_hook import call_failure_hook
-from rescue.history import runs
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rescue import duplog, errors
-from rescue.failures import classify
+from rescue import errors
+from rescue.backup import duplog
+from rescue.backup.failures import classify
 
 DEST = "sftp://backup@127.0.0.1:2222//srv/b"
 

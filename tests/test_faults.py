@@ -18,7 +18,7 @@ import psutil
 import pytest
 from clirun import RESCUE, Run, rescue, symmetric_settings
 
-from rescue.treecompare import compare_trees
+from rescue.backup.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 

@@ -103,8 +103,8 @@ def circles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
 
 def test_the_graph_sees_rescue_modules() -> None:
     graph = import_graph()
-    assert "rescue.execute" in graph["rescue.mounts"]
-    assert "rescue.lifetime" in graph["rescue.execute"]
+    assert "rescue.process.execute" in graph["rescue.recovery.mounts"]
+    assert "rescue.process.lifetime" in graph["rescue.process.execute"]
 
 
 def test_the_cycle_finder_finds_a_circle() -> None:

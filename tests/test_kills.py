@@ -23,7 +23,7 @@ from clirun import RESCUE, rescue, symmetric_settings
 from killing import assert_all_gone, kill_at
 from servers import SshServer
 
-from rescue.treecompare import compare_trees
+from rescue.backup.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,6 @@ from loopdisks import (
     sh,
 )
 
-from rescue import execute
 from rescue.errors import CommandNotFoundError
 from rescue.layout import LayoutError
 from rescue.layout.blkid import parse_blkid_export
@@ -54,6 +53,7 @@ from rescue.layout.model import (
 )
 from rescue.layout.summary import layout_summary
 from rescue.layout.tools import parse_json_output, run_probe_ok
+from rescue.process import execute
 from rescue.units import human_size
 
 # --- loop disks -----------------------------------------------------------------------------
@@ -618,7 +618,7 @@ def test_human_sizes() -> None:
 
 # --- parsers on recorded output -------------------------------------------------------------
 
-# Recorded on this host (lvm2 2.03.16) through rescue.execute.run, which merges stderr, with the
+# Recorded on this host (lvm2 2.03.16) through rescue.process.execute.run, which merges stderr, with the
 # exact arguments capture uses, from a VG made as in test_lvm_on_a_partition_is_captured.
 PVS_OUTPUT = """\
   {

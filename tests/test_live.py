@@ -25,7 +25,7 @@ from rescue.errors import AuthenticationError, ChangedHostKeyError, PlanError
 from rescue.live.cmdline import parse_cmdline
 from rescue.live.console import console_enabled, primary_console
 from rescue.live.plan_source import LABEL, fetch_plan
-from rescue.mounts import mounted_at, unmount_tree
+from rescue.recovery.mounts import mounted_at, unmount_tree
 
 PLAN = 'settings = "rescue.toml"\nafter = "poweroff"\n'
 

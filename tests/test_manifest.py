@@ -12,10 +12,10 @@ import pytest
 from clirun import rescue, write_settings
 from loopdisks import loop_disk, partition, sh
 
-from rescue import manifest
 from rescue.config import Settings
 from rescue.exact.records import SIDECAR_REL
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
+from rescue.recovery import manifest
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"

@@ -15,10 +15,10 @@ from clirun import rescue, write_settings
 from loopdisks import loop_disk
 from manifests import GOLDEN, current_shape, first_shape
 
-from rescue import manifest
 from rescue.errors import ManifestError
 from rescue.layout.model import layout_to_dict
-from rescue.manifest_model import ExcludedAbsent, ExcludedEntry
+from rescue.recovery import manifest
+from rescue.recovery.manifest_model import ExcludedAbsent, ExcludedEntry
 
 DUPLICITY = str(Path(sys.executable).parent / "duplicity")
 

@@ -310,7 +310,7 @@ def test_drills_are_recorded_shown_exported_and_pinged(
     assert "last drill: none recorded" in rescue(config, "status").out
 
     # The drill's gpg uses a home of its own, not the caller's (where gpg would leave an agent
-    # behind), and ends the agent it started there (rescue.gpghome).
+    # behind), and ends the agent it started there (rescue.process.gpghome).
     r = rescue(
         config, "drill", "--scratch", str(tmp_path / "scratch"), env={"GNUPGHOME": str(mine)}
     )

@@ -55,11 +55,11 @@ from scenario import (
 )
 from servers import SshServer
 
+from rescue.backup.treecompare import compare_trees, difference_path
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
-from rescue.manifest import MANIFEST_REL, hardlink_groups
+from rescue.recovery.manifest import MANIFEST_REL, hardlink_groups
 from rescue.steps import RECOVER
-from rescue.treecompare import compare_trees, difference_path
 
 pytestmark = pytest.mark.slow
 

@@ -29,8 +29,8 @@ from killing import assert_all_gone, kill_at
 from loopdisks import attached_image, loop_disk, partition, require_loop_disks, sh
 from scenario import recover_argv, recovery_state, run_recover, scenario_settings, write_plan
 
-from rescue.mounts import mounts_below
-from rescue.treecompare import compare_trees
+from rescue.backup.treecompare import compare_trees
+from rescue.recovery.mounts import mounts_below
 
 pytestmark = pytest.mark.slow
 

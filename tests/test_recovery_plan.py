@@ -12,7 +12,7 @@ from rescue.errors import PlanError, UnansweredQuestionError
 from rescue.layout.devices import mount_entries, partition_node
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
 from rescue.prompts import Answers, Choice, Question
-from rescue.recovery_plan import load_plan
+from rescue.recovery.recovery_plan import load_plan
 from rescue.steps.fix_fstab import Renames, rewrite
 from rescue.steps.restore_identity import merge
 

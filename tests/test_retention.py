@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from clirun import write_settings
 
+from rescue.backup.engine import Engine
+from rescue.backup.lock import reading
 from rescue.config import load_settings
-from rescue.engine import Engine
 from rescue.errors import NoBackupError, ScheduleClockError
-from rescue.lock import reading
 from rescue.placement.guard import fresh
 
 pytestmark = pytest.mark.slow
@@ -95,8 +95,9 @@ def test_a_clock_set_backwards_makes_no_backup(tmp_path: Path) -> None:
 
 
 def test_retention_never_removes_chains_under_a_reader(tmp_path: Path) -> None:
-    """A restore, listing or verify holds the readers' lock (rescue.lock.reading) for its whole
-    run; a full made meanwhile keeps the old chains and says so, the next full removes them."""
+    """A restore, listing or verify holds the readers' lock (rescue.backup.lock.reading) for its
+    whole run; a full made meanwhile keeps the old chains and says so, the next full removes
+    them."""
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a.txt").write_text("a\n")

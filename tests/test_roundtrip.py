@@ -18,9 +18,9 @@ import pytest
 from clirun import rescue, write_settings
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
 
-from rescue.manifest import MANIFEST_REL, load
-from rescue.sampletree import mutate_sample_tree
-from rescue.treecompare import compare_trees
+from rescue.backup.sampletree import mutate_sample_tree
+from rescue.backup.treecompare import compare_trees
+from rescue.recovery.manifest import MANIFEST_REL, load
 
 PASSPHRASE = "correct horse battery staple 7"
 FTP_PASSWORD_ENV = "RESCUE_TEST_FTP_PW"

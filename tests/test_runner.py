@@ -27,7 +27,7 @@ from rescue.errors import (
     UsageError,
 )
 from rescue.prompts import Answers
-from rescue.runner import Runner, State, Stopped, report
+from rescue.recovery.runner import Runner, State, Stopped, report
 
 
 @dataclass
@@ -215,8 +215,8 @@ def test_sigterm_runs_the_cleanups(tmp_path: Path) -> None:
             from pathlib import Path
             sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path.cwd())!r}]
             from test_runner import Ctx, FakeStep, workflow
-            from rescue.lifetime import signals_stop_children
-            from rescue.runner import Runner
+            from rescue.process.lifetime import signals_stop_children
+            from rescue.recovery.runner import Runner
 
             class Slow(FakeStep):
                 def run(self, ctx):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rescue.sampletree import (
+from rescue.backup.sampletree import (
     BASE_MTIME,
     NON_ASCII_NAME,
     MiB,
@@ -21,7 +21,7 @@ from rescue.sampletree import (
     make_sample_tree,
     mutate_sample_tree,
 )
-from rescue.treecompare import compare_trees, tree_totals
+from rescue.backup.treecompare import compare_trees, tree_totals
 
 
 def _entries(root: Path) -> dict[str, os.stat_result]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from clirun import rescue, write_settings
 
-from rescue.cadence import next_runs, on_calendar
+from rescue.backup.cadence import next_runs, on_calendar
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from clirun import rescue, write_settings
 
+from rescue.backup.selection import filter_args, glob_pattern
 from rescue.config import Selection
-from rescue.selection import filter_args, glob_pattern
 
 
 def test_defaults_outside_the_root_are_dropped() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rescue.cadence import window_now
-from rescue.sets import BackupSet, Chain, Status, volume_sizes
-from rescue.timespec import from_duplicity_time
+from rescue.backup.cadence import window_now
+from rescue.backup.sets import BackupSet, Chain, Status, volume_sizes
+from rescue.backup.timespec import from_duplicity_time
 
 FULL = "20261201T023000Z"
 INC = "20261202T023000Z"

@@ -19,8 +19,8 @@ import pytest
 from clirun import rescue, write_settings
 from servers import SshServer
 
-from rescue.sampletree import mutate_sample_tree
-from rescue.treecompare import compare_trees
+from rescue.backup.sampletree import mutate_sample_tree
+from rescue.backup.treecompare import compare_trees
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from clirun import RESCUE, Run, rescue, write_settings
 
+from rescue.backup.engine import DUPLICITY, Engine
 from rescue.config import load_settings
-from rescue.engine import DUPLICITY, Engine
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from loopdisks import loop_disk, require_loop_disks
 
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition, layout_to_dict
 from rescue.prompts import Answers
-from rescue.runner import Runner, State
+from rescue.recovery.runner import Runner, State
 from rescue.steps import RECOVER, finish
 from rescue.steps.context import Context, Options
 

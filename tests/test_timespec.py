@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rescue.backup.timespec import duplicity_time, from_duplicity_time, parse_time
 from rescue.errors import UsageError
-from rescue.timespec import duplicity_time, from_duplicity_time, parse_time
 
 NOW = 1_800_000_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rescue.treecompare import compare_file, compare_trees, difference_path, tree_totals
+from rescue.backup.treecompare import compare_file, compare_trees, difference_path, tree_totals
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

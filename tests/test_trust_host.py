@@ -15,8 +15,8 @@ import pytest
 from clirun import RESCUE, rescue
 from servers import SshServer, free_port
 
+from rescue.backup.pinning import with_fingerprint
 from rescue.errors import ChangedHostKeyError, UnknownHostKeyError, UnreachableError
-from rescue.pinning import with_fingerprint
 
 FP = "SHA256:" + "A" * 43
 

@@ -19,13 +19,13 @@ from machine import Disk, Forward, Machine
 from scenario import CHANGED_MARKER, EXCLUDE_GLOB, GAMES_ID, PASSPHRASE
 from server import ARCHIVE_DIR, ODD_MODES, SERVICE_LINK, SPARSE_DATA, SPARSE_DATA_AT, SPARSE_REL
 
+from rescue.backup.treecompare import compare_trees, difference_path
 from rescue.config import DEFAULT_EXCLUDES
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.live.console import DONE_MARKER, READY_MARKER
 from rescue.live.plan_source import LABEL, PLAN_DIR
-from rescue.manifest import MANIFEST_REL, hardlink_groups
-from rescue.treecompare import compare_trees, difference_path
+from rescue.recovery.manifest import MANIFEST_REL, hardlink_groups
 
 PLAN_MOUNT = PLAN_DIR / "disk"  # where the rescue system mounts the RESCUEPLAN disk
 TARGET_SERIAL = "RESCUE-TARGET"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from rescue import monitoring
+from rescue.backup import monitoring
+from rescue.backup.engine import Engine
+from rescue.backup.failure_hook import report_failure
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
-from rescue.engine import Engine
-from rescue.failure_hook import report_failure
 from rescue.units import human_size
 
 

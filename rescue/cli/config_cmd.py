@@ -16,7 +16,9 @@ from pathlib import Path
 
 import click
 
-from rescue.cadence import window_of
+from rescue.backup.cadence import window_of
+from rescue.backup.destinations import DEFAULT_PORTS, SSH_METHODS, fetch_host_key, ssh_fingerprint
+from rescue.backup.pinning import pin
 from rescue.config import (
     DEFAULT_CONFIG_PATH,
     Settings,
@@ -26,9 +28,7 @@ from rescue.config import (
     render_toml,
     sample_settings,
 )
-from rescue.destinations import DEFAULT_PORTS, SSH_METHODS, fetch_host_key, ssh_fingerprint
 from rescue.errors import ChangedHostKeyError, ConfigError, UnknownHostKeyError
-from rescue.pinning import pin
 from rescue.placement.fsops import rename_noreplace
 
 

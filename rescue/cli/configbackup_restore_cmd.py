@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rescue import lock
+from rescue.backup import lock
 from rescue.cli.configbackup_cmd import (
     MODULE_NAMES,
     ROOT_OPTION,

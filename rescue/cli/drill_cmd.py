@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from rescue import monitoring
+from rescue.backup import monitoring
+from rescue.backup.drill import DrillReport, run_configured, run_demo
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress, table
-from rescue.drill import DrillReport, run_configured, run_demo
 from rescue.errors import DrillMismatchError
 from rescue.units import human_size
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import click
 
+from rescue.backup.engine import Engine
+from rescue.backup.timespec import parse_time
 from rescue.cli.main import App
 from rescue.cli.status_cmd import TIME_HELP
-from rescue.engine import Engine
 from rescue.errors import UsageError
 from rescue.layout import plan as service
 from rescue.layout.mapping import read_mapping_file
 from rescue.layout.recreate import SCRIPT_NAME
 from rescue.layout.summary import layout_summary
 from rescue.prompts import Answers
-from rescue.timespec import parse_time
 
 DEFAULT_LOG_DIR = Path("/var/log/rescue")
 

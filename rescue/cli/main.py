@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import click
 
-from rescue import __version__, execute, lifetime
+from rescue import __version__
 from rescue.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from rescue.errors import EXIT_CODES, RescueError
+from rescue.process import execute, lifetime
 
 DEFAULT_LOG = Path("/var/log/rescue/rescue.log")
 LOG_BYTES = 10 * 1024 * 1024  # then rescue.log.1 ... rescue.log.5: at most 60 MiB in all

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from rescue import manifest
+from rescue.backup.engine import Engine
+from rescue.backup.timespec import parse_time
 from rescue.cli.main import App
 from rescue.cli.status_cmd import TIME_HELP
-from rescue.engine import Engine
-from rescue.timespec import parse_time
+from rescue.recovery import manifest
 
 
 @click.group("manifest")

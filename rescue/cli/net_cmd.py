@@ -10,9 +10,9 @@ from dataclasses import asdict
 
 import click
 
+from rescue.backup.destinations import DEFAULT_PORTS
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, table
-from rescue.destinations import DEFAULT_PORTS
 from rescue.errors import UsageError
 from rescue.netconfig.ipcmd import global_addresses
 from rescue.netconfig.nics import detect_nics

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import click
 
-from rescue import guardian
+from rescue.backup.lock import exclusive
 from rescue.cli.completion_cmd import complete_from
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.errors import IncompleteRestoreError, PlanError, UsageError
-from rescue.lock import exclusive
 from rescue.placement.fsops import remove_own
+from rescue.process import guardian
 from rescue.prompts import QUESTIONS, Answers
-from rescue.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
-from rescue.runner import Runner, State, Stopped, report, step_ids, title_of
+from rescue.recovery.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
+from rescue.recovery.runner import Runner, State, Stopped, report, step_ids, title_of
 from rescue.steps import RECOVER, restore_identity
 from rescue.steps.context import (
     DEFAULT_TARGET_ROOT,

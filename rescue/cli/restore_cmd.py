@@ -6,16 +6,16 @@ import shlex
 
 import click
 
+from rescue.backup.engine import Engine
+from rescue.backup.timespec import iso, parse_time
 from rescue.cli.completion_cmd import complete_path
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.cli.status_cmd import TIME_HELP
-from rescue.engine import Engine
 from rescue.errors import IncompleteRestoreError
 from rescue.exact.restore import restore_exact
 from rescue.placement.guard import check
 from rescue.placement.undo import register
-from rescue.timespec import iso, parse_time
 from rescue.units import human_size
 
 

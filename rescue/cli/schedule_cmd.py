@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from rescue import schedule_units
-from rescue.cadence import (
+from rescue.backup import schedule_units
+from rescue.backup.cadence import (
     DRILL_WORDS,
     RUN_WORDS,
     drill_calendar,
@@ -16,10 +16,10 @@ from rescue.cadence import (
     upcoming,
     window_of,
 )
+from rescue.backup.engine import Engine
 from rescue.cli.main import App, root_option
 from rescue.cli.render import emit_json
 from rescue.config import Schedule
-from rescue.engine import Engine
 
 ROOT_OPTION = root_option(
     "The system to install into (a mounted or chroot system: written, not started)."

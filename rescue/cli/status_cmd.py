@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from rescue import history, schedule_units
-from rescue.cadence import upcoming, window_now, window_of
+from rescue.backup import history, schedule_units
+from rescue.backup.cadence import upcoming, window_now, window_of
+from rescue.backup.engine import Engine
+from rescue.backup.timespec import EXAMPLES, iso, parse_time
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, table
-from rescue.engine import Engine
 from rescue.errors import ScheduleClockError
-from rescue.timespec import EXAMPLES, iso, parse_time
 from rescue.units import human_size
 
 TIME_HELP = f"As of this time: {EXAMPLES}. Default: the newest set."

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from rescue.backup.timespec import parse_time
 from rescue.cli.render import emit_json, table
 from rescue.placement.undo import apply_undo, created_at, listed, prune, register
-from rescue.timespec import parse_time
 from rescue.units import human_size
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rescue.backup.destlock import unlock as unlock_destination
 from rescue.cli.main import App
-from rescue.destlock import unlock as unlock_destination
 
 
 @click.command()

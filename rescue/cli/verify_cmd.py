@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
+from rescue.backup.engine import Engine, relative_path
+from rescue.backup.timespec import iso, parse_time
 from rescue.cli.main import App
 from rescue.cli.render import emit_json
 from rescue.cli.status_cmd import TIME_HELP
 from rescue.config import Settings
-from rescue.engine import Engine, relative_path
 from rescue.errors import TreeDiffersError, UsageError
 from rescue.exact.verify import verify_tree
-from rescue.timespec import iso, parse_time
 
 
 @click.command()

@@ -11,7 +11,6 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from rescue import execute
 from rescue.config.fields import (
     ENV_NAME,
     SSH_METHODS,
@@ -22,6 +21,7 @@ from rescue.config.fields import (
     is_set,
 )
 from rescue.config.toml_file import Loc, Problems
+from rescue.process import execute
 
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from rescue import execute
 from rescue.config.fields import ENV_NAME, AbsPath, EncryptionMode, Section, is_set
 from rescue.config.toml_file import Loc, Problems
+from rescue.process import execute
 
 _GPG_KEY = re.compile(r"[0-9A-F]{8}|[0-9A-F]{16}|[0-9A-F]{40}")
 

@@ -1,6 +1,6 @@
 """GnuPG key checks for [encryption] mode gpg: is the key there, usable, and can it decrypt?
 
-An exception to the process gate: the tools rescue runs start in rescue.execute, but these
+An exception to the process gate: the tools rescue runs start in rescue.process.execute, but these
 look-ups let python-gnupg start gpg itself (`gpg --list-config` when GPG() is made,
 `gpg --list-keys` / `--list-secret-keys` for list_keys). Why: python-gnupg drives gpg's
 machine-readable status protocol (--status-fd, --with-colons) and parses the keys, subkeys,
@@ -9,7 +9,7 @@ What the gate would give is given here by hand: the child's environment is execu
 (no secret variable), and gpg only lists keys (no passphrase; nothing written but gpg's own
 housekeeping, a trustdb or an empty keybox in a new home). Not given: the gate's log line and
 its lifetime rules (a gpg that outlives a killed rescue ends when its short listing does).
-Where: check_gpg_key() (public keys only) before a backup (rescue.engine), before a config
+Where: check_gpg_key() (public keys only) before a backup (rescue.backup.engine), before a config
 archive is encrypted (rescue.configbackup.crypt) and in `rescue config check`; has_secret_key()
 lists secret keys, for which gpg may start a gpg-agent in that home. duplicity's own gpg runs
 are duplicity's children, so they go through the gate with it.
@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rescue import execute
 from rescue.config.settings import Settings
 from rescue.errors import GpgKeyError
+from rescue.process import execute
 
 
 def _gnupg_home(settings: Settings) -> str:

@@ -12,7 +12,6 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from rescue import execute
 from rescue.config.fields import (
     AbsPath,
     DrillEvery,
@@ -22,6 +21,7 @@ from rescue.config.fields import (
     inside,
 )
 from rescue.config.toml_file import Loc, Problems
+from rescue.process import execute
 
 # How long each schedule interval is, in hours: only the order matters.
 _INTERVAL_HOURS = {"hourly": 1, "daily": 24, "weekly": 24 * 7, "monthly": 24 * 30}
@@ -30,7 +30,7 @@ _START_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 class Schedule(Section):
     """[schedule]: the timer `rescue schedule install` makes, the auto full/incremental rule
-    (rescue.cadence), retention, and the failure hook."""
+    (rescue.backup.cadence), retention, and the failure hook."""
 
     help: ClassVar[str] = (
         "When backups run: a full every full_every, incrementals in between, and the last "

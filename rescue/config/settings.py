@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
-from rescue import execute
 from rescue.config.destination import Destination
 from rescue.config.encryption import Encryption
 from rescue.config.sections import ConfigBackup, Duplicity, Monitoring, Schedule, Selection
 from rescue.config.toml_file import Locator, config_error
 from rescue.errors import ConfigError, InsecureConfigError
+from rescue.process import execute
 
 
 class Settings(BaseModel):

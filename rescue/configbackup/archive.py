@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from rescue import execute
 from rescue.config import Settings
 from rescue.configbackup import crypt
 from rescue.errors import ConfigArchiveError
+from rescue.process import execute
 
 FORMAT = 1
 MANIFEST = "manifest.json"

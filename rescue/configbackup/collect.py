@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rescue import execute
 from rescue.configbackup.modules import Module, StateCommand
+from rescue.process import execute
 
 Kind = Literal["file", "dir", "symlink"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rescue import __version__, execute
+from rescue import __version__
 from rescue.config import Settings
 from rescue.configbackup import archive, crypt, remote
 from rescue.configbackup.collect import Entry, Reader, on_root
@@ -34,6 +34,7 @@ from rescue.configbackup.modules import (
 from rescue.configbackup.redact import Redactor
 from rescue.configbackup.store import Store, Stored
 from rescue.errors import RemoteCopyError, RescueError, UsageError
+from rescue.process import execute
 
 log = logging.getLogger("rescue.configbackup")
 

@@ -3,16 +3,16 @@
 Why gpg directly: the archives are single files, not duplicity volumes, but an admin has one
 passphrase or one key to keep safe, so the archives use the same. The passphrase reaches gpg on
 its stdin (--passphrase-fd 0), never in argv; a symmetric run uses a throwaway GnuPG home, so
-nothing is left in root's keyring and no gpg-agent outlives it (rescue.gpghome).
+nothing is left in root's keyring and no gpg-agent outlives it (rescue.process.gpghome).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rescue import execute, gpghome
 from rescue.config import Settings, check_gpg_key
 from rescue.errors import ConfigArchiveError, GpgKeyError, WrongPassphraseError
+from rescue.process import execute, gpghome
 
 SUFFIX = ".gpg"
 _BATCH = ["gpg", "--batch", "--no-tty", "--yes", "--pinentry-mode", "loopback"]

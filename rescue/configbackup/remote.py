@@ -1,5 +1,6 @@
 """Copy archives to the backup destination, in its config-backups/ directory, and delete them
-(through rescue.remotedir: pinned SSH keys, verified FTPS, a temporary name then a rename)."""
+(through rescue.backup.remotedir: pinned SSH keys, verified FTPS, a temporary name then a
+rename)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rescue.backup.destinations import display_url
+from rescue.backup.remotedir import opened
 from rescue.config import Settings
 from rescue.configbackup.store import Stored
-from rescue.destinations import display_url
 from rescue.errors import ConfigArchiveNotFoundError, RemoteCopyError
-from rescue.remotedir import opened
 
 SUBDIR = "config-backups"
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rescue import execute
 from rescue.config import Settings
 from rescue.configbackup.archive import Opened, file_member, state_member
 from rescue.configbackup.collect import Entry, file_kind, fill, id_names, on_root
 from rescue.configbackup.modules import Module, dependency_order, missing_dependencies
 from rescue.errors import ConfigRestoreRefused, UsageError
-from rescue.mounts import mount_points
+from rescue.process import execute
 from rescue.prompts import Answers, Question
+from rescue.recovery.mounts import mount_points
 
 Say = Callable[[str], None]
 

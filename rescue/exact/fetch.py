@@ -13,14 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from rescue import manifest
-from rescue.engine import Engine
+from rescue.backup.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
 from rescue.exact.records import SIDECAR_REL, Record, read, relative
 from rescue.exact.sizes import SIZES_REL, Sizes, load_sizes
 from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
+from rescue.recovery import manifest
 
 OWN_DIR = str(PurePosixPath(SIDECAR_REL).parent)
 NO_RECORDS = (

@@ -25,7 +25,7 @@ that host, including a live capture of a VG whose metadata was written without d
 LV, MD arrays (`parse_mdstat`, `parse_mdadm_export`, only tested on text in the documented
 formats) and open LUKS mappings are proven only in a QEMU guest (vm-tests), later.
 
-All processes are started through rescue.execute.run. A missing tool raises
+All processes are started through rescue.process.execute.run. A missing tool raises
 CommandNotFoundError, a failing probe LayoutError: a layout that was only partly read must never
 pass for a whole one.
 

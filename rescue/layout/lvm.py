@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from rescue.execute import Completed
 from rescue.layout import LayoutError
 from rescue.layout.blkid import filesystem_from_probe, probe
 from rescue.layout.kernel import MountTable, rdev
 from rescue.layout.model import LogicalVolume, LvmLayout, PhysicalVolume, VolumeGroup
 from rescue.layout.tools import int_field, parse_json_output, run_probe, text_field
+from rescue.process.execute import Completed
 
 # Messages from lvm go into the JSON "log" section, not between the report's lines on stderr.
 # A reporting command also (re)writes /etc/lvm/backup and /etc/lvm/archive when it finds them

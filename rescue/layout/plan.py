@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rescue import manifest
 from rescue.config import Settings
 from rescue.errors import DiskMappingError, ManifestError, UsageError
 from rescue.layout import LayoutError
@@ -25,8 +24,9 @@ from rescue.layout.model import Disk, Layout
 from rescue.layout.recreate import LUKS_PASSPHRASE_VAR, apply_script, build_script
 from rescue.layout.stable_ids import resolve_stable_id
 from rescue.layout.system_state import SystemState, read_system_state
-from rescue.manifest_model import Manifest
 from rescue.prompts import Question
+from rescue.recovery import manifest
+from rescue.recovery.manifest_model import Manifest
 
 Ask = Callable[[Question], Any]
 Warn = Callable[[str], None]

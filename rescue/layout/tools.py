@@ -2,7 +2,7 @@
 their output.
 
 Why a module of its own: every part of the capture (the disks, LVM, MD) starts its probes the same
-way -- through rescue.execute.run, unmasked, stderr apart, a failure as a LayoutError that
+way -- through rescue.process.execute.run, unmasked, stderr apart, a failure as a LayoutError that
 quotes the tool -- and reads the same loosely typed JSON fields.
 """
 
@@ -13,12 +13,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rescue.execute import Completed, last_line, run
 from rescue.layout import LayoutError
+from rescue.process.execute import Completed, last_line, run
 
 
 def run_probe(argv: Sequence[str], env: dict[str, str] | None = None) -> Completed:
-    """Run a probe through rescue.execute: its stdout unmasked, its stderr apart.
+    """Run a probe through rescue.process.execute: its stdout unmasked, its stderr apart.
 
     execute.run masks every registered secret in a child's output; a passphrase that happens to
     equal part of a label or a name must not change the recorded layout ("swapper" would become

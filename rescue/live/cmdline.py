@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import PlanError
-from rescue.recovery_plan import AFTER_CHOICES
+from rescue.recovery.recovery_plan import AFTER_CHOICES
 
 CMDLINE = Path("/proc/cmdline")
 KNOWN = ("plan", "net", "after", "ssh")

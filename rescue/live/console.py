@@ -23,10 +23,10 @@ from pathlib import Path
 
 from rescue import __version__
 from rescue.errors import RescueError
-from rescue.execute import run
 from rescue.live.cmdline import LiveOptions, read_cmdline
-from rescue.recovery_plan import load_plan
-from rescue.runner import State
+from rescue.process.execute import run
+from rescue.recovery.recovery_plan import load_plan
+from rescue.recovery.runner import State
 from rescue.steps.context import DEFAULT_WORK_DIR, STATE_FILE
 
 RUN_DIR = Path("/run/rescue")

@@ -28,8 +28,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 from rescue.errors import PlanError
-from rescue.execute import run
-from rescue.mounts import filesystem_device, mount
+from rescue.process.execute import run
+from rescue.recovery.mounts import filesystem_device, mount
 
 LABEL = "RESCUEPLAN"
 PLAN_DIR = Path("/run/rescue/plan")

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import register_secret, run, run_checked
+from rescue.process.execute import register_secret, run, run_checked
 
 SSHD_DROP_IN = Path("/etc/ssh/sshd_config.d/rescue-remote-help.conf")
 SSHD_CONFIG = "PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"

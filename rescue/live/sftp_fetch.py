@@ -2,9 +2,9 @@
 
 The host key must be pinned in the URL (a plan leads to a backup's passphrase: it must never come
 from a server that merely claims the name), and is checked the same way as a backup
-destination's (rescue.destinations.check_host_key). Authentication is by `key=PATH` (a private
-key file in the rescue system) or by a password typed at the console. The URL's query is parsed
-by hand: base64 fingerprints hold '+', which form decoding would turn into a blank.
+destination's (rescue.backup.destinations.check_host_key). Authentication is by `key=PATH` (a
+private key file in the rescue system) or by a password typed at the console. The URL's query is
+parsed by hand: base64 fingerprints hold '+', which form decoding would turn into a blank.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote, urlparse
 
-from rescue.destinations import check_host_key, ssh_fingerprint
+from rescue.backup.destinations import check_host_key, ssh_fingerprint
 from rescue.errors import AuthenticationError, PlanError, UnreachableError
-from rescue.execute import register_secret
+from rescue.process.execute import register_secret
 
 if TYPE_CHECKING:
     import paramiko

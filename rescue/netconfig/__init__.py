@@ -7,7 +7,7 @@ whether to check a cable, a DHCP server, a resolver, a gateway or the server its
 
 - `nics`: the network cards (pyudev), their MAC, carrier and state.
 - `spec`: the `dhcp | IFACE:ADDR/PREFIX,GW,DNS` form of rescue.net= and `rescue net up`.
-- `ipcmd`: the few `ip -j` queries and changes, through rescue.execute.
+- `ipcmd`: the few `ip -j` queries and changes, through rescue.process.execute.
 - `dhcp`: one dhclient run per card, with its own pid and lease files under /run.
 - `setup`: bring_up() for a spec, and the guided question.
 - `reach`: check_reachable(), layer by layer.

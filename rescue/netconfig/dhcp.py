@@ -15,8 +15,8 @@ import signal
 import time
 from pathlib import Path
 
-from rescue import execute
 from rescue.errors import UnreachableError
+from rescue.process import execute
 
 log = logging.getLogger("rescue.netconfig")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rescue import execute
 from rescue.errors import UnreachableError
+from rescue.process import execute
 
 
 class IpError(Exception):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rescue.errors import RestoreDestinationRefused, RestoreTargetExistsError
 from rescue.exact.dirtimes import nearest_existing
-from rescue.mounts import mount_points
 from rescue.placement.fsops import Attrs, inside
+from rescue.recovery.mounts import mount_points
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@
 Each step module has ID, TITLE, READ_ONLY (changes nothing on the machine: a dry run may run
 it), REDO_ON_RESUME (its effect does not survive a reboot: resume runs it again), a pure
 plan(ctx) and run(ctx); a step whose title depends on the run's options also has a pure
-title(ctx) (finish: reboot, power off or not); see rescue.runner.
+title(ctx) (finish: reboot, power off or not); see rescue.recovery.runner.
 """
 
 from __future__ import annotations
 
-from rescue.runner import Step
+from rescue.recovery.runner import Step
 from rescue.steps import (
     bootloader,
     choose_backup,

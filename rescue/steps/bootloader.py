@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import run as run_command
 from rescue.layout.blkid import probe
-from rescue.mounts import bind, unmount_tree
+from rescue.process.execute import run as run_command
+from rescue.recovery.mounts import bind, unmount_tree
 from rescue.steps.context import Context
 
 ID = "bootloader"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
+from rescue.backup.sets import BackupSet, Status, pick_set
+from rescue.backup.timespec import iso, parse_time
 from rescue.prompts import Choice, Question
-from rescue.sets import BackupSet, Status, pick_set
 from rescue.steps.context import Context
-from rescue.timespec import iso, parse_time
 
 ID = "choose_backup"
 TITLE = "choose the restore point"

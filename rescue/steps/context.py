@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rescue.backup.engine import Engine, ProgressCallback
 from rescue.config import Settings, load_settings
-from rescue.engine import Engine, ProgressCallback
 from rescue.errors import RecoveryStateError
 from rescue.exact.records import Record
 from rescue.exact.records import read as read_records
 from rescue.layout import plan as layout_plan
 from rescue.layout.devices import MountEntry, mount_entries
 from rescue.layout.model import Layout
-from rescue.manifest_model import Manifest
 from rescue.prompts import Answers, Question
+from rescue.recovery.manifest_model import Manifest
 from rescue.steps.guided_settings import ask_settings
 
 log = logging.getLogger("rescue.recover")

@@ -7,10 +7,10 @@ import os
 import shutil
 import time
 
-from rescue.execute import run as run_command
-from rescue.mounts import unmount_tree
+from rescue.process.execute import run as run_command
 from rescue.prompts import Choice, Question
-from rescue.runner import State, report
+from rescue.recovery.mounts import unmount_tree
+from rescue.recovery.runner import State, report
 from rescue.steps import restore_identity
 from rescue.steps.context import Context, write_json
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rescue.backup.destinations import DEFAULT_PORTS, fetch_host_key, ssh_fingerprint
 from rescue.config import Settings, load_settings
-from rescue.destinations import DEFAULT_PORTS, fetch_host_key, ssh_fingerprint
 from rescue.errors import UsageError
 from rescue.prompts import Choice, Question
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rescue import manifest
 from rescue.errors import ManifestError
 from rescue.exact.fetch import NO_RECORDS
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import remove_own
+from rescue.recovery import manifest
 from rescue.steps.context import Context
 from rescue.units import human_size
 

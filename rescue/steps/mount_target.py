@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.mounts import mount, unmount_tree
+from rescue.recovery.mounts import mount, unmount_tree
 from rescue.steps.context import Context
 
 ID = "mount_target"

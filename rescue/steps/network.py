@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rescue.destinations import DEFAULT_PORTS, display_url, prepare
+from rescue.backup.destinations import DEFAULT_PORTS, display_url, prepare
 from rescue.errors import UnreachableError
-from rescue.mounts import filesystem_device, mount
 from rescue.netconfig.reach import check_reachable, is_loopback
 from rescue.netconfig.setup import QUESTION, ask_and_bring_up, has_address
+from rescue.recovery.mounts import filesystem_device, mount
 from rescue.steps.context import Context
 
 ID = "network"

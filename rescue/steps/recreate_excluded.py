@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from rescue.exact.dirtimes import kept, nearest_existing
-from rescue.manifest_model import ExcludedEntry
+from rescue.recovery.manifest_model import ExcludedEntry
 from rescue.steps.context import Context
 
 ID = "recreate_excluded"

@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path, PurePosixPath
 
-from rescue.engine import Engine, RestoreSummary
+from rescue.backup.engine import Engine, RestoreSummary
+from rescue.backup.timespec import iso
 from rescue.errors import PathNotInBackupError, RescueError
 from rescue.exact.fetch import Fetched
 from rescue.exact.sizes import check_room, load_sizes
 from rescue.exact.watch import HoleWatch
 from rescue.placement.guard import file_system_root
 from rescue.steps.context import Context
-from rescue.timespec import iso
 from rescue.units import human_size
 
 log = logging.getLogger("rescue.steps")

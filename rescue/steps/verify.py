@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 
 from rescue.errors import VerifyError
 from rescue.exact.deep import compare
-from rescue.manifest import read_ids
+from rescue.recovery.manifest import read_ids
 from rescue.steps.context import Context
 
 ID = "verify"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rescue.errors import LayoutApplyError
-from rescue.execute import last_line, run
+from rescue.process.execute import last_line, run
 
 log = logging.getLogger("rescue.layout")
 

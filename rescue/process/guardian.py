@@ -1,8 +1,8 @@
 """A recovery's mounts do not outlive a `kill -9` of rescue.
 
 A SIGTERM or Ctrl-C runs the recovery's cleanups (stop the children, then unmount). A SIGKILL
-runs nothing: the children die by their death signal (rescue.lifetime), but the target's mounts
-would stay, and the helpers a child started (gpg) might still hold them. So a real recovery
+runs nothing: the children die by their death signal (rescue.process.lifetime), but the target's
+mounts would stay, and the helpers a child started (gpg) might still hold them. So a real recovery
 starts a guardian first: a small process in a session of its own, that rescue tells over a pipe
 which process groups it starts and ends. When the pipe closes without "done", rescue died
 abruptly: the guardian kills the groups still listed, waits until they are empty, and then
@@ -10,8 +10,9 @@ unmounts everything at or below the target root, deepest first. Never while a pr
 run lives, so nothing can write into the directories under a mount point. The next recovery
 waits for a guardian still at work, so its unmounts never race that run's mounts.
 
-Run as `python -m rescue.guardian TARGET_ROOT`, with the pipe as its standard input. It is
-the one process rescue starts outside rescue.execute: it must outlive rescue, not die with it.
+Run as `python -m rescue.process.guardian TARGET_ROOT`, with the pipe as its standard input. It is
+the one process rescue starts outside rescue.process.execute: it must outlive rescue, not die with
+it.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def watching(target_root: Path) -> Iterator[None]:
     _wait_for_others()
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, False)
-    from rescue.execute import child_env  # here: the guardian itself imports nothing of rescue
+    # here: the guardian itself imports nothing of rescue
+    from rescue.process.execute import child_env
 
     try:
-        # Not through rescue.execute: the gate makes every child die with rescue (pdeathsig,
+        # Not through rescue.process.execute: the gate makes every child die with rescue (pdeathsig,
         # its own group that lifetime stops), and the guardian must outlive a kill -9 of rescue.
         subprocess.Popen(
-            [sys.executable, "-m", "rescue.guardian", str(target_root)],
+            [sys.executable, "-m", "rescue.process.guardian", str(target_root)],
             stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
             env=child_env(),  # it unmounts: it needs no secret
         )  # fmt: skip
@@ -86,7 +88,7 @@ def _others() -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"rescue.guardian" in argv[:4]:
+        if b"rescue.process.guardian" in argv[:4]:
             found.append(int(entry.name))
     return found
 
@@ -126,7 +128,7 @@ def main(argv: list[str]) -> int:
         return 0
     _stop_groups(groups)
     from rescue.errors import RecoveryStepError
-    from rescue.mounts import unmount_tree
+    from rescue.recovery.mounts import unmount_tree
 
     try:
         unmount_tree(target_root)  # nothing of the run is alive: a lazy unmount is safe too

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from rescue.placement.fsops import private_dir
 
-log = logging.getLogger("rescue.grandchildren")
+log = logging.getLogger("rescue.process.grandchildren")
 
 # What duplicity runs by name, for the destinations and encryption rescue configures.
 SHIMMED = ("gpg", "lftp")

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import psutil
 
+from rescue.backup.destinations import display_url
+from rescue.backup.remotedir import RemoteDir, opened
 from rescue.config import Settings
-from rescue.destinations import display_url
 from rescue.errors import LockedError, OtherHostError
-from rescue.remotedir import RemoteDir, opened
 
 LOCK_DIR = "rescue.lock"
 LOCK_FILE = "rescue.lock.json"
@@ -47,7 +47,7 @@ SETS_FILE = "rescue-sets.json"  # the oldest and newest set there, written by ev
 LEASE_SECONDS = 900.0  # renewed every third of it while the backup runs
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 
-log = logging.getLogger("rescue.destlock")
+log = logging.getLogger("rescue.backup.destlock")
 
 
 @dataclass(frozen=True)

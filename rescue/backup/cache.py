@@ -14,8 +14,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from rescue.sets import BackupSet, Chain, Status
-from rescue.timespec import from_duplicity_time
+from rescue.backup.sets import BackupSet, Chain, Status
+from rescue.backup.timespec import from_duplicity_time
 
 _MANIFEST = re.compile(
     r"^duplicity-(?P<kind>full|inc)\.(?P<start>\d{8}T\d{6}Z)"

@@ -23,14 +23,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
-from rescue.config import Settings
-from rescue.destinations import (
+from rescue.backup.destinations import (
     CONNECT_TIMEOUT,
     DEFAULT_PORTS,
     SSH_METHODS,
     check_host_key,
     ssh_fingerprint,
 )
+from rescue.config import Settings
 from rescue.errors import (
     AuthenticationError,
     ChangedHostKeyError,

@@ -1,6 +1,6 @@
 """The units (or the cron.d file) that run `rescue backup` at the [schedule] times.
 
-systemd first: the timer fires every incremental period at the start time (rescue.cadence's
+systemd first: the timer fires every incremental period at the start time (rescue.backup.cadence's
 OnCalendar), Persistent=true catches up a run missed while the machine was off, and
 RandomizedDelaySec spreads many hosts over random_delay_minutes. The service runs the backup in
 auto mode, so each run decides full or incremental itself, and a failure shows in `systemctl
@@ -24,11 +24,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescue.cadence import cron_fields, drill_calendar, drill_cron_fields, on_calendar
+from rescue.backup.cadence import cron_fields, drill_calendar, drill_cron_fields, on_calendar
 from rescue.config import Settings
 from rescue.errors import UsageError
-from rescue.execute import run_checked
 from rescue.placement.fsops import write_atomic
+from rescue.process.execute import run_checked
 
 SERVICE = "rescue-backup.service"
 TIMER = "rescue-backup.timer"

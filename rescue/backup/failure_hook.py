@@ -16,11 +16,11 @@ import shlex
 import socket
 import time
 
-from rescue import execute
+from rescue.backup.destinations import display_url
+from rescue.backup.history import Run
 from rescue.config import Settings
-from rescue.destinations import display_url
 from rescue.errors import CommandNotFoundError, RescueError, TimedOutError
-from rescue.history import Run
+from rescue.process import execute
 
 HOOK_TIMEOUT = 120
 HOOK_ENV = {

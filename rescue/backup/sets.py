@@ -10,8 +10,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from rescue.backup.timespec import from_duplicity_time, iso
 from rescue.errors import MissingVolumeError, NoBackupError
-from rescue.timespec import from_duplicity_time, iso
 
 Kind = Literal["full", "incremental"]
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rescue import execute
 from rescue.placement.fsops import private_dir
+from rescue.process import execute
 
-log = logging.getLogger("rescue.gpghome")
+log = logging.getLogger("rescue.process.gpghome")
 
 
 # How long an agent asked to end may take before it is killed.
@@ -44,7 +44,7 @@ def throwaway_home(prefix: str = "rescue-gnupg-") -> Iterator[Path]:
 def _wait_for_agents(home: Path) -> None:
     """Wait until the agents of home have exited; kill one that is still there after the
     grace time, so none outlives the run."""
-    import psutil  # as rescue.lifetime does: only where processes are looked for
+    import psutil  # as rescue.process.lifetime does: only where processes are looked for
 
     agents = []
     for proc in psutil.process_iter(["cmdline", "status"]):

@@ -2,14 +2,15 @@
 
 Why one place: secrets must travel in the environment and never in argv, every line a child
 prints must reach the log with secrets masked, a child must never wait on a prompt (stdin is
-always closed), and every child dies with rescue (rescue.lifetime). duplicity's machine-readable
-`--log-fd` stream is read here too, on an extra pipe, so the engine sees structured records while
-the child's own text goes to the log. A program that owns the terminal (a shell, `rescue
-recover` under the console) runs here too, interactive, so that it is stopped with rescue as well.
+always closed), and every child dies with rescue (rescue.process.lifetime). duplicity's
+machine-readable `--log-fd` stream is read here too, on an extra pipe, so the engine sees structured
+records while the child's own text goes to the log. A program that owns the terminal (a shell,
+`rescue recover` under the console) runs here too, interactive, so that it is stopped with rescue as
+well.
 
-The one other place that starts a process is rescue.guardian, the gate's own machinery: the
+The one other place that starts a process is rescue.process.guardian, the gate's own machinery: the
 guardian must outlive rescue (it unmounts after a kill -9), so it cannot go through a gate that
-makes every child die with rescue. rescue.lifetime starts nothing: it tracks and stops the
+makes every child die with rescue. rescue.process.lifetime starts nothing: it tracks and stops the
 children started here.
 """
 
@@ -27,10 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from rescue import lifetime
 from rescue.errors import CommandNotFoundError, RescueError, StalledError, TimedOutError
+from rescue.process import lifetime
 
-log = logging.getLogger("rescue.execute")
+log = logging.getLogger("rescue.process.execute")
 
 MASK = "***"
 
@@ -160,7 +161,7 @@ def run(
     descriptor (gpg's --passphrase-fd 0). With on_logfd, the child gets a pipe and LOG_FD_ARG
     in argv becomes `--log-fd=N`; every line it writes there is passed on as it arrives. log_output
     False keeps the child's lines out of the log (a file listing is output, not a log; their
-    count is logged). The child dies with rescue (see rescue.lifetime); with a watchdog, a
+    count is logged). The child dies with rescue (see rescue.process.lifetime); with a watchdog, a
     child that stops moving is stopped too, and StalledError says why.
 
     stdin_text is written to stdin as it is (not a secret: a report for a hook). separate_stderr

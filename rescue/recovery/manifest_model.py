@@ -1,7 +1,7 @@
 """The manifest's contract: the typed, versioned shape the backup writes and recovery reads.
 
-Why a module of its own: the backup side (rescue.manifest) reads the host to fill it in, the
-recovery side (rescue.steps) only reads it back; both import this module and nothing of each
+Why a module of its own: the backup side (rescue.recovery.manifest) reads the host to fill it in,
+the recovery side (rescue.steps) only reads it back; both import this module and nothing of each
 other's, and the shape a file on disk has is written down in one place.
 
 Versioning: `format_version` names the shape. Fields added while it stays 1 have defaults, so a

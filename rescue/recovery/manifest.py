@@ -9,7 +9,7 @@ every excluded directory (so /tmp comes back 1777), and the hard-link groups (du
 each link as a separate copy). The settings are recorded without secrets.
 
 This module reads the host and writes the file; its shape, and the checks that an old manifest
-loads and a newer one is refused, are rescue.manifest_model's.
+loads and a newer one is refused, are rescue.recovery.manifest_model's.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from rescue.exact.capture import Discard, capture, record_selection
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.layout.model import Layout
-from rescue.manifest_model import (
+from rescue.placement.fsops import write_atomic
+from rescue.recovery.manifest_model import (
     FORMAT_VERSION,
     Bootloader,
     ExcludedAbsent,
@@ -42,9 +43,9 @@ from rescue.manifest_model import (
     MetadataCounts,
     load,
 )
-from rescue.placement.fsops import write_atomic
 
-# Re-exported: the callers of rescue.manifest keep their names (manifest.load, .FORMAT_VERSION).
+# Re-exported: the callers of rescue.recovery.manifest keep their names (manifest.load,
+# .FORMAT_VERSION).
 __all__ = ["FORMAT_VERSION", "Manifest", "load"]
 MANIFEST_REL = "var/lib/rescue/manifest.json"
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from rescue.errors import RecoveryStepError
-from rescue.execute import run, run_checked
 from rescue.layout.kernel import PROC_MOUNTINFO, parse_mountinfo, read_text
+from rescue.process.execute import run, run_checked
 
 
 def mounted_at(path: Path) -> str | None:

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rescue.errors import RecoveryStateError, RescueError, UsageError
-from rescue.lifetime import Terminated
 from rescue.placement.fsops import write_atomic
+from rescue.process.lifetime import Terminated
 from rescue.prompts import Question
 
-log = logging.getLogger("rescue.runner")
+log = logging.getLogger("rescue.recovery.runner")
 
 STATE_FORMAT = 1
 Outcome = Literal["pending", "running", "done", "failed"]
@@ -247,7 +247,7 @@ class Runner:
         except Stopped:
             self._save()
             raise
-        except BaseException:  # SIGTERM too (rescue.lifetime): the children are gone by now
+        except BaseException:  # SIGTERM too (rescue.process.lifetime): the children are gone by now
             self._cleanup()
             raise
         return self.state

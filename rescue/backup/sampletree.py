@@ -1,7 +1,7 @@
 """Deterministic sample data shaped like a server root, for the restore drill and the benchmark.
 
-The drill backs up a tree, restores it and proves the restore with `rescue.treecompare`, so the
-tree must hold every kind of entry a real server has and a restore can get wrong: nested
+The drill backs up a tree, restores it and proves the restore with `rescue.backup.treecompare`, so
+the tree must hold every kind of entry a real server has and a restore can get wrong: nested
 directories, empty files and an empty directory, symlinks (to a file, to a directory, dangling),
 restrictive and special modes (setuid file, setgid directory), a name with spaces and non-ASCII
 letters, incompressible bytes and a second owner. Everything, mtimes included, follows from the

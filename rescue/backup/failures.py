@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rescue import duplog
+from rescue.backup import duplog
 from rescue.errors import (
     AuthenticationError,
     ChangedHostKeyError,

@@ -20,10 +20,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from rescue.backup.sets import Status
+from rescue.backup.timespec import iso
 from rescue.config import Schedule
 from rescue.errors import ScheduleClockError
-from rescue.sets import Status
-from rescue.timespec import iso
 
 Kind = Literal["full", "incremental"]
 FullEvery = Literal["daily", "weekly", "monthly"]

@@ -32,7 +32,7 @@ from rescue.placement.fsops import private_dir
 if TYPE_CHECKING:
     import paramiko
 
-log = logging.getLogger("rescue.destinations")
+log = logging.getLogger("rescue.backup.destinations")
 
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22, "scp": 22}
 # ftps is FTP with explicit TLS (AUTH TLS on port 21, what vsftpd and most servers speak), which

@@ -21,17 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from rescue import execute, gpghome, history, lifetime
+from rescue.backup import history
+from rescue.backup.engine import Engine, ProgressCallback, Status, relative_path
+from rescue.backup.sampletree import make_sample_tree, mutate_sample_tree
+from rescue.backup.treecompare import compare_file, compare_trees
 from rescue.config import Settings
-from rescue.engine import Engine, ProgressCallback, Status, relative_path
 from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
-from rescue.sampletree import make_sample_tree, mutate_sample_tree
-from rescue.treecompare import compare_file, compare_trees
+from rescue.process import execute, gpghome, lifetime
 
 T = TypeVar("T")
 
-log = logging.getLogger("rescue.drill")
+log = logging.getLogger("rescue.backup.drill")
 
 
 @dataclass
@@ -179,7 +180,7 @@ def run_configured(
 ) -> DrillReport:
     """Restore the configured backup to scratch and compare it with the unchanged live files.
 
-    Every run is recorded in the history (rescue.history.Drill): its outcome, the restore's
+    Every run is recorded in the history (rescue.backup.history.Drill): its outcome, the restore's
     time and the bytes compared, or the error line of a drill that could not finish."""
     engine = Engine(settings, progress)
     record = history.Drill(time.time(), 0.0, "failure", path)

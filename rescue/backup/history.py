@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from rescue import execute, lifetime
+from rescue.process import execute, lifetime
 
 HISTORY_FILE = "rescue-history.jsonl"
 
 Outcome = Literal["success", "failure", "interrupted"]
 
-log = logging.getLogger("rescue.history")
+log = logging.getLogger("rescue.backup.history")
 
 
 @dataclass

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from rescue import __version__, execute, history
+from rescue import __version__
+from rescue.backup import history
 from rescue.config import Settings
 from rescue.placement.fsops import write_atomic
+from rescue.process import execute
 
 Kind = Literal["backup", "drill"]
 Warn = Callable[[str], None]
 
-log = logging.getLogger("rescue.monitoring")
+log = logging.getLogger("rescue.backup.monitoring")
 
 
 # -- pings --------------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ def _kind(kind: Kind) -> str:
 
 def metrics_text(settings: Settings) -> str:
     """The textfile's content, from this host's history and duplicity's cache (no connection)."""
-    from rescue.engine import Engine  # the engine is heavy; only the textfile needs it
+    from rescue.backup.engine import Engine  # the engine is heavy; only the textfile needs it
 
     archive = Path(settings.duplicity.archive_dir)
     runs = history.runs(archive)

@@ -19,20 +19,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from rescue import (
-    cadence,
-    destlock,
-    duplog,
-    execute,
-    grandchildren,
-    history,
-    lifetime,
-    manifest,
-    remotedir,
+from rescue.backup import cadence, destlock, duplog, history, remotedir
+from rescue.backup.cache import cache_name, cached_status
+from rescue.backup.destinations import Target, display_url, duplicity_url, prepare
+from rescue.backup.failures import classify
+from rescue.backup.lock import exclusive, reading, retention_allowed
+from rescue.backup.selection import filter_args
+from rescue.backup.sets import (
+    BackupSet,
+    Kind,
+    Status,
+    parse_collection_status,
+    pick_set,
+    volume_sizes,
 )
-from rescue.cache import cache_name, cached_status
+from rescue.backup.timespec import from_duplicity_time, iso
 from rescue.config import Settings, check_gpg_key
-from rescue.destinations import Target, display_url, duplicity_url, prepare
 from rescue.errors import (
     DuplicityError,
     LockedError,
@@ -43,8 +45,6 @@ from rescue.errors import (
     StalledError,
 )
 from rescue.exact.records import SIDECAR_REL
-from rescue.failures import classify
-from rescue.lock import exclusive, reading, retention_allowed
 from rescue.placement.fsops import (
     free_bytes,
     fs_of,
@@ -55,21 +55,13 @@ from rescue.placement.fsops import (
 )
 from rescue.placement.guard import Protected, RestoreTarget, fresh
 from rescue.placement.place import Placed, place, staging
-from rescue.selection import filter_args
-from rescue.sets import (
-    BackupSet,
-    Kind,
-    Status,
-    parse_collection_status,
-    pick_set,
-    volume_sizes,
-)
-from rescue.timespec import from_duplicity_time, iso
+from rescue.process import execute, grandchildren, lifetime
+from rescue.recovery import manifest
 from rescue.units import human_size
 
 BackupMode = Literal["full", "incremental", "auto"]
 
-log = logging.getLogger("rescue.engine")
+log = logging.getLogger("rescue.backup.engine")
 
 
 def _duplicity() -> str:
@@ -172,8 +164,8 @@ class Engine:
     @contextmanager
     def _gnupg_env(self) -> Iterator[dict[str, str]]:
         """GNUPGHOME for duplicity's gpg: the configured keyring, else the home a caller set
-        (the drill's throwaway one, rescue.gpghome), else gpg's default. A throwaway home for
-        every run would end each run's agent, but starting an agent costs about a second per
+        (the drill's throwaway one, rescue.process.gpghome), else gpg's default. A throwaway home
+        for every run would end each run's agent, but starting an agent costs about a second per
         duplicity run here (measured), so only the drill pays it for now."""
         home = self.settings.encryption.gnupg_home or self.gnupg_home
         yield {"GNUPGHOME": str(home)} if home else {}
@@ -285,7 +277,7 @@ class Engine:
             yield target
 
     def _cached(self, target: Target) -> Status:
-        """The sets as the last duplicity run left them in the cache (see rescue.cache)."""
+        """The sets as the last duplicity run left them in the cache (see rescue.backup.cache)."""
         return cached_status(self.archive_dir / cache_name(target.url), target.display)
 
     # -- status ------------------------------------------------------------------------------
@@ -322,11 +314,11 @@ class Engine:
 
     def backup(self, mode: BackupMode = "auto", now: float | None = None) -> BackupSummary:
         """One duplicity run. Auto mode makes a full when the schedule's period has begun since
-        the last full (rescue.cadence), an incremental otherwise; every mode refuses to run
+        the last full (rescue.backup.cadence), an incremental otherwise; every mode refuses to run
         with a clock earlier than the newest set. What it made is read from the cache.
 
         now (seconds) fakes the clock, as duplicity's --current-time does: for tests only.
-        Every run, failed or not, is appended to the history (rescue.history)."""
+        Every run, failed or not, is appended to the history (rescue.backup.history)."""
         run = history.Run(time.time(), 0.0, mode, "failure")
         try:
             summary = self._backup(mode, now, run)

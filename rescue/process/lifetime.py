@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from rescue import guardian
+from rescue.process import guardian
 
 GRACE_SECONDS = 10.0
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
-# The children rescue.execute started and has not reaped. This module starts no process itself
-# (it is the gate's machinery: execute starts, it tracks and stops), hence no subprocess call.
+# The children rescue.process.execute started and has not reaped. This module starts no process
+# itself (it is the gate's machinery: execute starts, it tracks and stops), hence no subprocess
+# call.
 _live: dict[int, subprocess.Popen[bytes]] = {}
 
 
