@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rescue.backup.engine import DUPLICITY  # noqa: E402
+from rescue.backup.duplicity_run import DUPLICITY  # noqa: E402
 from rescue.exact.capture import capture  # noqa: E402
 from rescue.exact.deep import compare  # noqa: E402
 from rescue.exact.records import Writer, read  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from clirun import RESCUE, rescue, write_settings
 
-from rescue.backup.engine import DUPLICITY
+from rescue.backup.duplicity_run import DUPLICITY
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from clirun import RESCUE, Run, rescue, write_settings
 
-from rescue.backup.engine import DUPLICITY, Engine
+from rescue.backup.duplicity_run import DUPLICITY
+from rescue.backup.engine import Engine
 from rescue.config import load_settings
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from rescue.backup import history
-from rescue.backup.engine import Engine, ProgressCallback, Status, relative_path
+from rescue.backup.engine import Engine
+from rescue.backup.listing import relative_path
+from rescue.backup.results import ProgressCallback
 from rescue.backup.sampletree import make_sample_tree, mutate_sample_tree
+from rescue.backup.sets import Status
 from rescue.backup.treecompare import compare_file, compare_trees
 from rescue.config import Settings
 from rescue.placement.fsops import private_dir

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from rescue.backup.engine import Progress, ProgressCallback
+from rescue.backup.results import Progress, ProgressCallback
 from rescue.units import human_size
 
 REFRESH_SECONDS = 0.25

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from rescue.backup.engine import Engine, relative_path
+from rescue.backup.engine import Engine
+from rescue.backup.listing import relative_path
 from rescue.backup.timespec import iso, parse_time
 from rescue.cli.main import App
 from rescue.cli.render import emit_json

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rescue.backup.engine import Engine, RestoreSummary, relative_path
+from rescue.backup.engine import Engine
+from rescue.backup.listing import relative_path
+from rescue.backup.results import RestoreSummary
 from rescue.exact.fetch import NO_RECORDS, fetched
 from rescue.exact.links import Relinked, relink
 from rescue.exact.records import relative

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rescue.backup.engine import Engine, relative_path
+from rescue.backup.engine import Engine
+from rescue.backup.listing import relative_path
 from rescue.exact.deep import Deep, compare
 from rescue.exact.fetch import NO_RECORDS, fetched
 

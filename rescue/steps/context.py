@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rescue.backup.engine import Engine, ProgressCallback
+from rescue.backup.engine import Engine
+from rescue.backup.results import ProgressCallback
 from rescue.config import Settings, load_settings
 from rescue.errors import RecoveryStateError
 from rescue.exact.records import Record

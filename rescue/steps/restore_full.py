@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path, PurePosixPath
 
-from rescue.backup.engine import Engine, RestoreSummary
+from rescue.backup.engine import Engine
+from rescue.backup.results import RestoreSummary
 from rescue.backup.timespec import iso
 from rescue.errors import PathNotInBackupError, RescueError
 from rescue.exact.fetch import Fetched

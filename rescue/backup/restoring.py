@@ -1,0 +1,209 @@
+"""Getting files out of the backup: restore (staged, then placed), verify, and the manifest."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path, PurePosixPath
+
+from rescue.backup import destlock, duplog
+from rescue.backup.destinations import Target
+from rescue.backup.duplicity_run import DuplicityRunner
+from rescue.backup.listing import relative_path
+from rescue.backup.results import Progress, RestoreSummary
+from rescue.backup.sets import BackupSet, pick_set
+from rescue.backup.timespec import iso
+from rescue.errors import DuplicityError
+from rescue.placement.fsops import private_dir, remove_own, rename_noreplace
+from rescue.placement.guard import RestoreTarget, fresh
+from rescue.placement.place import place, staging
+from rescue.recovery import manifest
+
+
+class Restoring(DuplicityRunner):
+    """Restores and verifies, each from the set picked for its time."""
+
+    def restore(
+        self,
+        path: str | None,
+        target: RestoreTarget,
+        at: int | None = None,
+        *,
+        numeric_owner: bool = False,
+        during: Callable[[Path], AbstractContextManager[object]] | None = None,
+        before_place: Callable[[Path], None] | None = None,
+        excludes: Sequence[str] = (),
+        drop: Sequence[str] = (),
+    ) -> RestoreSummary:
+        """Restore path (everything when None) as of `at` to a checked target (see
+        rescue.placement): staged on its file system, then moved or merged into place.
+
+        A recovery restores each file system by itself, leaving out the backup paths below
+        path where others are mounted, in one of two ways. excludes: the run selects by
+        pattern, so they are never written, but it reads every volume (a plain
+        --path-to-restore reads only those that hold path). drop: a plain run, whose copies of
+        them are removed from the staging directory before the merge (they cost room there
+        while duplicity runs). numeric_owner keeps the backup's uids and gids whatever the
+        names map to here. during(staged path) is entered while duplicity writes
+        (rescue.exact.watch follows the sparse files with it); before_place(staged path) runs
+        after it, before anything is moved to the target, so a restore killed at any moment
+        leaves at the target nothing or all of it (rescue.exact replays its records there).
+        """
+        rel = relative_path(path, self.settings) if path else ""
+        with self._target() as remote:
+            backup_set = self._pick(remote, at)
+            action = ["restore", "-t", str(backup_set.time)]
+            if excludes:
+                action += [f"--exclude={_literal(x)}" for x in excludes]
+                if rel:
+                    action += [f"--include={_literal(rel)}", "--exclude", "**"]
+            elif rel:
+                action.append(f"--path-to-restore={rel}")  # one item: rel may start with -
+            if numeric_owner:
+                action.append("--numeric-owner")
+            progress = Progress(phase="restore")
+            start = time.monotonic()
+            with staging(target.home) as staged:
+                into = staged / "restored"
+                item = into / rel if excludes and rel else into
+                with during(item) if during else nullcontext():
+                    self._run(
+                        [*action, remote.url, str(into)],
+                        target=remote,
+                        verbosity="info" if self.progress else "notice",
+                        on_record=self._restore_progress(progress) if self.progress else None,
+                        local=staged,
+                    )
+                for rel_below in drop:
+                    remove_own(item / PurePosixPath(rel_below).relative_to(rel or "."))
+                files, size = _totals(item)
+                if before_place is not None:
+                    before_place(item)
+                placed = place(
+                    item,
+                    target,
+                    PurePosixPath(rel).name or "restored",
+                    f"restore of {rel or '/'} as of {iso(backup_set.time)}",
+                )
+            return RestoreSummary(
+                path=rel or "/",
+                destination=str(target.path),
+                time=backup_set.time,
+                files=files,
+                bytes=size,
+                seconds=time.monotonic() - start,
+                placed=placed,
+            )
+
+    def pick(self, at: int | None) -> BackupSet:
+        """The set a restore as of `at` uses (the newest at or before it)."""
+        with self._target() as target:
+            return self._pick(target, at)
+
+    def _pick(self, target: Target, at: int | None) -> BackupSet:
+        # The cache is enough to pick the set, unless another cache wrote there since (or
+        # retention removed sets): the destination's own note of its sets tells.
+        status = self._cached(target)
+        there = destlock.sets_there(self.settings)
+        known = (status.sets[0].time, status.sets[-1].time) if status.sets else None
+        if not status.sets or (there is not None and there != known):
+            status = self._status(target)
+        return pick_set(status, at)
+
+    def verify(self, path: str, local: Path, at: int) -> tuple[int, list[str]]:
+        """Compare local with path in the set at `at`, content included (duplicity verify
+        --compare-data). Returns the number of files compared and every difference found."""
+        rel = relative_path(path, self.settings)
+        with self._target() as target:
+            action = ["verify", "--compare-data", "-t", str(at)]
+            if rel:
+                action.append(f"--path-to-restore={rel}")
+            differences: list[str] = []
+            compared = 0
+
+            def on_record(record: duplog.Record) -> None:
+                nonlocal compared
+                text = record.message
+                if text.startswith("Difference found:"):
+                    differences.append(text.removeprefix("Difference found:").strip())
+                found = re.search(r"Verify complete: (\d+) file", text)
+                if found:
+                    compared = int(found.group(1))
+
+            try:
+                self._run([*action, target.url, str(local)], target, on_record=on_record)
+            except DuplicityError:
+                if not differences:
+                    raise
+            return compared, differences
+
+    def restore_files(self, rels: list[str], dest: Path, at: int) -> list[str]:
+        """Restore several files in ONE duplicity run (include patterns), each to dest/rel.
+
+        Why one run: each duplicity start costs seconds on a server and a minute under
+        emulation, and recovery needs the manifest and the identity files before anything else.
+        dest is a fresh directory of rescue's own (the recovery's work directory). Returns the
+        rels the backup held; a rel it does not hold is simply absent.
+        """
+        with self._target() as target, staging(dest) as staged:
+            selection = [f"--include={_literal(rel)}" for rel in rels]
+            self._run(
+                ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
+                 str(staged / "restored")],
+                target,
+            )  # fmt: skip
+            found = []
+            for rel in rels:
+                got = staged / "restored" / rel
+                if got.is_file():
+                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                    rename_noreplace(got, dest / rel)
+                    found.append(rel)
+            return found
+
+    def load_manifest(self, at: int | None = None) -> manifest.Manifest:
+        """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""
+        with private_dir("rescue-manifest-") as tmp:
+            target = tmp / "manifest.json"
+            self.restore(manifest.MANIFEST_REL, fresh(target), at)
+            return manifest.load(target, name=f"{manifest.MANIFEST_REL} in the backup")
+
+    def _restore_progress(self, progress: Progress) -> Callable[[duplog.Record], None]:
+        def on_record(record: duplog.Record) -> None:
+            if record.level != "INFO" or not record.extra:
+                return
+            if record.code == duplog.INFO_PATCH_FILE_WRITING:
+                progress.files += 1
+                progress.current = duplog.unescape_path(record.extra[0].rsplit(" ", 1)[0])
+            elif record.code == duplog.INFO_PROGRESS:
+                parts = record.extra[0].split()
+                if len(parts) == 2 and int(parts[1]):
+                    progress.fraction = int(parts[0]) / int(parts[1])
+            else:
+                return
+            assert self.progress is not None
+            self.progress(progress)
+
+        return on_record
+
+
+def _literal(rel: str) -> str:
+    """A path as a duplicity selection pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in rel)
+
+
+def _totals(dest: Path) -> tuple[int, int]:
+    """Entries and bytes of what a restore wrote, a file or a tree."""
+    if not dest.is_dir() or dest.is_symlink():
+        return 1, dest.lstat().st_size if dest.is_file() else 0
+    files = size = 0
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for name in [*filenames, *dirnames]:
+            st = os.lstat(os.path.join(dirpath, name))
+            files += 1
+            if not os.path.isdir(os.path.join(dirpath, name)):
+                size += st.st_size
+    return files, size
