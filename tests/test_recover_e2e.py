@@ -58,6 +58,7 @@ from servers import SshServer
 from rescue.backup.treecompare import compare_trees, difference_path
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
+from rescue.placement.place import STAGING_PREFIX
 from rescue.recovery.manifest import MANIFEST_REL, hardlink_groups
 from rescue.steps import RECOVER
 
@@ -207,6 +208,28 @@ def assert_boots(target: Path, folder: Path) -> None:
     assert f"sum={hashlib.sha256(CHANGED_MARKER.encode()).hexdigest()}" in words, line
 
 
+def staged_files(target: Path, enough: int) -> int:
+    """How many files the restore's staging directories in target hold, counting up to enough."""
+    count = 0
+    for staging in target.glob(f"{STAGING_PREFIX}*"):
+        for _, _, files in os.walk(staging):
+            count += len(files)
+            if count >= enough:
+                return count
+    return count
+
+
+def wait_for_staged_files(
+    target: Path, proc: subprocess.Popen[bytes], deadline: float, enough: int = 200
+) -> None:
+    """Return once duplicity has written enough files into the staging directory: a kill then
+    lands in the middle of the restore, not before its first file (the minbase has >5,000)."""
+    while staged_files(target, enough) < enough:
+        assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+        assert time.monotonic() < deadline, "the restore wrote no files"
+        time.sleep(0.2)
+
+
 def test_same_size_disk_killed_mid_restore_resumes_and_boots(
     scenario: Scenario, tmp_path: Path, host_identity: None
 ) -> None:
@@ -225,7 +248,7 @@ def test_same_size_disk_killed_mid_restore_resumes_and_boots(
             assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
             assert time.monotonic() < deadline, "the restore never started"
             time.sleep(0.2)
-        time.sleep(2)  # duplicity is writing files now
+        wait_for_staged_files(tmp_path / "target", proc, deadline)  # duplicity is writing now
         os.killpg(proc.pid, signal.SIGKILL)  # a crash: no cleanup runs, duplicity dies too
         proc.wait()
         assert step_record(recovery_state(tmp_path), "restore_full")["outcome"] == "running"

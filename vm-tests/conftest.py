@@ -18,6 +18,15 @@ from isoimage import extract, missing_for_iso, rescue_iso
 from machine import accelerator
 from servers import SshServer
 
+VM_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every scenario here boots the rescue ISO in QEMU: the vm tier (see tests/conftest.py)."""
+    for item in items:
+        if VM_TESTS in item.path.parents:
+            item.add_marker("vm")
+
 
 @pytest.fixture(scope="session")
 def iso() -> Path:
