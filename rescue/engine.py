@@ -184,7 +184,7 @@ class Engine:
             return ["--no-encryption"], {}
         # An empty PASSPHRASE keeps duplicity from prompting for a key that has none.
         secret = {"PASSPHRASE": self.settings.passphrase() or ""}
-        args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" else []
+        args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" and enc.gpg_key else []
         return args, secret
 
     def _run(
@@ -354,7 +354,7 @@ class Engine:
             kind, reason = choose_kind(mode, before, self.settings, now)
             manifest.write(self.settings, self._own_excludes())
             root = str(self.settings.selection.root)
-            action = [kind]
+            action: list[str] = [kind]
             if now is not None:
                 action += ["--current-time", str(int(now))]
             action += ["--volsize", str(self.settings.duplicity.volsize)]
