@@ -110,7 +110,7 @@ MODULE_NAMES = complete_from(m.name for m in BUILTIN)
 @click.pass_obj
 def create_cmd(
     app: App,
-    kind: str,
+    kind: create.ArchiveType,  # click.Choice(create.TYPES)
     name: str | None,
     modules: tuple[str, ...],
     root: Path,
@@ -126,7 +126,7 @@ def create_cmd(
     made = create.create(
         settings_of(app),
         root,
-        kind,  # type: ignore[arg-type]
+        kind,
         modules,
         name,
         config_path=app.config_path,
