@@ -149,6 +149,7 @@ def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
         yield Target(url=url, display=display_url(settings))
         return
 
+    assert dest.host is not None  # the settings model requires it for every network method
     port = dest.port or DEFAULT_PORTS[dest.method]
     if dest.method not in SSH_METHODS:
         _check_reachable(dest.host, port)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rescue.backup import history
 from rescue.backup.engine import Engine
@@ -41,7 +41,7 @@ log = logging.getLogger("rescue.backup.drill")
 @dataclass
 class DrillReport:
     destination: str
-    sets: list[dict[str, object]] = field(default_factory=list)
+    sets: list[dict[str, Any]] = field(default_factory=list)  # BackupSet.as_dict() rows
     source_bytes: int = 0
     bytes_written: int = 0
     restored_files: int = 0

@@ -65,7 +65,7 @@ class DuplicityRunner:
             return ["--no-encryption"], {}
         # An empty PASSPHRASE keeps duplicity from prompting for a key that has none.
         secret = {"PASSPHRASE": self.settings.passphrase() or ""}
-        args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" else []
+        args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" and enc.gpg_key else []
         return args, secret
 
     def _run(

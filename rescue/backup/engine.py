@@ -99,7 +99,7 @@ class Engine(Listing, Restoring):
             kind, reason = choose_kind(mode, before, self.settings, now)
             manifest.write(self.settings, self._own_excludes())
             root = str(self.settings.selection.root)
-            action = [kind]
+            action: list[str] = [kind]
             if now is not None:
                 action += ["--current-time", str(int(now))]
             action += ["--volsize", str(self.settings.duplicity.volsize)]

@@ -157,8 +157,8 @@ def metrics_text(settings: Settings) -> str:
         "rescue_last_run_timestamp_seconds",
         "When the last run ended, in seconds since the epoch.",
         [
-            (_kind("backup"), last_run and last_run.end),
-            (_kind("drill"), last_drill and last_drill.end),
+            (_kind("backup"), last_run.end if last_run else None),
+            (_kind("drill"), last_drill.end if last_drill else None),
         ],
     )
     out.gauge(
@@ -173,16 +173,16 @@ def metrics_text(settings: Settings) -> str:
         "rescue_last_run_duration_seconds",
         "How long the last run took.",
         [
-            (_kind("backup"), last_run and round(last_run.seconds, 3)),
-            (_kind("drill"), last_drill and round(last_drill.seconds, 3)),
+            (_kind("backup"), round(last_run.seconds, 3) if last_run else None),
+            (_kind("drill"), round(last_drill.seconds, 3) if last_drill else None),
         ],
     )
     out.gauge(
         "rescue_last_success_timestamp_seconds",
         "When the last successful run ended (a drill: the last identical one).",
         [
-            (_kind("backup"), last_ok and last_ok.end),
-            (_kind("drill"), last_good_drill and last_good_drill.end),
+            (_kind("backup"), last_ok.end if last_ok else None),
+            (_kind("drill"), last_good_drill.end if last_good_drill else None),
         ],
     )
     out.gauge(

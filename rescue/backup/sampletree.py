@@ -307,7 +307,7 @@ def _plan_bench(rng: random.Random, total: int) -> list[_BenchFile]:
 
 def _bench_path(rng: random.Random, item: _BenchFile, index: int) -> str:
     if item.kind == "small":
-        places = _SMALL_TEXT
+        places: tuple[tuple[str, str], ...] = _SMALL_TEXT
     elif item.kind == "medium":
         places = _MEDIUM_RANDOM if item.incompressible else _MEDIUM_TEXT
     else:

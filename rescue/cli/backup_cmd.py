@@ -7,6 +7,7 @@ import click
 from rescue.backup import monitoring
 from rescue.backup.engine import Engine
 from rescue.backup.failure_hook import report_failure
+from rescue.backup.results import BackupMode
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
 from rescue.units import human_size
@@ -19,7 +20,7 @@ from rescue.units import human_size
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.pass_obj
-def backup(app: App, mode: str | None, as_json: bool) -> None:
+def backup(app: App, mode: BackupMode | None, as_json: bool) -> None:  # the flag_values
     """Back up the selected files to the destination.
 
     \b
@@ -38,7 +39,7 @@ def backup(app: App, mode: str | None, as_json: bool) -> None:
         try:
             with progress(not as_json) as callback:
                 engine.progress = callback
-                summary = engine.backup(mode or "auto")  # type: ignore[arg-type]
+                summary = engine.backup(mode or "auto")
         except BaseException as exc:
             if engine.last_run is not None:
                 log_path = str(app.log_path) if app.log_path else None

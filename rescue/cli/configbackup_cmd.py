@@ -110,7 +110,7 @@ MODULE_NAMES = complete_from(m.name for m in BUILTIN)
 @click.pass_obj
 def create_cmd(
     app: App,
-    kind: str,
+    kind: create.ArchiveType,  # click.Choice(create.TYPES)
     name: str | None,
     modules: tuple[str, ...],
     root: Path,
@@ -126,7 +126,7 @@ def create_cmd(
     made = create.create(
         settings_of(app),
         root,
-        kind,  # type: ignore[arg-type]
+        kind,
         modules,
         name,
         config_path=app.config_path,
@@ -197,17 +197,17 @@ def list_cmd(app: App, at_remote: bool, as_json: bool) -> None:
 def _list_remote(store: Store, as_json: bool) -> None:
     settings = _need_settings(store, "--remote")
     local = {s.path.name for s in store.all()}
-    found = [
-        {"file": name, "size": size, "local": name in local}
-        for name, size in remote.listing(settings).items()
-    ]
+    sizes = remote.listing(settings)
+    found = [{"file": name, "size": size, "local": name in local} for name, size in sizes.items()]
     if as_json:
         emit_json(found)
         return
     if not found:
         click.echo(f"no configuration archives at {remote.where(settings)}")
         return
-    rows = [[f["file"], human_size(f["size"]), "yes" if f["local"] else "no"] for f in found]
+    rows = [
+        [name, human_size(size), "yes" if name in local else "no"] for name, size in sizes.items()
+    ]
     table(f"at {remote.where(settings)}", ["file", "size", "in the store"], rows)
 
 

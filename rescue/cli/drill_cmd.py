@@ -93,7 +93,7 @@ def _print(report: DrillReport) -> None:
                 str(s["date"]),
                 str(s["volumes"]),
                 human_size(s["bytes"]),
-            ]  # type: ignore[arg-type]
+            ]
             for s in report.sets
         ],
     )

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -115,8 +116,8 @@ def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
     fields = [f.name for f in dataclasses.fields(PlanRequest)]
 
     @functools.wraps(command)
-    def bundled(*args: object, **kwargs: object) -> None:
-        request = PlanRequest(**{name: kwargs.pop(name) for name in fields})  # type: ignore[arg-type]
+    def bundled(*args: Any, **kwargs: Any) -> None:  # what click parsed, typed by the options
+        request = PlanRequest(**{name: kwargs.pop(name) for name in fields})
         command(*args, request=request, **kwargs)
 
     for option in reversed(options):

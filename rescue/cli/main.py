@@ -151,7 +151,7 @@ def _quiet_when_reader_leaves(command: str | None = None) -> Iterator[None]:
 class RescueGroup(click.Group):
     """A click group whose invocation maps every exception to one line and an exit code."""
 
-    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _quiet_when_reader_leaves():  # `rescue --help | head -1` prints here
             return super().make_context(*args, **kwargs)
 
@@ -162,7 +162,7 @@ class RescueGroup(click.Group):
             sys.stdout.flush()  # now, so a closed pipe is seen here and not at Python's exit
         return result
 
-    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         try:
             with lifetime.signals_stop_children():

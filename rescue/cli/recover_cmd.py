@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,7 +53,16 @@ Question IDs (a plan answers them under [answers]):
 
 
 def _options(
-    app: App, plan: RecoveryPlan | None, work_dir: Path, target_root: Path | None, **given: object
+    app: App,
+    plan: RecoveryPlan | None,
+    work_dir: Path,
+    target_root: Path | None,
+    *,
+    when: str | None,
+    grow: bool,
+    after: str | None,
+    yes: bool,
+    targets: Sequence[str],
 ) -> Options:
     settings_file = None
     if plan is not None and plan.settings is not None:
@@ -69,25 +80,25 @@ def _options(
         target_root=os.path.abspath(root),
         settings_file=os.path.abspath(settings_file) if settings_file else None,
         plan_file=os.path.abspath(plan.path) if plan else None,
-        time=given["when"] or (plan.time if plan else None),  # type: ignore[arg-type]
-        grow=given["grow"] if plan is None or plan.grow is None else plan.grow,  # type: ignore[arg-type]
-        after=given["after"] or (plan.after if plan else None),  # type: ignore[arg-type]
+        time=when or (plan.time if plan else None),
+        grow=grow if plan is None or plan.grow is None else plan.grow,
+        after=after or (plan.after if plan else None),
         unattended=plan is not None,
-        assume_yes=bool(given["yes"]),
-        target_ids=list(given["targets"] or (plan.targets if plan else [])),  # type: ignore[call-overload]
+        assume_yes=yes,
+        target_ids=list(targets or (plan.targets if plan else [])),
         map_ids=dict(plan.map) if plan else {},
         source_mounts=dict(plan.mounts) if plan else {},
         log_file=os.path.abspath(app.log_path) if app.log_path else None,
     )
 
 
-def _print_report(data: dict[str, object], as_json: bool, work_dir: Path) -> None:
+def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     write_json(work_dir / REPORT_FILE, data)
     if as_json:
         emit_json(data)
         return
     click.echo("")
-    for step in data["steps"]:  # type: ignore[attr-defined]
+    for step in data["steps"]:
         seconds = "" if step["seconds"] is None else human_seconds(step["seconds"])
         line = f"  {step['outcome']:<8} {seconds:>8}  {step['id']}"
         if step["error"]:
@@ -95,7 +106,7 @@ def _print_report(data: dict[str, object], as_json: bool, work_dir: Path) -> Non
         click.echo(line)
     totals = data["totals"]
     click.echo(
-        f"recovery {data['outcome']} in {human_seconds(totals['seconds'])}"  # type: ignore[index]
+        f"recovery {data['outcome']} in {human_seconds(totals['seconds'])}"
         f"; report: {work_dir / REPORT_FILE}"
     )
 

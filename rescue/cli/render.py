@@ -56,9 +56,9 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     if stdout.is_terminal:
         stdout.print(t)
         return
-    wide = Console(file=io.StringIO(), width=UNWRAPPED, highlight=False, color_system=None)
-    wide.print(t)
-    for line in wide.file.getvalue().splitlines():  # type: ignore[attr-defined]
+    text = io.StringIO()
+    Console(file=text, width=UNWRAPPED, highlight=False, color_system=None).print(t)
+    for line in text.getvalue().splitlines():
         click.echo(line.rstrip())
 
 

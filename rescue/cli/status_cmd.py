@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,12 +63,12 @@ def _history(engine: Engine, as_json: bool) -> None:
     table(f"{len(runs)} recorded run(s)", RUN_COLUMNS, [_run_row(r) for r in runs])
 
 
-def _window_line(window: dict[str, object] | None) -> str:
+def _window_line(window: dict[str, Any] | None) -> str:
     """What can be restored now, from the sets that exist (not what the settings plan)."""
     if window is None:
         return "restore window: none, there is no backup to restore from"
     sets = f"{window['sets']} set(s) in {window['chains']} chain(s)"
-    age = human_seconds(float(window["seconds"]))  # type: ignore[arg-type]
+    age = human_seconds(float(window["seconds"]))
     return f"restore window: back to {window['oldest_set']} ({age} ago; {sets})"
 
 

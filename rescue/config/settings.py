@@ -43,7 +43,7 @@ class Settings(BaseModel):
     _locator: Locator | None = PrivateAttr(default=None)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Settings:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Settings:
         """Like BaseModel.model_validate, but invalid settings raise one ConfigError."""
         try:
             return super().model_validate(obj, **kwargs)

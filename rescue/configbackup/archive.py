@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from rescue.config import Settings
 from rescue.configbackup import crypt
@@ -64,7 +64,7 @@ class Writer:
     def __init__(self, work_dir: Path, compression: str) -> None:
         self.compression = compression
         self.tar_path = work_dir / "archive.tar"
-        mode = "w:gz" if compression == "gzip" else "w"
+        mode: Literal["w:gz", "w"] = "w:gz" if compression == "gzip" else "w"
         self.tar = tarfile.open(self.tar_path, mode, format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.members: dict[str, dict[str, Any]] = {}
 
@@ -86,7 +86,7 @@ class Writer:
         with path.open("rb") as raw:
             size = path.stat().st_size
             hashing = _Hashing(raw)
-            self.tar.addfile(self._info(name, size), hashing)  # type: ignore[arg-type]
+            self.tar.addfile(self._info(name, size), hashing)
         digest = hashing.digest.hexdigest()
         self.members[name] = {"sha256": digest, "size": size}
         return digest, size

@@ -146,6 +146,7 @@ def create(
         if redactor is not None:
             say("collecting diagnostics")
             diagnostics = _diagnostics(writer, redactor, settings, root, config_path, log_path)
+        secret_files = list(dict.fromkeys(d["path"] for d in (scanner.done if scanner else [])))
         manifest = {
             "type": kind,
             "name": name,
@@ -160,17 +161,15 @@ def create(
             "added_dependencies": added,
             "warnings": warnings,
             "redactions": redactor.done if redactor else [],
-            "secret_files": list(
-                dict.fromkeys(d["path"] for d in (scanner.done if scanner else []))
-            ),
+            "secret_files": secret_files,
             "diagnostics": diagnostics,
         }
         say("writing the archive")
         built = work / store.file_name(name, compression, encrypted)
         writer.finish(manifest, built, settings)
         stored = store.add(built, manifest, name)
-    if manifest["secret_files"] and kind != "pre-restore":
-        warn(unencrypted_warning(name, manifest["secret_files"]))
+    if secret_files and kind != "pre-restore":
+        warn(unencrypted_warning(name, secret_files))
     if settings is not None and store.options.copy_to_destination:
         refusal = remote.unencrypted_refusal(stored, allow_unencrypted)
         if refusal and kind == "pre-restore":

@@ -8,6 +8,7 @@ nothing is left in root's keyring and no gpg-agent outlives it (rescue.process.g
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rescue.config import Settings, check_gpg_key
@@ -28,7 +29,7 @@ def encrypt(settings: Settings, source: Path, out: Path) -> None:
     if enc.mode == "gpg":
         check_gpg_key(settings)
         assert enc.gpg_key is not None  # the settings model requires it in gpg mode
-        argv = [*_BATCH, *_home(settings), "--trust-model", "always", "--encrypt"]
+        argv: list[str | Path] = [*_BATCH, *_home(settings), "--trust-model", "always", "--encrypt"]
         _gpg([*argv, "--recipient", enc.gpg_key, "--output", out, source], None, "encrypt")
         return
     with gpghome.throwaway_home("rescue-gpg-") as home:
@@ -60,7 +61,9 @@ def _home(settings: Settings) -> list[str]:
     return ["--homedir", home] if home else []
 
 
-def _gpg(argv: list[object], secret: str | None, what: str, source: Path | None = None) -> None:
+def _gpg(
+    argv: Sequence[str | Path], secret: str | None, what: str, source: Path | None = None
+) -> None:
     result = execute.run([str(a) for a in argv], stdin_secret=secret)
     if result.returncode == 0:
         return

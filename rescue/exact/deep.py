@@ -93,9 +93,9 @@ def compare(
         except OSError:
             continue
         found.checked += 1
-        record = below.get(rel)
-        expected = (record or {}).get("o") or inherited
-        _check(found, path, rel, st, record, expected, full in ignore_times, top=not rel)
+        recorded = below.get(rel)
+        expected = (recorded or {}).get("o") or inherited
+        _check(found, path, rel, st, recorded, expected, full in ignore_times, top=not rel)
         if stat.S_ISDIR(st.st_mode):
             owner = [st.st_uid, st.st_gid] if expected is None else expected
             with os.scandir(path) as entries:

@@ -136,8 +136,8 @@ def _owner(path: str, record: Record, st: os.stat_result, done: Replayed) -> Non
 
 def _xattrs(path: str, record: Record, done: Replayed) -> None:
     """Set every recorded xattr; each kind is counted once per path, applied or failed."""
-    applied: set[str] = set()
-    failed: dict[str, str] = {}
+    applied: set[xattrs.Kind] = set()
+    failed: dict[xattrs.Kind, str] = {}
     for name, value in decode_xattrs(record).items():
         kind = xattrs.kind(name)
         try:

@@ -186,8 +186,8 @@ def _capture_luks(layout: Layout, mounts: MountTable) -> None:
             continue
         mapping = _crypt_mapping(fs.device)
         layout.luks.append(LuksContainer(fs.device, fs.uuid, fs.version, mapping))
-        if mapping:
-            inner_path = layout.luks[-1].mapping_path
+        inner_path = layout.luks[-1].mapping_path
+        if inner_path:
             inner = filesystem_from_probe(probe(inner_path), inner_path)
             if inner:
                 inner.mountpoint = mounts.mountpoint(inner_path)

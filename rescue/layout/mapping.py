@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from rescue.errors import DiskMappingError
-from rescue.layout.model import Disk, Layout
+from rescue.layout.model import Disk, Filesystem, Layout
 from rescue.layout.system_state import SystemState, backup_disks, read_system_state
 from rescue.units import human_size
 
@@ -144,7 +144,7 @@ def left_out_disks(source: Layout, excluded: Iterable[str]) -> dict[str, list[st
     excluded = [e.rstrip("/") or "/" for e in excluded if e.startswith("/")]
     result: dict[str, list[str]] = {}
     for disk in source.disks:
-        systems = [disk.filesystem] if disk.filesystem else []
+        systems: list[Filesystem | None] = [disk.filesystem] if disk.filesystem else []
         systems += [p.filesystem for p in disk.partitions]
         if not systems or not all(
             fs is not None and fs.mountpoint and _under(fs.mountpoint, excluded) for fs in systems

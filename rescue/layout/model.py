@@ -246,7 +246,7 @@ class Layout:
         yield from self.filesystems
 
 
-_LAYOUT = TypeAdapter(Layout)
+_LAYOUT: TypeAdapter[Layout] = TypeAdapter(Layout)
 
 
 def layout_to_dict(layout: Layout) -> dict[str, Any]:

@@ -85,9 +85,9 @@ def setup(options: LiveOptions, out: Say = say) -> dict[str, object]:
     """Remote help, network and plan, each on its own: one failing does not stop the others.
 
     Returns what was found: "plan" (a local path, or None) and "errors" (one line each)."""
-    result: dict[str, object] = {"plan": None, "errors": list(options.problems), "lines": []}
-    errors: list[str] = result["errors"]  # type: ignore[assignment]
-    lines: list[str] = result["lines"]  # type: ignore[assignment]
+    errors: list[str] = list(options.problems)
+    lines: list[str] = []
+    result: dict[str, object] = {"plan": None, "errors": errors, "lines": lines}
     try:
         lines += _network(options.net)
     except RescueError as exc:

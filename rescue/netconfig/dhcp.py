@@ -70,9 +70,8 @@ def obtain_lease(iface: str, timeout: float) -> None:
     RUN_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     conf.write_text(CONFIG.format(timeout=max(1, round(timeout))))
     stop(iface)
-    done = execute.run(
-        ["dhclient", "-1", "-4", "-v", "-cf", conf, "-pf", pidfile, "-lf", leases, iface]
-    )
+    argv = ["dhclient", "-1", "-4", "-v", "-cf", str(conf), "-pf", str(pidfile)]
+    done = execute.run([*argv, "-lf", str(leases), iface])
     if done.returncode != 0:
         last = done.last_line()
         hint = "is there a DHCP server on that network?"

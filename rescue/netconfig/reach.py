@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rescue.errors import UnreachableError
 from rescue.netconfig.ipcmd import IpError, global_addresses, route_get
@@ -63,7 +64,7 @@ def resolve(host: str, port: int, timeout: float) -> tuple[list[str], str]:
         return [str(ipaddress.ip_address(host))], f"DNS: not needed ({host} is an address)"
     except ValueError:
         pass
-    result: list[object] = []
+    result: list[Sequence[tuple[Any, ...]] | OSError] = []
 
     def lookup() -> None:
         try:
@@ -80,13 +81,15 @@ def resolve(host: str, port: int, timeout: float) -> tuple[list[str], str]:
     if isinstance(result[0], OSError):
         reason = result[0].strerror or str(result[0])
         raise _fail("DNS", f"{host} cannot be resolved: {reason} (nameservers: {servers})")
-    addrs = list(dict.fromkeys(str(info[4][0]) for info in result[0]))  # type: ignore[union-attr]
+    addrs = list(dict.fromkeys(str(info[4][0]) for info in result[0]))
     return addrs, f"DNS: {host} is {', '.join(addrs)}"
 
 
 def check_route(addrs: list[str]) -> tuple[list[str], str]:
     """The addresses the kernel has a route to (in order) and a line for the first."""
-    routable, line, refusals = [], "", []
+    routable: list[str] = []
+    refusals: list[str] = []
+    line = ""
     for addr in addrs:
         try:
             route = route_get(addr)

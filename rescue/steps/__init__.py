@@ -47,4 +47,4 @@ RECOVER: tuple[Step, ...] = (
     bootloader,
     verify,
     finish,
-)  # type: ignore[assignment]
+)

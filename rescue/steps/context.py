@@ -103,7 +103,7 @@ class Context:
         self.progress = progress
         self._settings = settings
         self._manifest: Manifest | None = None
-        self._cleanups: list[tuple[str, Callable[[], None]]] = []
+        self._cleanups: list[tuple[str, Callable[[], object]]] = []  # results are not used
         self.checkpoint: Callable[[], None] = lambda: None  # the runner saves the state
 
     # -- paths -------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class Context:
 
     # -- cleanups ----------------------------------------------------------------------------
 
-    def add_cleanup(self, label: str, action: Callable[[], None]) -> None:
+    def add_cleanup(self, label: str, action: Callable[[], object]) -> None:
         self._cleanups.append((label, action))
 
     def drop_cleanup(self, label: str) -> None:

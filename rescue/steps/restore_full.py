@@ -15,6 +15,7 @@ part of the backup is checked against the room of the file system that receives 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from rescue.backup.engine import Engine
@@ -124,14 +125,15 @@ def _restore(
     ESP under /boot) comes along and is dropped from its staging directory. Should that not fit
     there, the run is made again by pattern, which never writes it."""
 
-    def run(**leave_out: list[str]) -> RestoreSummary:
+    def run(*, excludes: Sequence[str] = (), drop: Sequence[str] = ()) -> RestoreSummary:
         return engine.restore(
             rel or None,
             file_system_root(point),
             at,
             numeric_owner=True,  # ids come back exactly, named or not (restore_identity agrees)
             during=watch.during,
-            **leave_out,
+            excludes=excludes,
+            drop=drop,
         )
 
     if not rel or not below:

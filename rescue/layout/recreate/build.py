@@ -10,7 +10,7 @@ from rescue.layout.model import Disk, Layout, LuksContainer, RaidArray, VolumeGr
 from rescue.layout.recreate.filesystems import make_filesystems
 from rescue.layout.recreate.md_luks_lvm import make_luks, make_orphan_pv, make_raid, make_vg
 from rescue.layout.recreate.partitions import partition_disk
-from rescue.layout.recreate.plan import plan_disk, probe_target
+from rescue.layout.recreate.plan import DiskPlan, plan_disk, probe_target
 from rescue.layout.recreate.script import (
     LUKS_PASSPHRASE_VAR,
     Script,
@@ -51,13 +51,13 @@ def build_script(
             raise DiskMappingError(f"target {target} is given for both {seen[target]} and {source}")
         seen[target] = source
     described = {disk.path: disk for disk in targets or ()}
-    plans = []
+    plans: list[DiskPlan] = []
     for disk in layout.disks:
         if disk.path not in mapping:
             continue
         target_path = mapping[disk.path]
-        target = described.get(target_path) or probe_target(target_path)
-        plans.append(plan_disk(f"D{len(plans) + 1}", disk, target, grow))
+        target_disk = described.get(target_path) or probe_target(target_path)
+        plans.append(plan_disk(f"D{len(plans) + 1}", disk, target_disk, grow))
     if not plans:
         raise DiskMappingError("no disk of the layout is mapped to a target")
 

@@ -20,7 +20,7 @@ def _sfdisk_string(value: str) -> str:
     """A quoted sfdisk script value. sfdisk decodes \\xNN in a value and knows no other escape,
     so the quote, the backslash and control characters are written that way (a name can hold
     anything); this also keeps every value on its line of the here-document."""
-    out = []
+    out: list[str] = []
     for ch in value:
         if ch in '"\\' or not ch.isprintable():
             out.extend(f"\\x{b:02x}" for b in ch.encode())
