@@ -56,7 +56,10 @@ NEEDS_ROOT = {
 # and /etc/group for a while). CI runs the vm tier beside the rest, so two test processes could
 # both start one: such tests take this lock for their whole run (setup to teardown).
 HOST_RECOVERY_LOCK = Path("/run/lock/rescue-tests-host-recovery.lock")
-HOST_RECOVERY_TESTS = {"test_lifetime.py::test_a_recovery_resumes_from_any_working_directory"}
+HOST_RECOVERY_TESTS = {
+    "test_lifetime.py::test_a_recovery_resumes_from_any_working_directory",
+    "test_manifest_model.py::test_a_newer_manifest_stops_the_recovery_with_the_manifest_exit_code",
+}
 
 
 def _code_names(code: types.CodeType) -> set[str]:

@@ -7,13 +7,13 @@ import ftplib
 import hashlib
 import io
 import os
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
+import psutil
 import pytest
 from servers import (
     FTP_PASSWORD_ENV,
@@ -121,12 +121,27 @@ def test_changed_host_key_after_restart(tmp_path: Path) -> None:
 
 
 def test_stopped_server_frees_its_port(tmp_path: Path) -> None:
+    """After the server stops, no process of it listens on its port. (Not "nothing answers on
+    the port": another test process's server may take it at once, and CI runs two.)"""
     server = SshServer(tmp_path / "sshd")
     with server:
         server.start()
         port = server.port
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass
+        assert _listening(server.config_path, port), "the check below would see nothing"
+    assert _listening(server.config_path, port) == []
+
+
+def _listening(config: Path, port: int) -> list[int]:
+    """The pids of the processes run with this server's config that listen on port."""
+    mine = {
+        proc.info["pid"]
+        for proc in psutil.process_iter(["pid", "cmdline"])
+        if str(config) in " ".join(proc.info["cmdline"] or [])
+    }
+    return sorted(
+        c.pid for c in psutil.net_connections("tcp")
+        if c.pid in mine and c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+    )  # fmt: skip
 
 
 # --- ftpd ---

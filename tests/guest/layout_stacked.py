@@ -10,15 +10,22 @@ recreate on the blank disks with the generated script, capture again and compare
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from rescue.layout.capture import capture
-from rescue.layout.model import Layout
-from rescue.layout.recreate import apply_script, build_script
+# rescue's dependencies (pydantic for the layout model) are in the project's virtualenv, which
+# the guest sees at its host path (rescuesrc= on the kernel command line): run under it.
+VENV_PYTHON = Path(os.environ["rescuesrc"]) / ".venv/bin/python"  # noqa: SIM112
+if sys.prefix == sys.base_prefix:
+    os.execv(VENV_PYTHON, [str(VENV_PYTHON), *sys.argv])
+
+from rescue.layout.capture import capture  # noqa: E402  (after the re-exec under the venv)
+from rescue.layout.model import Layout  # noqa: E402
+from rescue.layout.recreate import apply_script, build_script  # noqa: E402
 
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 LINUX_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
