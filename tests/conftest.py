@@ -27,6 +27,7 @@ from rescue.process import execute
 TIERS = ("unit", "root", "net", "vm")
 # Helper modules of tests/ (and vm-tests/) by the tier a test that uses them belongs to.
 VM_HELPERS = {"vm", "bootdisk", "isoimage", "machine"}  # QEMU (and the images it boots)
+ISO_HELPERS = {"isoimage", "machine"}  # the rescue ISO: CI's second process runs these
 ROOT_HELPERS = {"loopdisks", "sandbox", "scenario", "exacttree"}  # loop disks, mounts, chown
 NET_NAMES = {"SshServer", "FtpServer", "VsftpdServer"}  # servers a test starts itself
 NET_FIXTURES = {"sshd", "ftpd", "ftpsd"}
@@ -113,6 +114,8 @@ def tier_of(item: pytest.Item) -> list[str]:
             more_modules, more_names = _uses(fixturedef.func, seen)
             modules |= more_modules
             names |= more_names
+    if modules & ISO_HELPERS:
+        return ["iso", "vm"]
     if modules & VM_HELPERS or "vm" in declared:
         return ["vm"]
     tiers = sorted(declared)
