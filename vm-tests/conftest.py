@@ -22,12 +22,12 @@ VM_TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every scenario here boots the rescue ISO in QEMU: the vm tier, and its iso part (see
-    tests/conftest.py)."""
+    """Every scenario here boots the rescue ISO in QEMU: the vm tier, run in CI's second
+    process (beside; see tests/conftest.py)."""
     for item in items:
         if VM_TESTS in item.path.parents:
             item.add_marker("vm")
-            item.add_marker("iso")
+            item.add_marker("beside")
 
 
 @pytest.fixture(scope="session")
