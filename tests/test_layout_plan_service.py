@@ -15,6 +15,7 @@ import pytest
 from clirun import RESCUE, rescue, write_settings
 from loopdisks import loop_disk, require_loop_disks
 from manifests import with_layout
+from sandbox import PYTHON, REPO, Sandbox, tree_state
 
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
 from rescue.prompts import Answers
@@ -163,3 +164,31 @@ def test_at_a_terminal_apply_asks_the_recoverys_erase_question(tmp_path: Path) -
     assert child.exitstatus == 2, (tmp_path / "terminal.log").read_text()
     assert after == before
     assert not logs.exists()
+
+
+APPLY_WITH_LUKS = """
+import sys
+from pathlib import Path
+from rescue.layout import plan
+script = 'test "$(cat "${RESCUE_LUKS_PASSPHRASE_FILE:-}")" = "new luks secret"\\n'
+logs = Path("/srv/logs")
+plan.apply_layout(script, logs, lambda question: "new luks secret", secret_dir=logs)
+"""
+
+
+def test_the_luks_passphrase_file_never_replaces_a_file_in_the_log_dir(tmp_path: Path) -> None:
+    """`layout apply --log-dir DIR` keeps the LUKS passphrase in DIR while the script runs: in a
+    new file of its own, removed afterwards. The admin's own files there, one of them named as
+    the passphrase file once was, stay byte for byte (in the sandbox: it removes a file)."""
+    with Sandbox(tmp_path) as box:
+        box.run(["mkdir", "-p", "/srv/logs"], check=True)
+        for name, text in {"luks-passphrase": "the admin own\n", "notes": "keep\n"}.items():
+            box.run(["sh", "-c", f"printf '{text}' > /srv/logs/{name}"], check=True)
+        before = tree_state(box.path("/srv/logs"))
+        run = box.run([str(PYTHON), "-c", APPLY_WITH_LUKS], env={"PYTHONPATH": str(REPO)})
+        assert run.code == 0, run.out + run.err  # the script read the passphrase from its file
+        after = tree_state(box.path("/srv/logs"))
+        files = {k: v for k, v in before.items() if k}  # the directory itself gains entries
+        assert set(files) == {"luks-passphrase", "notes"}
+        assert {k: after[k] for k in files} == files
+        assert sorted(set(after) - set(before)) == ["layout-recreate.log", "layout-recreate.sh"]

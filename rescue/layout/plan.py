@@ -10,6 +10,7 @@ The callers only parse their options, talk to the admin and keep their state.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +228,7 @@ def confirm_erase(
 
 def apply_layout(script: str, log_dir: Path, ask: Ask, secret_dir: Path) -> None:
     """Run the script (kept in log_dir with its output). A script that makes LUKS containers
-    gets their passphrase through a file in secret_dir (mode 0600, removed afterwards), asked
+    gets their passphrase through a new file in secret_dir (mode 0600, removed afterwards), asked
     as `recover.luks_passphrase` unless RESCUE_LUKS_PASSPHRASE_FILE already names one."""
     env: dict[str, str] = {}
     secret_file = None
@@ -237,8 +238,10 @@ def apply_layout(script: str, log_dir: Path, ask: Ask, secret_dir: Path) -> None
             Question("recover.luks_passphrase", "password", "Passphrase for the new LUKS volumes:")
         )
         secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        secret_file = secret_dir / "luks-passphrase"
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A new file of its own (mkstemp: O_EXCL, 0600), so no file already in secret_dir (for
+        # `layout apply`, the user's --log-dir) is ever overwritten or removed.
+        fd, name = tempfile.mkstemp(prefix="luks-passphrase-", dir=secret_dir)
+        secret_file = Path(name)
         with os.fdopen(fd, "w") as out:
             out.write(secret)
         env[LUKS_PASSPHRASE_VAR] = str(secret_file)
