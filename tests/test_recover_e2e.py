@@ -264,6 +264,18 @@ def test_same_size_disk_killed_mid_restore_resumes_and_boots(
         assert steps["recreate_layout"]["runs"] == 1
         assert report["restore_point"]["kind"] == "incremental"
         assert report["totals"]["files"] > 5_000  # the whole minbase system, not a part
+        # Same UUIDs, loop disks (no driver module): the restored initramfs is kept, and boots.
+        boot = [line for line in steps["bootloader"]["done"] if line.startswith("initramfs ")]
+        assert len(boot) == 1, steps["bootloader"]
+        assert re.fullmatch(
+            "initramfs kept: file-system UUIDs as recorded; resume device present; "
+            r"kernel \S+ needs no module for the target disks",
+            boot[0],
+        ), boot
+        assert any(
+            line.startswith("etc: ") and "(verify = sample), 0 differ" in line
+            for line in steps["verify"]["done"]
+        ), steps["verify"]
         assert not list((tmp_path / "target").glob(".rescue-restore-*"))
     assert_same_system(scenario, target, tmp_path)
     assert_boots(target, tmp_path)
@@ -274,10 +286,16 @@ def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
 ) -> None:
     target = tmp_path / "target.img"
     with loop_disk(target, "2048M"):
-        plan = write_plan(tmp_path, scenario.sftp_settings, [target])
-        done = run_recover(scenario.sftp_settings, tmp_path, "--plan", str(plan))
+        plan = write_plan(tmp_path, scenario.sftp_settings, [target], initramfs="always")
+        done = run_recover(
+            scenario.sftp_settings, tmp_path, "--plan", str(plan), "--verify", "full", "--json"
+        )
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "recovery success" in done.stdout
+        steps = {s["id"]: s for s in json.loads(done.stdout)["steps"]}
+        assert 'initramfs rebuilt: asked for (initramfs = "always")' in steps["bootloader"]["done"]
+        compared = [line for line in steps["verify"]["done"] if "the whole backup" in line]
+        assert len(compared) == 1 and compared[0].endswith("(verify = full), 0 differ"), compared
+        assert int(compared[0].split()[3]) > 5_000, compared  # every file, not etc/ alone
     table = json.loads(sh("sfdisk", "--json", str(target)))["partitiontable"]
     source = json.loads(sh("sfdisk", "--json", str(scenario.source)))["partitiontable"]
     assert [p["start"] for p in table["partitions"]] == [p["start"] for p in source["partitions"]]

@@ -33,6 +33,8 @@ time = "3D"
 target_root = "/mnt/t"
 grow = false
 after = "poweroff"
+initramfs = "always"
+verify = "full"
 [disks]
 targets = ["serial:QM1", "file:/var/tmp/d.img"]
 map = { "/dev/vda" = "serial:QM1" }
@@ -50,6 +52,7 @@ map = { "/dev/vda" = "serial:QM1" }
         False,
         "poweroff",
     )
+    assert (plan.initramfs, plan.verify) == ("always", "full")
     assert plan.targets == ["serial:QM1", "file:/var/tmp/d.img"]
     assert plan.map == {"/dev/vda": "serial:QM1"}
     assert plan.mounts == {"/backup": "label:BACKUPS"}
@@ -62,6 +65,9 @@ map = { "/dev/vda" = "serial:QM1" }
         ('tme = "3D"', "tme: unknown key (did you mean time?)"),
         ('after = "explode"', "after: must be one of reboot, poweroff, shell, none"),
         ("grow = 1", "grow: must be true or false, not 1"),
+        ('initramfs = "never"', "initramfs: must be one of auto, always"),
+        ('verify = "some"', "verify: must be one of records, sample, full"),
+        ("verify = 1", "verify: must be a string, not 1"),
         ('target_root = "mnt"', "target_root: must be an absolute path"),
         ("[disks]\ntarget = []", "disks.target: unknown key (did you mean targets?)"),
         ("[disks]\ntargets = [1]", "disks.targets: must be a stable disk id, not 1"),

@@ -25,7 +25,8 @@ from rescue.errors import IncompleteRestoreError, PlanError, UsageError
 from rescue.placement.fsops import remove_own
 from rescue.process import guardian
 from rescue.prompts import QUESTIONS, Answers
-from rescue.recovery.recovery_plan import AFTER_CHOICES, RecoveryPlan, load_plan
+from rescue.recovery.initramfs import CHOICES as INITRAMFS_CHOICES
+from rescue.recovery.recovery_plan import AFTER_CHOICES, VERIFY_CHOICES, RecoveryPlan, load_plan
 from rescue.recovery.runner import Runner, State, Stopped, report, step_ids, title_of
 from rescue.steps import RECOVER, restore_identity
 from rescue.steps.context import (
@@ -61,6 +62,8 @@ def _options(
     when: str | None,
     grow: bool,
     after: str | None,
+    initramfs: str | None,
+    verify: str | None,
     yes: bool,
     targets: Sequence[str],
 ) -> Options:
@@ -83,6 +86,8 @@ def _options(
         time=when or (plan.time if plan else None),
         grow=grow if plan is None or plan.grow is None else plan.grow,
         after=after or (plan.after if plan else None),
+        initramfs=initramfs or (plan.initramfs if plan else None) or "auto",
+        verify=verify or (plan.verify if plan else None) or "sample",
         unattended=plan is not None,
         assume_yes=yes,
         target_ids=list(targets or (plan.targets if plan else [])),
@@ -169,6 +174,19 @@ def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     help="Let the last partition fill a larger disk.",
 )
 @click.option("--after", type=click.Choice(AFTER_CHOICES), help="What to do when done.")
+@click.option(
+    "--initramfs",
+    type=click.Choice(INITRAMFS_CHOICES),
+    help="auto (the default): rebuild the restored initramfs only when it no longer fits "
+    "(UUIDs, LUKS/MD, resume device or disk driver changed); always: rebuild it anyway.",
+)
+@click.option(
+    "--verify",
+    type=click.Choice(VERIFY_CHOICES),
+    help="How much content the verify step compares. records: ids, links, owners, modes, "
+    "xattrs and times from the metadata records, reading nothing from the backup; sample "
+    "(the default): those and the bytes of etc/; full: those and every byte of the backup.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
 @click.pass_obj
 def recover(
@@ -187,6 +205,8 @@ def recover(
     yes: bool,
     grow: bool,
     after: str | None,
+    initramfs: str | None,
+    verify: str | None,
     as_json: bool,
 ) -> None:
     """Recover this machine from its backup onto blank disks (bare metal).
@@ -204,12 +224,13 @@ def recover(
       rescue recover --plan /plan.toml      unattended
       rescue recover --resume               continue after a crash or reboot
       rescue recover --only verify          run one step again
+      rescue recover --only verify --verify full   ... reading every byte this time
     """
     if sum(map(bool, (resume, restart, dry_run))) > 1:
         raise UsageError("give only one of --resume, --restart and --dry-run")
     if from_step and only:
         raise UsageError("give either --from or --only, not both")
-    if resume and (plan_file or targets or when):
+    if resume and (plan_file or targets or when or initramfs or verify):
         raise UsageError("--resume continues with the recorded plan and options; give no others")
     for name in (from_step, only):
         if name and name not in step_ids(RECOVER):
@@ -219,13 +240,16 @@ def recover(
     continuing = resume or ((from_step or only) and state_path.exists() and not restart)
     if continuing:
         options = Options(**State.load(state_path).options)
+        # --from/--only may run a step again another way (--only verify --verify full).
+        options.initramfs = initramfs or options.initramfs
+        options.verify = verify or options.verify
         options.log_file = os.path.abspath(app.log_path) if app.log_path else options.log_file
         if plan is None and options.plan_file:
             plan = load_plan(Path(options.plan_file))
     else:
         options = _options(
-            app, plan, work_dir, target_root, when=when, grow=grow, after=after, yes=yes,
-            targets=targets,
+            app, plan, work_dir, target_root, when=when, grow=grow, after=after,
+            initramfs=initramfs, verify=verify, yes=yes, targets=targets,
         )  # fmt: skip
     answers = Answers(plan.answers if plan else {}, interactive=False if plan else None)
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo

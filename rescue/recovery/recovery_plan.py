@@ -10,6 +10,8 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
     target_root = "/mnt/rescue-target"
     grow = true                            # a larger disk: the last partition takes the rest
     after = "reboot"                       # reboot, poweroff, shell or none
+    initramfs = "auto"                     # or "always": rebuild it even when it still fits
+    verify = "sample"                      # or "records" (no backup read) or "full" (every byte)
 
     [disks]
     targets = ["serial:QM00001"]           # the only disks that may be erased
@@ -30,9 +32,12 @@ from typing import Any
 
 from rescue.config.toml_file import read_toml, unknown_key
 from rescue.errors import PlanError
+from rescue.recovery.initramfs import CHOICES as INITRAMFS_CHOICES
 
 AFTER_CHOICES = ("reboot", "poweroff", "shell", "none")
-TOP_KEYS = {"settings", "time", "target_root", "grow", "after", "disks", "mounts", "answers"}
+VERIFY_CHOICES = ("records", "sample", "full")
+CHOICE_KEYS = {"after": AFTER_CHOICES, "initramfs": INITRAMFS_CHOICES, "verify": VERIFY_CHOICES}
+TOP_KEYS = {"settings", "time", "target_root", "grow", "disks", "mounts", "answers", *CHOICE_KEYS}
 DISK_KEYS = {"targets", "map"}
 
 
@@ -46,6 +51,8 @@ class RecoveryPlan:
     target_root: Path | None = None
     grow: bool | None = None
     after: str | None = None
+    initramfs: str | None = None
+    verify: str | None = None
     targets: list[str] = field(default_factory=list)
     map: dict[str, str] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)
@@ -82,11 +89,12 @@ def load_plan(path: Path) -> RecoveryPlan:
         plan.target_root = Path(root)
     if "grow" in data:
         plan.grow = _expect(data["grow"], bool, at("grow"), "true or false")
-    if "after" in data:
-        after = _expect(data["after"], str, at("after"), "a string")
-        if after not in AFTER_CHOICES:
-            raise PlanError(f"{at('after')}: must be one of {', '.join(AFTER_CHOICES)}")
-        plan.after = after
+    for key, choices in CHOICE_KEYS.items():
+        if key in data:
+            value = _expect(data[key], str, at(key), "a string")
+            if value not in choices:
+                raise PlanError(f"{at(key)}: must be one of {', '.join(choices)}")
+            setattr(plan, key, value)
     disks = _expect(data.get("disks", {}), dict, at("disks"), "a table")
     unknown = sorted(set(disks) - DISK_KEYS)
     if unknown:

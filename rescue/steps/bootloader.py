@@ -1,5 +1,8 @@
-"""Step 15: install GRUB on the target and regenerate its configuration and the initramfs,
-from a chroot into the restored system (its own grub and kernel, so versions match).
+"""Step 15: install GRUB on the target, regenerate its configuration and, when it no longer
+fits, the initramfs, from a chroot into the restored system (its own grub and kernel, so
+versions match). grub-install and update-grub always run; update-initramfs only when
+rescue.recovery.initramfs finds a reason (or the plan says `initramfs = "always"`), because it
+is most of this step's time: the report says which case held.
 
 /dev, /proc and /sys are bound in as slave mounts (so the unmount stays local) and always
 unmounted again. Without udev (a bare rescue shell, loop disks) /dev/disk/by-uuid lacks the new
@@ -17,11 +20,13 @@ from pathlib import Path
 from rescue.errors import RecoveryStepError
 from rescue.layout.blkid import probe
 from rescue.process.execute import run as run_command
+from rescue.recovery.initramfs import Inputs, Verdict, decide
 from rescue.recovery.mounts import bind, unmount_tree
 from rescue.steps.context import Context
+from rescue.steps.fix_fstab import renames
 
 ID = "bootloader"
-TITLE = "install the bootloader, regenerate grub.cfg and the initramfs"
+TITLE = "install the bootloader, regenerate grub.cfg (and the initramfs if it must)"
 READ_ONLY = False
 REDO_ON_RESUME = False
 BY_UUID = Path("/dev/disk/by-uuid")
@@ -42,30 +47,34 @@ def _boot_disk(ctx: Context) -> tuple[str, str]:
     )
 
 
-def _commands(kind: str, disk: str, efi_vars: bool) -> list[list[str]]:
+INITRAMFS = ["update-initramfs", "-u", "-k", "all"]
+UPDATE_GRUB = ["update-grub"]
+
+
+def _installs(kind: str, disk: str, efi_vars: bool) -> list[list[str]]:
     if kind != "grub-pc":
         install = ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--recheck"]
         # The removable path (EFI/BOOT/BOOTX64.EFI) always: new hardware, a reset NVRAM or
         # a disk moved to another machine still boots. With efivars, a boot entry as well.
         removable = [*install, "--no-nvram", "--removable"]
-        if efi_vars:
-            return [install, removable, *_refresh()]
-        return [removable, *_refresh()]
-    return [["grub-install", "--target=i386-pc", "--recheck", disk], *_refresh()]
-
-
-def _refresh() -> list[list[str]]:
-    """The initramfs (new UUIDs, crypttab, mdadm.conf) and grub.cfg, after grub-install."""
-    return [["update-initramfs", "-u", "-k", "all"], ["update-grub"]]
+        return [install, removable] if efi_vars else [removable]
+    return [["grub-install", "--target=i386-pc", "--recheck", disk]]
 
 
 def plan(ctx: Context) -> list[str]:
+    when = (
+        "always (asked for)"
+        if ctx.options.initramfs == "always"
+        else "only if UUIDs, the storage stack, the resume device or the disk driver changed"
+    )
+    rebuild = f"update-initramfs: {when}"
     if not ctx.facts.mapping:
-        return ["grub-install on the boot disk, update-initramfs and update-grub in a chroot"]
+        return ["grub-install on the boot disk and update-grub in a chroot", rebuild]
     kind, disk = _boot_disk(ctx)
     if kind == "unknown":
         return ["the manifest names no known bootloader: nothing is installed"]
-    return [f"chroot {ctx.target_root}: {' '.join(c)}" for c in _commands(kind, disk, True)]
+    installs = [f"chroot {ctx.target_root}: {' '.join(c)}" for c in _installs(kind, disk, True)]
+    return [*installs, rebuild, f"chroot {ctx.target_root}: {' '.join(UPDATE_GRUB)}"]
 
 
 def _chroot(ctx: Context, argv: list[str]) -> str:
@@ -73,6 +82,27 @@ def _chroot(ctx: Context, argv: list[str]) -> str:
         ["chroot", str(ctx.target_root), *argv], env={"PATH": CHROOT_PATH}, mask_output=False
     )
     return result.check(RecoveryStepError, f"{argv[0]} in the restored system").output
+
+
+def _initramfs_verdict(ctx: Context) -> Verdict:
+    """Whether update-initramfs must run; the chroot's /dev, /proc and /sys are bound."""
+    names = renames(ctx.layout(), ctx.facts.mapping)
+
+    def list_initrd(path: str) -> list[str]:
+        return _chroot(ctx, ["lsinitramfs", path]).splitlines()
+
+    return decide(
+        Inputs(
+            choice=ctx.options.initramfs,
+            root=ctx.target_root,
+            layout=ctx.layout(),
+            uuid_changes=names.uuids,
+            present_uuids=names.present,
+            changed_files=ctx.facts.changed,
+            target_disks=ctx.facts.mapping.values(),
+            list_initrd=list_initrd,
+        )
+    )
 
 
 def _target_uuids(ctx: Context) -> dict[str, str]:
@@ -132,9 +162,16 @@ def run(ctx: Context) -> list[str]:
         for source, point in zip(("/dev", "/proc", "/sys"), points, strict=True):
             bind(source, point)
         links = _uuid_links(uuid_of)
-        for argv in _commands(kind, disk, efi_vars):
+        for argv in _installs(kind, disk, efi_vars):
             _chroot(ctx, argv)
             done.append(" ".join(argv))
+        verdict = _initramfs_verdict(ctx)
+        ctx.echo(f"      {verdict.lines()[0]}")
+        if verdict.rebuild:
+            _chroot(ctx, INITRAMFS)
+        done += verdict.lines()
+        _chroot(ctx, UPDATE_GRUB)
+        done.append(" ".join(UPDATE_GRUB))
     finally:
         for link in links:
             link.unlink(missing_ok=True)

@@ -48,6 +48,8 @@ class Options:
     time: str | None = None
     grow: bool = True
     after: str | None = None
+    initramfs: str = "auto"  # auto: rebuilt only when it no longer fits (rescue.recovery.initramfs)
+    verify: str = "sample"  # records, sample or full: how much content the verify step reads
     unattended: bool = False
     assume_yes: bool = False
     target_ids: list[str] = field(default_factory=list)

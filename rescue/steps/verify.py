@@ -8,9 +8,15 @@
   xattrs, ACLs, capabilities, sparse extents and exact mtimes; what recovery itself rewrites is
   left out (boot/, the initramfs record, the recovery log, the excluded directories, the files
   fix_fstab changed) and the directories above them are not compared by mtime;
-- a sample of content: `duplicity verify --compare-data` of etc/, home/, root/ and usr/local/
-  against the set (not boot/: the bootloader step has just regenerated it); the files that
-  fix_fstab rewrote on purpose are left out.
+- content, as the run's `verify` option says (`rescue recover --verify`, or the plan's
+  `verify =`):
+  - `records`: none; nothing is read from the backup again;
+  - `sample` (the default): `duplicity verify --compare-data` of etc/, one duplicity run that
+    reads only the volumes holding etc/ (each duplicity start costs a minute under emulation,
+    and the data was just restored from those same volumes);
+  - `full`: `duplicity verify --compare-data` of the whole backup, every byte read again.
+  What recovery itself rewrote or made (boot/, the files fix_fstab changed and their
+  .before-rescue copies, the excluded directories, the recovery log) is left out.
 Any difference fails the step with the list (and the report keeps it).
 """
 
@@ -30,11 +36,18 @@ ID = "verify"
 TITLE = "compare the recovered system with the backup"
 READ_ONLY = False
 REDO_ON_RESUME = False
-SAMPLE = ("etc", "home", "root", "usr/local")
+SAMPLE = "etc"
 # What the bootloader and finish steps write into the target after the replay, and the
 # directory update-initramfs makes its scratch files in (their mtimes only).
 REGENERATED = ("boot", "var/lib/initramfs-tools", "var/log/rescue")
 SCRATCH = ("var/tmp",)
+
+
+CONTENT = {
+    "records": "no content compared: nothing is read from the backup again (verify = records)",
+    "sample": f"duplicity verify --compare-data of {SAMPLE}/ (verify = sample)",
+    "full": "duplicity verify --compare-data of the whole backup, every byte (verify = full)",
+}
 
 
 def plan(ctx: Context) -> list[str]:
@@ -42,7 +55,7 @@ def plan(ctx: Context) -> list[str]:
         "compare the user and group ids with the manifest, numerically",
         "check the hard-link groups and the excluded directories",
         "compare owners, xattrs, ACLs, capabilities, holes and exact mtimes with the records",
-        f"duplicity verify --compare-data of {', '.join(SAMPLE)}",
+        CONTENT[ctx.options.verify],
     ]
 
 
@@ -87,13 +100,25 @@ def _excluded(ctx: Context) -> list[str]:
     return problems
 
 
-def _rewritten(ctx: Context, sample: str, difference: str) -> bool:
-    """Whether a duplicity difference line is about a file recovery rewrote on purpose."""
-    return any(
-        re.search(rf"\b{re.escape(os.path.relpath(rel, sample))}\b", difference)
-        for rel in ctx.facts.changed
-        if rel.startswith(sample + "/")
-    )
+def _made_by_recovery(ctx: Context) -> set[str]:
+    """What recovery rewrote or made on purpose (relative to the root): not the backup's."""
+    return {*REGENERATED, *SCRATCH, *ctx.manifest().excluded_paths(), *ctx.facts.changed}
+
+
+def _expected(difference: str, made: set[str], below: str) -> bool:
+    """Whether a duplicity difference line is one recovery caused on purpose: about a path it
+    rewrote or made (or one under it), or the mtime of a directory above one. duplicity names
+    paths relative to `below`, the compared directory ("." for below itself)."""
+    for rel in made:
+        if below and not rel.startswith(below + "/"):
+            continue
+        shown = os.path.relpath(rel, below) if below else rel
+        if re.search(rf"(?:^|\s){re.escape(shown)}(?:/\S*)?(?:\s|$)", difference):
+            return True
+        for parent in PurePosixPath(shown).parents:
+            if difference.startswith(f"File {parent} has mtime "):
+                return True
+    return False
 
 
 def _deep(ctx: Context) -> tuple[list[str], str]:
@@ -120,15 +145,22 @@ def run(ctx: Context) -> list[str]:
     deep, line = _deep(ctx)
     problems += deep
     done.append(line)
-    engine = ctx.engine()
-    for rel in SAMPLE:
-        local = ctx.target(rel)
-        if not local.is_dir():
-            continue
-        compared, found = engine.verify(rel, local, ctx.restore_time())
-        differences = [d for d in found if not _rewritten(ctx, rel, d)]
-        problems += [f"{rel}: {d}" for d in differences]
-        done.append(f"{rel}: {compared} files compared with the backup, {len(differences)} differ")
+    mode = ctx.options.verify
+    rel = {"sample": SAMPLE, "full": ""}.get(mode)
+    if rel is None:
+        done.append(CONTENT["records"])
+    elif rel and not ctx.target(rel).is_dir():
+        done.append(f"no {rel}/ in the recovered system: no content compared")
+    else:
+        local = ctx.target(rel) if rel else ctx.target_root
+        compared, found = ctx.engine().verify(rel or "/", local, ctx.restore_time())
+        made = _made_by_recovery(ctx)
+        differences = [d for d in found if not _expected(d, made, rel)]
+        problems += [f"{rel or '/'}: {d}" for d in differences]
+        done.append(
+            f"{rel or 'the whole backup'}: {compared} files compared with the backup "
+            f"(verify = {mode}), {len(differences)} differ"
+        )
     if problems:
         for problem in problems:
             ctx.echo(f"      DIFFERENCE: {problem}")
