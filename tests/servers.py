@@ -8,6 +8,7 @@ scripts can use the same servers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"  # sshd refuses to re-exec itself unless started by absolute path
@@ -167,7 +169,7 @@ class _ThrowawayUser:
             self._home_made = False
 
 
-class _Daemon(_Closable):
+class ServerProcess(_Closable):
     """Start/stop/restart of one child process, killed by its own pid only; close() stops it."""
 
     log_path: Path
@@ -233,7 +235,18 @@ class _Daemon(_Closable):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class SshServer(_Daemon):
+Server = TypeVar("Server", bound=ServerProcess)
+
+
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """The server started, and closed again when the block ends, however it ends."""
+    with server:
+        server.start()
+        yield server
+
+
+class SshServer(ServerProcess):
     """OpenSSH sshd on 127.0.0.1 with key-only login as root, and SFTP.
 
     Keys are made once per work directory; the port is picked at the first start() and kept,
@@ -356,7 +369,7 @@ class SshServer(_Daemon):
         )
 
 
-class FtpServer(_Daemon):
+class FtpServer(ServerProcess):
     """pyftpdlib on 127.0.0.1 (tests/ftpd.py as a child process), one user with a password.
 
     The password reaches the child through the RESCUE_TEST_FTP_PASSWORD environment variable,
@@ -411,7 +424,7 @@ class FtpServer(_Daemon):
         self._launch(argv, env={**os.environ, FTP_PASSWORD_ENV: self.password})
 
 
-class VsftpdServer(_Daemon):
+class VsftpdServer(ServerProcess):
     """vsftpd on 127.0.0.1 speaking explicit FTPS (AUTH TLS required on control and data).
 
     vsftpd logs in system users only, so this makes a throwaway user (rescue-ftps-<random>) with a
