@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopdisks import require_loop_disks
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer, serving
 
 from rescue.backup.sampletree import make_sample_tree
@@ -183,6 +184,13 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     argv, refuse) another test's data."""
     monkeypatch.setattr(execute, "_secrets", set())
     monkeypatch.setattr(execute, "_secret_variables", set())
+
+
+@pytest.fixture(scope="module")
+def loops(request: pytest.FixtureRequest) -> None:
+    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing:
+    the test module's TOOLS maps each program it runs to the Debian package that has it."""
+    require_loop_disks(request.module.TOOLS)
 
 
 @pytest.fixture(scope="session")
