@@ -12,14 +12,14 @@ from __future__ import annotations
 import fcntl
 import inspect
 import os
-import secrets
 import signal
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import FtpServer, GpgHome, SshServer, VsftpdServer
+from loopdisks import require_loop_disks
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer, serving
 
 from rescue.backup.sampletree import make_sample_tree
 from rescue.process import execute
@@ -186,49 +186,39 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(execute, "_secret_variables", set())
 
 
+@pytest.fixture(scope="module")
+def loops(request: pytest.FixtureRequest) -> None:
+    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing:
+    the test module's TOOLS maps each program it runs to the Debian package that has it."""
+    require_loop_disks(request.module.TOOLS)
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """OpenSSH sshd: key-only root login with `sshd.client_key`, SFTP enabled."""
-    server = SshServer(tmp_path_factory.mktemp("sshd"))
-    try:
-        server.start()
+    with serving(SshServer(tmp_path_factory.mktemp("sshd"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def ftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     """pyftpdlib FTP server: user "rescue" with a random password, files under `ftpd.root`."""
-    server = FtpServer(
-        tmp_path_factory.mktemp("ftpd"), user="rescue", password=secrets.token_urlsafe(16)
-    )
-    try:
-        server.start()
+    with serving(FtpServer(tmp_path_factory.mktemp("ftpd"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def ftpsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VsftpdServer]:
     """vsftpd with explicit FTPS required; `ftpsd.certfile` is its self-signed certificate."""
-    server = VsftpdServer(tmp_path_factory.mktemp("ftpsd"))
-    try:
-        server.start()
+    with serving(VsftpdServer(tmp_path_factory.mktemp("ftpsd"))) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def gpg_home() -> Iterator[GpgHome]:
     """A fresh GNUPGHOME with one key pair (no passphrase); `gpg_home.fingerprint` names it."""
-    home = GpgHome()
-    try:
+    with GpgHome() as home:
         yield home
-    finally:
-        home.close()
 
 
 @pytest.fixture

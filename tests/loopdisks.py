@@ -19,6 +19,24 @@ from pathlib import Path
 
 SYS_BLOCK = Path("/sys/block")
 
+# GPT partition type GUIDs that the tests' sfdisk scripts write.
+BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+LINUX_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
+
+# The tools every layout test module runs on its loop disks, each with its Debian package; a
+# module's TOOLS adds what it runs besides (the `loops` fixture in conftest.py checks them).
+LAYOUT_TOOLS = {
+    "sfdisk": "fdisk",
+    "partx": "util-linux",
+    "blkid": "util-linux",
+    "lsblk": "util-linux",
+    "mkswap": "util-linux",
+    "mkfs.ext4": "e2fsprogs",
+}
+
 
 def sh(*argv: str, input: str | None = None) -> str:
     """Run a tool, return its stdout; raise with its stderr if it fails."""

@@ -8,6 +8,7 @@ scripts can use the same servers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"  # sshd refuses to re-exec itself unless started by absolute path
@@ -110,8 +112,65 @@ def _run(
     return result
 
 
-class _Daemon:
-    """Start/stop/restart of one child process, killed by its own pid only."""
+class _Closable:
+    """What a test must release: close() in a finally, or use `with`; one place for the protocol."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ThrowawayUser:
+    """A system user made for one server's password login, with a random name and password.
+
+    Its home is /var/tmp/<name> (mode 0755: the user must reach it, and pytest's tmp dirs are
+    root-only). The password goes through chpasswd's stdin, never argv. delete() removes the
+    user and the home, and only what make() created.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.name = prefix + secrets.token_hex(3)
+        self.password = secrets.token_urlsafe(16)
+        self.home = Path("/var/tmp") / self.name
+        self._home_made = False
+        self._user_made = False
+
+    def make(self) -> None:
+        """Create the home, the user and its password; a second call does nothing."""
+        if self._user_made:
+            return
+        if not self._home_made:
+            # No exist_ok: never chown a directory that someone else made.
+            self.home.mkdir(mode=0o755)
+            self._home_made = True
+            self.home.chmod(0o755)
+        _run(["useradd", "-M", "-d", str(self.home), "-s", "/bin/sh", self.name])
+        self._user_made = True
+        _run(["chpasswd"], input=f"{self.name}:{self.password}\n")
+        shutil.chown(self.home, self.name, self.name)
+
+    def delete(self) -> None:
+        """Delete the user and its home; safe to call twice or before make()."""
+        if self._user_made:
+            subprocess.run(["userdel", self.name], check=False, capture_output=True)
+            self._user_made = False
+        if self._home_made:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self._home_made = False
+
+
+class ServerProcess(_Closable):
+    """Start/stop/restart of one child process, killed by its own pid only; close() stops it."""
 
     log_path: Path
     _port: int | None = None
@@ -169,22 +228,25 @@ class _Daemon:
             self._log_file.close()
             self._log_file = None
 
+    def close(self) -> None:
+        self.stop()
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+Server = TypeVar("Server", bound=ServerProcess)
 
 
-class SshServer(_Daemon):
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """The server started, and closed again when the block ends, however it ends."""
+    with server:
+        server.start()
+        yield server
+
+
+class SshServer(ServerProcess):
     """OpenSSH sshd on 127.0.0.1 with key-only login as root, and SFTP.
 
     Keys are made once per work directory; the port is picked at the first start() and kept,
@@ -206,17 +268,17 @@ class SshServer(_Daemon):
         self.config_path = workdir / "sshd_config"
         self.log_path = workdir / "sshd.log"
         self.password_login = password_login
-        self.password_user = "rescue-ssh-" + secrets.token_hex(3)
-        self.password = secrets.token_urlsafe(16)
-        self.password_home = Path("/var/tmp") / self.password_user
-        self._user_made = False
+        self._account = _ThrowawayUser("rescue-ssh-")
+        self.password_user = self._account.name
+        self.password = self._account.password
+        self.password_home = self._account.home
 
     def start(self) -> None:
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.password_login and not self._user_made:
-            self._make_password_user()
+        if self.password_login:
+            self._account.make()
         if not self.host_key.exists():
             self._keygen(self.host_key, "rescue-test-host")
         if not self.client_key.exists():
@@ -228,29 +290,10 @@ class SshServer(_Daemon):
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
         self._launch([SSHD, "-D", "-e", "-f", str(self.config_path)])
 
-    def _make_password_user(self) -> None:
-        self.password_home.mkdir(mode=0o755)
-        _run(["useradd", "-M", "-d", str(self.password_home), "-s", "/bin/sh", self.password_user])
-        self._user_made = True
-        _run(["chpasswd"], input=f"{self.password_user}:{self.password}\n")
-        shutil.chown(self.password_home, self.password_user, self.password_user)
-
     def close(self) -> None:
         """Stop sshd, delete the password user and its home (when there is one)."""
-        self.stop()
-        if self._user_made:
-            subprocess.run(["userdel", self.password_user], check=False, capture_output=True)
-            self._user_made = False
-        if self.password_login:
-            shutil.rmtree(self.password_home, ignore_errors=True)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().close()
+        self._account.delete()
 
     def password_destination(self, sub: str, method: str = "sftp") -> dict[str, object]:
         """[destination] settings for the password user, to HOME/sub, pinned, with no key and
@@ -326,7 +369,7 @@ class SshServer(_Daemon):
         )
 
 
-class FtpServer(_Daemon):
+class FtpServer(ServerProcess):
     """pyftpdlib on 127.0.0.1 (tests/ftpd.py as a child process), one user with a password.
 
     The password reaches the child through the RESCUE_TEST_FTP_PASSWORD environment variable,
@@ -381,7 +424,7 @@ class FtpServer(_Daemon):
         self._launch(argv, env={**os.environ, FTP_PASSWORD_ENV: self.password})
 
 
-class VsftpdServer(_Daemon):
+class VsftpdServer(ServerProcess):
     """vsftpd on 127.0.0.1 speaking explicit FTPS (AUTH TLS required on control and data).
 
     vsftpd logs in system users only, so this makes a throwaway user (rescue-ftps-<random>) with a
@@ -391,28 +434,20 @@ class VsftpdServer(_Daemon):
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.user = "rescue-ftps-" + secrets.token_hex(3)
-        self.password = secrets.token_urlsafe(16)
-        # vsftpd's user must be able to reach its home, and pytest's tmp dirs are root-only.
-        self.root = Path(tempfile.mkdtemp(prefix="rescue-ftps-", dir="/var/tmp"))
-        self.root.chmod(0o755)
+        self._account = _ThrowawayUser("rescue-ftps-")
+        self.user = self._account.name
+        self.password = self._account.password
+        self.root = self._account.home
         self.log_path = workdir / "vsftpd.log"
         self.certfile = workdir / "cert.pem"
         self.keyfile = workdir / "key.pem"
-        self._user_made = False
 
     def start(self) -> None:
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self._user_made:
-            _run(["useradd", "-M", "-d", str(self.root), "-s", "/bin/sh", self.user])
-            self._user_made = True
-            subprocess.run(
-                ["chpasswd"], input=f"{self.user}:{self.password}\n", text=True, check=True
-            )
-            self.root.mkdir(parents=True, exist_ok=True)
-            shutil.chown(self.root, self.user, self.user)
+        self._account.make()
+        if not self.certfile.exists():
             _make_certificate(self.certfile, self.keyfile)
         if self._port is None:
             self._port = free_port()
@@ -452,21 +487,10 @@ class VsftpdServer(_Daemon):
         )
         self._launch(["vsftpd", str(config)])
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop the server, delete its user and its FTP root."""
-        self.stop()
-        if self._user_made:
-            subprocess.run(["userdel", self.user], check=False, capture_output=True)
-            self._user_made = False
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().close()
+        self._account.delete()
 
 
 def _make_certificate(certfile: Path, keyfile: Path) -> None:
@@ -493,7 +517,7 @@ def _make_certificate(certfile: Path, keyfile: Path) -> None:
     )
 
 
-class GpgHome:
+class GpgHome(_Closable):
     """A throwaway GNUPGHOME (mode 0700) holding one fresh RSA key pair.
 
     Without `passphrase` the secret key is unprotected, which is what backups encrypted to a
@@ -558,14 +582,3 @@ class GpgHome:
                 check=False,
             )
             shutil.rmtree(self.home, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

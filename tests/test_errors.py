@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from clirun import Run, rescue
-from servers import FtpServer, GpgHome, SshServer, VsftpdServer
+from servers import FtpServer, GpgHome, SshServer, VsftpdServer, serving
 from test_roundtrip import FTP_PASSWORD_ENV, PASSPHRASE_ENV, settings_for
 
 from rescue.backup.treecompare import compare_trees
@@ -44,22 +44,15 @@ def one_line_error(run: Run, code: int, *words: str) -> None:
 
 @pytest.fixture
 def own_sshd(tmp_path: Path) -> Iterator[SshServer]:
-    server = SshServer(tmp_path / "sshd")
-    try:
-        server.start()
+    with serving(SshServer(tmp_path / "sshd")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def own_ftpd(tmp_path: Path) -> Iterator[FtpServer]:
     server = FtpServer(tmp_path / "ftpd", user="rescue", password=secrets.token_urlsafe(12))
-    try:
-        server.start()
+    with serving(server):
         yield server
-    finally:
-        server.stop()
 
 
 def symmetric(tmp_path: Path, sample_tree: Path, **kw: object) -> Path:

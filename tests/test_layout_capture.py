@@ -20,11 +20,16 @@ from pathlib import Path
 
 import pytest
 from loopdisks import (
+    BIOS_BOOT,
+    ESP,
+    LAYOUT_TOOLS,
+    LINUX,
+    LINUX_LVM,
+    SWAP,
     loop_devices_of,
     loop_disk,
     need,
     partition,
-    require_loop_disks,
     sh,
 )
 
@@ -59,29 +64,7 @@ from rescue.units import human_size
 # --- loop disks -----------------------------------------------------------------------------
 
 # The tools the loop-disk tests run, and the Debian package of each.
-TOOLS = {
-    "sfdisk": "fdisk",
-    "partx": "util-linux",
-    "blkid": "util-linux",
-    "lsblk": "util-linux",
-    "mkswap": "util-linux",
-    "mkfs.ext4": "e2fsprogs",
-    "mkfs.vfat": "dosfstools",
-    "mkfs.xfs": "xfsprogs",
-}
-
-
-@pytest.fixture(scope="module")
-def loops() -> None:
-    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    require_loop_disks(TOOLS)
-
-
-BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
-ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
-LINUX_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
+TOOLS = {**LAYOUT_TOOLS, "mkfs.vfat": "dosfstools", "mkfs.xfs": "xfsprogs"}
 
 GPT_ID = "6E1F6F3C-8C43-4E4B-9E0E-2C1E5A7B9D01"
 GPT_PARTS = [
@@ -372,36 +355,27 @@ def test_luks_container_is_recorded_as_present(loops: None, tmp_path: Path) -> N
     assert f"LUKS2 on {parts[0]} (UUID {uuid})" in layout_summary(layout)
 
 
-LV_TEMPLATE = """
-\tlogical_volumes {{
-\t\troot {{
-\t\t\tid = "{root_id}"
+def logical_volumes_text(*lvs: tuple[str, str, int, int]) -> str:
+    """A VG metadata `logical_volumes` section as vgcfgbackup writes it: each LV given as
+    (name, id, first extent on pv0, extent count) is one linear segment."""
+    sections = [
+        f"""\t\t{name} {{
+\t\t\tid = "{lv_id}"
 \t\t\tstatus = ["READ", "WRITE", "VISIBLE"]
 \t\t\tflags = []
 \t\t\tsegment_count = 1
 \t\t\tsegment1 {{
 \t\t\t\tstart_extent = 0
-\t\t\t\textent_count = 10
+\t\t\t\textent_count = {count}
 \t\t\t\ttype = "striped"
 \t\t\t\tstripe_count = 1
-\t\t\t\tstripes = ["pv0", 0]
+\t\t\t\tstripes = ["pv0", {first}]
 \t\t\t}}
 \t\t}}
-\t\tswap {{
-\t\t\tid = "{swap_id}"
-\t\t\tstatus = ["READ", "WRITE", "VISIBLE"]
-\t\t\tflags = []
-\t\t\tsegment_count = 1
-\t\t\tsegment1 {{
-\t\t\t\tstart_extent = 0
-\t\t\t\textent_count = 4
-\t\t\t\ttype = "striped"
-\t\t\t\tstripe_count = 1
-\t\t\t\tstripes = ["pv0", 10]
-\t\t\t}}
-\t\t}}
-\t}}
 """
+        for name, lv_id, first, count in lvs
+    ]
+    return "\n\tlogical_volumes {\n" + "".join(sections) + "\t}\n"
 
 
 def test_lvm_on_a_partition_is_captured(loops: None, tmp_path: Path) -> None:
@@ -434,7 +408,11 @@ def test_lvm_on_a_partition_is_captured(loops: None, tmp_path: Path) -> None:
         lvm("vgcfgbackup", "-f", str(config), vg)
         text = config.read_text()
         cut = text.rindex("}")
-        text = text[:cut] + LV_TEMPLATE.format(root_id=root_id, swap_id=swap_id) + text[cut:]
+        text = (
+            text[:cut]
+            + logical_volumes_text(("root", root_id, 0, 10), ("swap", swap_id, 10, 4))
+            + text[cut:]
+        )
         config.write_text(text.replace("seqno = 1", "seqno = 2"))
         lvm("vgcfgrestore", "-f", str(config), vg)
         layout = capture([device], fstab=tmp_path / "no-fstab")

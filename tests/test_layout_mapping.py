@@ -8,6 +8,7 @@ detach every loop device and unmount everything they set up, which the tests che
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loopdisks import loop_devices_of, loop_disk, partition, require_loop_disks, sh
+from loopdisks import LAYOUT_TOOLS, LINUX, SWAP, loop_devices_of, loop_disk, partition, sh
 
 from rescue.errors import DiskMappingError
 from rescue.layout import LayoutError
@@ -32,8 +33,6 @@ from rescue.layout.system_state import SystemState, read_in_use, read_system_sta
 
 GiB = 1024**3
 MiB = 1024**2
-LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 SAFE = SystemState()
 
 
@@ -432,22 +431,7 @@ def test_stacked_holders_mark_a_disk_in_use(tmp_path: Path) -> None:
 
 # --- real loop disks ------------------------------------------------------------------------
 
-TOOLS = {
-    "sfdisk": "fdisk",
-    "partx": "util-linux",
-    "blkid": "util-linux",
-    "lsblk": "util-linux",
-    "mkswap": "util-linux",
-    "swapon": "util-linux",
-    "mount": "mount",
-    "mkfs.ext4": "e2fsprogs",
-}
-
-
-@pytest.fixture(scope="module")
-def loops() -> None:
-    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    require_loop_disks(TOOLS)
+TOOLS = {**LAYOUT_TOOLS, "swapon": "util-linux", "mount": "mount"}
 
 
 @dataclass
@@ -479,6 +463,26 @@ def captured(device: str, tmp_path: Path) -> Disk:
 def mounts_under(directory: Path) -> list[str]:
     text = Path("/proc/self/mountinfo").read_text()
     return [line for line in text.splitlines() if str(directory) in line]
+
+
+@contextlib.contextmanager
+def ext4_target(tmp_path: Path) -> Iterator[tuple[str, Disk, str]]:
+    """A 96 MiB loop disk with one 40 MiB ext4 partition: (device, its capture, the partition)."""
+    with loop_disk(tmp_path / "target.img", "96M") as device:
+        parts = partition(device, f"label: gpt\nsize=40MiB, type={LINUX}\n")
+        sh("mkfs.ext4", "-q", "-F", parts[0])
+        yield device, captured(device, tmp_path), parts[0]
+
+
+@contextlib.contextmanager
+def mounted(part: str, mnt: Path) -> Iterator[Path]:
+    """part mounted at mnt (made here) while the body runs, unmounted however it ends."""
+    mnt.mkdir()
+    sh("mount", part, str(mnt))
+    try:
+        yield mnt
+    finally:
+        sh("umount", str(mnt))
 
 
 def test_real_disks_map_by_size_and_a_smaller_one_is_refused(
@@ -539,14 +543,8 @@ def root_disk() -> Disk | None:
 
 
 def test_a_mounted_target_is_refused(source: Source, tmp_path: Path) -> None:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with loop_disk(tmp_path / "target.img", "96M") as device:
-        parts = partition(device, f"label: gpt\nsize=40MiB, type={LINUX}\n")
-        sh("mkfs.ext4", "-q", "-F", parts[0])
-        target = captured(device, tmp_path)
-        sh("mount", parts[0], str(mnt))
-        try:
+    with ext4_target(tmp_path) as (device, target, part):
+        with mounted(part, tmp_path / "mnt") as mnt:
             assert read_system_state().mounted[device] == [str(mnt)]
             with pytest.raises(DiskMappingError) as info:
                 map_disks(source.layout, [target])
@@ -559,8 +557,6 @@ def test_a_mounted_target_is_refused(source: Source, tmp_path: Path) -> None:
             assert str(info.value) == (
                 f"cannot map {source.device} to {device}: {device} is mounted at {mnt}"
             )
-        finally:
-            sh("umount", str(mnt))
         assert map_disks(source.layout, [target]) == {source.device: device}
     assert mounts_under(tmp_path) == []
     assert loop_devices_of(tmp_path) == []
@@ -582,29 +578,21 @@ def test_a_target_with_active_swap_is_refused(source: Source, tmp_path: Path) ->
 
 
 def test_a_target_holding_the_backup_is_refused(source: Source, tmp_path: Path) -> None:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with loop_disk(tmp_path / "target.img", "96M") as device:
-        parts = partition(device, f"label: gpt\nsize=40MiB, type={LINUX}\n")
-        sh("mkfs.ext4", "-q", "-F", parts[0])
-        target = captured(device, tmp_path)
-        sh("mount", parts[0], str(mnt))
-        try:
-            backup = mnt / "backup"
-            backup.mkdir()
-            for protected in (backup, f"file://{backup}"):
-                with pytest.raises(DiskMappingError) as info:
-                    map_disks(source.layout, [target], protected=[protected])
-                assert f"{device} holds the backup ({backup})" in str(info.value)
-                with pytest.raises(DiskMappingError) as info:
-                    map_disks(
-                        source.layout, [target], {source.device: device}, protected=[protected]
-                    )
-                assert str(info.value) == (
-                    f"cannot map {source.device} to {device}: {device} holds the backup ({backup})"
-                )
-        finally:
-            sh("umount", str(mnt))
+    with (
+        ext4_target(tmp_path) as (device, target, part),
+        mounted(part, tmp_path / "mnt") as mnt,
+    ):
+        backup = mnt / "backup"
+        backup.mkdir()
+        for protected in (backup, f"file://{backup}"):
+            with pytest.raises(DiskMappingError) as info:
+                map_disks(source.layout, [target], protected=[protected])
+            assert f"{device} holds the backup ({backup})" in str(info.value)
+            with pytest.raises(DiskMappingError) as info:
+                map_disks(source.layout, [target], {source.device: device}, protected=[protected])
+            assert str(info.value) == (
+                f"cannot map {source.device} to {device}: {device} holds the backup ({backup})"
+            )
     assert mounts_under(tmp_path) == []
     assert loop_devices_of(tmp_path) == []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 from clirun import RESCUE, rescue, write_settings
-from loopdisks import loop_disk, require_loop_disks
+from loopdisks import LINUX, SWAP, loop_disk, require_loop_disks
 from manifests import with_layout
 from sandbox import PYTHON, REPO, Sandbox, tree_state
 
@@ -21,9 +21,6 @@ from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
 from rescue.prompts import Answers
 from rescue.steps import map_disks, recreate_layout
 from rescue.steps.context import Context, Options
-
-LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 
 pytestmark = pytest.mark.slow
 

@@ -16,17 +16,22 @@ import os
 import re
 import stat
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from loopdisks import (
+    BIOS_BOOT,
+    ESP,
+    LAYOUT_TOOLS,
+    LINUX,
+    LINUX_LVM,
+    SWAP,
     loop_devices_of,
     loop_disk,
     need,
     partition,
-    require_loop_disks,
     sh,
 )
 
@@ -49,30 +54,14 @@ from rescue.layout.recreate import SCRIPT_NAME, apply_script, build_script
 
 # The tools the loop-disk tests run, and the Debian package of each.
 TOOLS = {
-    "sfdisk": "fdisk",
-    "partx": "util-linux",
-    "blkid": "util-linux",
-    "lsblk": "util-linux",
+    **LAYOUT_TOOLS,
     "wipefs": "util-linux",
-    "mkswap": "util-linux",
-    "mkfs.ext4": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mkfs.xfs": "xfsprogs",
 }
 GRAIN = 2048  # sfdisk aligns a partition that takes the rest of the disk to 1 MiB
 
-BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
-ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
-LINUX_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
 LINUX_LUKS = "CA7D7CCB-63ED-4C53-861C-1742536059CC"
-
-
-@pytest.fixture(scope="module")
-def loops() -> None:
-    """Skip where loop disks cannot exist; fail, naming the package, where a tool is missing."""
-    require_loop_disks(TOOLS)
 
 
 def sfdisk_lines(label: str, table_id: str, parts: Iterable[str], first_lba: int = 0) -> str:
@@ -134,36 +123,46 @@ class Source:
     size: str
 
 
-@pytest.fixture(scope="module")
-def gpt_source(loops: None, tmp_path_factory: pytest.TempPathFactory) -> Source:
-    """200 MiB GPT: BIOS boot, an ESP (vfat, volume id), a root ext4 and swap, all with ids."""
-    directory = tmp_path_factory.mktemp("gpt-source")
-    with loop_disk(directory / "gpt.img", "200M") as device:
-        parts = partition(device, GPT_TABLE)
-        sh("mkfs.vfat", "-F", "32", "-i", ESP_VOLUME_ID, "-n", "ESP", parts[1])
-        sh("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", ROOT_LABEL, parts[2])
-        sh("mkswap", "-U", SWAP_UUID, "-L", SWAP_LABEL, parts[3])
+def captured_source(
+    directory: Path, size: str, table: str, make_filesystems: Callable[[list[str]], None]
+) -> Source:
+    """A loop disk of size, partitioned from the sfdisk table, its file systems made by
+    make_filesystems(partitions), captured and detached again."""
+    with loop_disk(directory / "source.img", size) as device:
+        make_filesystems(partition(device, table))
         layout = capture([device], fstab=directory / "no-fstab")
     assert loop_devices_of(directory) == []
     (disk,) = layout.disks
-    assert disk.partitions[2].name == ROOT_NAME  # the odd name survived the fixture's own sfdisk
-    return Source(disk, layout, "200M")
+    return Source(disk, layout, size)
+
+
+@pytest.fixture(scope="module")
+def gpt_source(loops: None, tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """200 MiB GPT: BIOS boot, an ESP (vfat, volume id), a root ext4 and swap, all with ids."""
+
+    def filesystems(parts: list[str]) -> None:
+        sh("mkfs.vfat", "-F", "32", "-i", ESP_VOLUME_ID, "-n", "ESP", parts[1])
+        sh("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", ROOT_LABEL, parts[2])
+        sh("mkswap", "-U", SWAP_UUID, "-L", SWAP_LABEL, parts[3])
+
+    source = captured_source(tmp_path_factory.mktemp("gpt-source"), "200M", GPT_TABLE, filesystems)
+    # the odd name survived the fixture's own sfdisk
+    assert source.disk.partitions[2].name == ROOT_NAME
+    return source
 
 
 @pytest.fixture(scope="module")
 def mbr_source(loops: None, tmp_path_factory: pytest.TempPathFactory) -> Source:
     """384 MiB MBR: a bootable ext4 root, an xfs /home, and swap in a logical partition."""
-    directory = tmp_path_factory.mktemp("mbr-source")
-    with loop_disk(directory / "mbr.img", "384M") as device:
-        parts = partition(device, MBR_TABLE)
+
+    def filesystems(parts: list[str]) -> None:
         sh("mkfs.ext4", "-q", "-F", "-U", MBR_ROOT_UUID, "-L", "mbrroot", parts[0])
         sh("mkfs.xfs", "-q", "-f", "-m", f"uuid={MBR_HOME_UUID}", "-L", "home", parts[1])
         sh("mkswap", "-U", MBR_SWAP_UUID, "-L", "mbrswap", parts[3])
-        layout = capture([device], fstab=directory / "no-fstab")
-    assert loop_devices_of(directory) == []
-    (disk,) = layout.disks
-    assert [p.number for p in disk.partitions] == [1, 2, 3, 5]
-    return Source(disk, layout, "384M")
+
+    source = captured_source(tmp_path_factory.mktemp("mbr-source"), "384M", MBR_TABLE, filesystems)
+    assert [p.number for p in source.disk.partitions] == [1, 2, 3, 5]
+    return source
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ print("ANSWER=" + answer)
 """
 
 
-def _spawn(tmp_path: Path) -> pexpect.spawn:
+def _interrupted(tmp_path: Path) -> pexpect.spawn:
+    """The script in a terminal, stopped by Ctrl-C at its question (the log in tmp_path)."""
     child = pexpect.spawn(
         sys.executable,
         ["-c", SCRIPT],
@@ -27,13 +28,20 @@ def _spawn(tmp_path: Path) -> pexpect.spawn:
         dimensions=(40, 120),
     )
     child.logfile_read = (tmp_path / "terminal.log").open("w")
+    child.expect("Directory of the backups")
+    child.sendintr()
     return child
 
 
+def _exit_status(child: pexpect.spawn) -> int | None:
+    """Wait for the script to end; its exit status (None when a signal ended it)."""
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
 def test_ctrl_c_opens_a_shell_then_asks_the_same_question_again(tmp_path: Path) -> None:
-    child = _spawn(tmp_path)
-    child.expect("Directory of the backups")
-    child.sendintr()
+    child = _interrupted(tmp_path)
     child.expect("Stopped at question destination.path")
     child.sendline("s")
     child.expect_exact("test-shell$ ")
@@ -42,18 +50,12 @@ def test_ctrl_c_opens_a_shell_then_asks_the_same_question_again(tmp_path: Path) 
     child.expect("Directory of the backups")  # the same question, asked again
     child.sendline("/backup/rescue")
     child.expect("ANSWER=/backup/rescue")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert _exit_status(child) == 0
 
 
 def test_ctrl_c_then_q_stops(tmp_path: Path) -> None:
-    child = _spawn(tmp_path)
-    child.expect("Directory of the backups")
-    child.sendintr()
+    child = _interrupted(tmp_path)
     child.expect("rescue recover --resume")
     child.sendline("q")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus != 0
+    assert _exit_status(child) != 0
     assert "ANSWER=" not in (tmp_path / "terminal.log").read_text()

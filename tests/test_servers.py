@@ -23,6 +23,7 @@ from servers import (
     SshServer,
     VsftpdServer,
     free_port,
+    serving,
     wait_for_port,
 )
 
@@ -103,9 +104,7 @@ def test_sshd_listens_on_loopback_only(sshd: SshServer) -> None:
 
 def test_changed_host_key_after_restart(tmp_path: Path) -> None:
     """On a private server: the session one must keep its key for the other tests."""
-    server = SshServer(tmp_path / "sshd")
-    try:
-        server.start()
+    with serving(SshServer(tmp_path / "sshd")) as server:
         port, old = server.port, server.host_key_fingerprint
         assert _server_fingerprint(port) == old
         server.regenerate_host_key()
@@ -115,17 +114,13 @@ def test_changed_host_key_after_restart(tmp_path: Path) -> None:
         assert new != old
         assert _server_fingerprint(port) == new
         _connect(server).close()  # the client key still works
-    finally:
-        server.stop()
     assert not server.running
 
 
 def test_stopped_server_frees_its_port(tmp_path: Path) -> None:
     """After the server stops, no process of it listens on its port. (Not "nothing answers on
     the port": another test process's server may take it at once, and CI runs two.)"""
-    server = SshServer(tmp_path / "sshd")
-    with server:
-        server.start()
+    with serving(SshServer(tmp_path / "sshd")) as server:
         port = server.port
         assert _listening(server.config_path, port), "the check below would see nothing"
     assert _listening(server.config_path, port) == []
@@ -192,9 +187,7 @@ def test_ftp_password_is_not_in_argv_nor_log(ftpd: FtpServer, ftp: ftplib.FTP) -
 
 
 def test_ftp_restart_keeps_port(tmp_path: Path) -> None:
-    server = FtpServer(tmp_path / "ftpd", password="a secret")
-    try:
-        server.start()
+    with serving(FtpServer(tmp_path / "ftpd", password="a secret")) as server:
         port = server.port
         server.restart()
         assert server.port == port
@@ -202,14 +195,10 @@ def test_ftp_restart_keeps_port(tmp_path: Path) -> None:
         client.connect("127.0.0.1", port, timeout=10)
         client.login("rescue", "a secret")
         client.quit()
-    finally:
-        server.stop()
 
 
 def test_vsftpd_ftps_requires_tls_and_keeps_whole_uploads(tmp_path: Path) -> None:
-    server = VsftpdServer(tmp_path / "vsftpd")
-    try:
-        server.start()
+    with serving(VsftpdServer(tmp_path / "vsftpd")) as server:
         plain = ftplib.FTP()
         plain.connect(HOST, server.port, timeout=10)
         with pytest.raises(ftplib.error_perm, match="530"):
@@ -225,8 +214,6 @@ def test_vsftpd_ftps_requires_tls_and_keeps_whole_uploads(tmp_path: Path) -> Non
         client.storbinary("STOR d/blob", io.BytesIO(payload))
         client.quit()
         assert (server.root / "d/blob").read_bytes() == payload
-    finally:
-        server.close()
     assert not server.root.exists()
     assert subprocess.run(["id", server.user], capture_output=True).returncode != 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from clirun import rescue, write_settings
-from servers import SshServer
+from servers import SshServer, serving
 
 from rescue.backup.sampletree import mutate_sample_tree
 from rescue.backup.treecompare import compare_trees
@@ -29,12 +29,8 @@ PASSWORD_ENV = "RESCUE_TEST_SSH_PW"
 
 @pytest.fixture(scope="module")
 def pw_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    server = SshServer(tmp_path_factory.mktemp("pw-sshd"), password_login=True)
-    try:
-        server.start()
+    with serving(SshServer(tmp_path_factory.mktemp("pw-sshd"), password_login=True)) as server:
         yield server
-    finally:
-        server.close()
     assert not server.password_home.exists()
 
 

@@ -66,6 +66,24 @@ def _stamp(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _into_a_closed_pipe(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run argv with its stdout on a pipe whose reader is gone before the first line is written
+    (as `| head -0` does); stderr is captured."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        os.close(writer)
+
+
 def _status(config: Path) -> tuple[dict, Run]:  # type: ignore[type-arg]
     data = rescue(config, "status", "--json")
     assert data.code == 0, data.err
@@ -219,19 +237,7 @@ def test_files_of_a_path_not_in_the_set_exits_33(tmp_path: Path) -> None:
 def test_a_closed_pipe_ends_every_command_quietly(tmp_path: Path, args: tuple[str, ...]) -> None:
     config = _settings(tmp_path, _tiny_tree(tmp_path))
     assert rescue(config, "backup", "--full").code == 0
-    reader, writer = os.pipe()
-    os.close(reader)  # the reader is gone before rescue writes its first line: `| head -0`
-    try:
-        proc = subprocess.run(
-            [*RESCUE, "--config", str(config), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        os.close(writer)
+    proc = _into_a_closed_pipe([*RESCUE, "--config", str(config), *args], timeout=300)
     assert proc.returncode == 0
     assert proc.stderr == ""
 
@@ -258,19 +264,7 @@ def test_head_reads_one_line_and_the_rest_goes_quietly(tmp_path: Path) -> None:
 def test_a_backup_whose_reader_left_still_finishes_its_work(tmp_path: Path) -> None:
     """Its few lines wait in the buffer until the work is done: the backup is made, exit 0."""
     config = _settings(tmp_path, _tiny_tree(tmp_path))
-    reader, writer = os.pipe()
-    os.close(reader)
-    try:
-        proc = subprocess.run(
-            [*RESCUE, "--config", str(config), "backup", "--full"],
-            stdin=subprocess.DEVNULL,
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        os.close(writer)
+    proc = _into_a_closed_pipe([*RESCUE, "--config", str(config), "backup", "--full"], timeout=300)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert len(json.loads(rescue(config, "status", "--json").out)["sets"]) == 1
 
@@ -293,19 +287,7 @@ except click.exceptions.Exit as end:
 def test_work_cut_short_by_a_closed_pipe_is_not_a_success(command: str, code: int) -> None:
     """A command that changes things and is cut short mid-work by its closed output must not
     exit 0 (a real closed pipe; the guard alone, since no command prints enough mid-work)."""
-    reader, writer = os.pipe()
-    os.close(reader)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _CUT_SHORT, command],
-            stdin=subprocess.DEVNULL,
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        os.close(writer)
+    proc = _into_a_closed_pipe([sys.executable, "-c", _CUT_SHORT, command], timeout=60)
     assert proc.returncode == code, proc.stderr
     expected = [f"rescue: {command} stopped: the reader of its output went away (exit 141)"]
     assert proc.stderr.splitlines() == (expected if code else [])

@@ -24,7 +24,7 @@ if sys.prefix == sys.base_prefix:
     os.execv(VENV_PYTHON, [str(VENV_PYTHON), *sys.argv])
 
 from rescue.layout.capture import capture  # noqa: E402  (after the re-exec under the venv)
-from rescue.layout.model import Layout  # noqa: E402
+from rescue.layout.model import Filesystem, Layout  # noqa: E402
 from rescue.layout.recreate import apply_script, build_script  # noqa: E402
 
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
@@ -42,6 +42,11 @@ def sh(command: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
+def fs_view(fs: Filesystem | None) -> tuple[str | None, str | None, str | None]:
+    """What a round trip must keep of a file system: its type, UUID and label."""
+    return (fs.type, fs.uuid, fs.label) if fs is not None else (None, None, None)
+
+
 def lvm_view(layout: Layout) -> dict[str, object]:
     """What must survive an LVM round trip (VG/LV UUIDs cannot be kept by vgcreate/lvcreate)."""
     assert layout.lvm is not None, "no LVM captured"
@@ -51,18 +56,10 @@ def lvm_view(layout: Layout) -> dict[str, object]:
         "pvs": sorted((pv.uuid, pv.vg) for pv in layout.lvm.pvs),
         "vgs": sorted((vg.name, vg.extent_size_bytes) for vg in layout.lvm.vgs),
         "lvs": sorted(
-            (
-                lv.vg,
-                lv.name,
-                lv.size_bytes,
-                lv.filesystem.type if lv.filesystem else None,
-                lv.filesystem.uuid if lv.filesystem else None,
-                lv.filesystem.label if lv.filesystem else None,
-            )
-            for lv in layout.lvm.lvs
+            (lv.vg, lv.name, lv.size_bytes, *fs_view(lv.filesystem)) for lv in layout.lvm.lvs
         ),
         "boot_fs": [
-            (p.filesystem.type, p.filesystem.uuid, p.filesystem.label)
+            fs_view(p.filesystem)
             for p in disk.partitions
             if p.filesystem and p.filesystem.type == "ext4"
         ],
@@ -118,16 +115,7 @@ def lvm_larger(source: Layout) -> None:
 
 def raid_view(layout: Layout) -> list[tuple[object, ...]]:
     return sorted(
-        (
-            r.level,
-            r.uuid,
-            r.metadata,
-            r.raid_devices,
-            r.filesystem.type if r.filesystem else None,
-            r.filesystem.uuid if r.filesystem else None,
-            r.filesystem.label if r.filesystem else None,
-        )
-        for r in layout.raids
+        (r.level, r.uuid, r.metadata, r.raid_devices, *fs_view(r.filesystem)) for r in layout.raids
     )
 
 
