@@ -37,6 +37,16 @@ def absolute_path(value: str) -> str:
 AbsPath = Annotated[str, AfterValidator(absolute_path)]
 
 
+def env_name(value: str) -> str:
+    """The name of an environment variable that holds a secret (the *_env keys)."""
+    if not ENV_NAME.fullmatch(value):
+        raise ValueError("must be the name of an environment variable (letters, digits, _)")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(env_name)]
+
+
 def inside(path: str, root: str) -> bool:
     """Whether path is root or below it (both already normalised by absolute_path)."""
     p, r = PurePosixPath(path), PurePosixPath(root)
