@@ -7,6 +7,7 @@ taken as they are) hold for every section.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Annotated, ClassVar, Literal
 
@@ -37,14 +38,24 @@ def absolute_path(value: str) -> str:
 AbsPath = Annotated[str, AfterValidator(absolute_path)]
 
 
-def env_name(value: str) -> str:
-    """The name of an environment variable that holds a secret (the *_env keys)."""
-    if not ENV_NAME.fullmatch(value):
-        raise ValueError("must be the name of an environment variable (letters, digits, _)")
-    return value
+def full_match(pattern: re.Pattern[str], message: str) -> Callable[[str], str]:
+    """The validator of a string that pattern must match as a whole; message is the error."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return check
 
 
-EnvName = Annotated[str, AfterValidator(env_name)]
+# The name of an environment variable that holds a secret (the *_env keys).
+EnvName = Annotated[
+    str,
+    AfterValidator(
+        full_match(ENV_NAME, "must be the name of an environment variable (letters, digits, _)")
+    ),
+]
 
 
 def inside(path: str, root: str) -> bool:
