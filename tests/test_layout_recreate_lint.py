@@ -1,6 +1,7 @@
 """The recreate script as text: shellcheck finds nothing in helpers.sh or in generated scripts,
 every script carries helpers.sh byte for byte, and the script for the stacked layout is exactly
-the reviewed one in tests/golden/ (the split of recreate.py into a package left it unchanged).
+the reviewed one in tests/golden/ (the split of recreate.py into a package left it unchanged),
+which holds all of it but the helpers.sh text.
 
 No disk is touched: the targets are described, not probed.
 """
@@ -20,6 +21,8 @@ from rescue.layout.recreate import build_script
 
 HELPERS = Path(str(files("rescue.layout.recreate") / "helpers.sh"))
 GOLDEN = Path(__file__).parent / "golden" / "layout-recreate-stacked.sh"
+# The line after which every script carries helpers.sh.
+HELPERS_RULE = "# --- helpers: read these once, the steps below only call them ---\n"
 
 SHELLCHECK = [
     "shellcheck",
@@ -85,7 +88,7 @@ def test_a_generated_script_passes_shellcheck(
 
 def test_every_script_carries_helpers_sh_byte_for_byte() -> None:
     lines = build_script(mbr_layout(), {"/dev/vda": "/dev/sdb"}, targets=TARGETS).splitlines()
-    start = lines.index("# --- helpers: read these once, the steps below only call them ---")
+    start = lines.index(HELPERS_RULE.rstrip("\n"))
     end = lines.index("# Step 1: check the targets; nothing is changed before this step passes")
     # Two lines before step 1: the empty line and the section's rule.
     assert "\n".join(lines[start + 1 : end - 2]) + "\n" == HELPERS.read_text()
@@ -93,5 +96,10 @@ def test_every_script_carries_helpers_sh_byte_for_byte() -> None:
 
 def test_the_stacked_layout_gives_the_reviewed_script() -> None:
     """A change to the generated text must be deliberate: if it is, review the difference and
-    write the new script over tests/golden/layout-recreate-stacked.sh."""
-    assert build_script(stacked_layout(), MAPPING, targets=TARGETS) == GOLDEN.read_text()
+    write the new script, without the helpers.sh text after its helpers rule, over
+    tests/golden/layout-recreate-stacked.sh (helpers.sh is pinned by itself, not copied)."""
+    script = build_script(stacked_layout(), MAPPING, targets=TARGETS)
+    helpers = HELPERS.read_text()
+    start = script.index(HELPERS_RULE) + len(HELPERS_RULE)
+    assert script[start : start + len(helpers)] == helpers
+    assert script[:start] + script[start + len(helpers) :] == GOLDEN.read_text()

@@ -94,43 +94,56 @@ def decide(
     )
 
 
+@dataclass(frozen=True)
+class _Days:
+    """When in a period a timer fires: each hour at start's minute, or at start's time of each
+    day, of one weekday (0 is Sunday) or of one day of the month."""
+
+    hourly: bool = False
+    weekday: int | None = None
+    monthday: int | None = None
+
+    def systemd(self, start: dt.time) -> str:
+        """As a systemd OnCalendar expression."""
+        weekday = f"{_WEEKDAY_NAMES[self.weekday]} " if self.weekday is not None else ""
+        date = f"*-*-{self.monthday:02d}" if self.monthday else "*-*-*"
+        hour = "*" if self.hourly else f"{start.hour:02d}"
+        return f"{weekday}{date} {hour}:{start.minute:02d}:00"
+
+    def cron(self, start: dt.time) -> str:
+        """As the five fields of a crontab line."""
+        hour = "*" if self.hourly else str(start.hour)
+        weekday = "*" if self.weekday is None else str(self.weekday)
+        return f"{start.minute} {hour} {self.monthday or '*'} * {weekday}"
+
+
+_WEEKDAY_NAMES = {0: "Sun", 1: "Mon"}
+# The backups run each incremental period; weekly ones on Mondays, where a week begins.
+_RUN_DAYS = {"hourly": _Days(hourly=True), "daily": _Days(), "weekly": _Days(weekday=1)}
+# The drills: out of the way of Monday's weekly full, on Sundays; monthly on the 1st.
+_DRILL_DAYS = {"daily": _Days(), "weekly": _Days(weekday=0), "monthly": _Days(monthday=1)}
+
+
 def on_calendar(incremental_every: IncrementalEvery, start: dt.time) -> str:
     """The systemd OnCalendar expression of the runs: every incremental period at the start
     time (hourly runs keep its minute)."""
-    if incremental_every == "hourly":
-        return f"*-*-* *:{start.minute:02d}:00"
-    if incremental_every == "daily":
-        return f"*-*-* {start.hour:02d}:{start.minute:02d}:00"
-    return f"Mon *-*-* {start.hour:02d}:{start.minute:02d}:00"
+    return _RUN_DAYS[incremental_every].systemd(start)
 
 
 def cron_fields(incremental_every: IncrementalEvery, start: dt.time) -> str:
     """The same runs as on_calendar, as the five fields of a crontab line."""
-    if incremental_every == "hourly":
-        return f"{start.minute} * * * *"
-    if incremental_every == "daily":
-        return f"{start.minute} {start.hour} * * *"
-    return f"{start.minute} {start.hour} * * 1"
+    return _RUN_DAYS[incremental_every].cron(start)
 
 
 def drill_calendar(drill_every: str, start: dt.time) -> str:
     """The systemd OnCalendar expression of the scheduled drills: each day, each Sunday (out of
     the way of Monday's weekly full) or each first of the month, at start."""
-    at = f"{start.hour:02d}:{start.minute:02d}:00"
-    if drill_every == "daily":
-        return f"*-*-* {at}"
-    if drill_every == "weekly":
-        return f"Sun *-*-* {at}"
-    return f"*-*-01 {at}"
+    return _DRILL_DAYS[drill_every].systemd(start)
 
 
 def drill_cron_fields(drill_every: str, start: dt.time) -> str:
     """The same drills as drill_calendar, as the five fields of a crontab line."""
-    if drill_every == "daily":
-        return f"{start.minute} {start.hour} * * *"
-    if drill_every == "weekly":
-        return f"{start.minute} {start.hour} * * 0"
-    return f"{start.minute} {start.hour} 1 * *"
+    return _DRILL_DAYS[drill_every].cron(start)
 
 
 DRILL_WORDS = {

@@ -31,7 +31,7 @@ from rescue.backup.treecompare import compare_file, compare_trees
 from rescue.config import Settings
 from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
-from rescue.process import execute, gpghome, lifetime
+from rescue.process import execute, gpghome
 
 T = TypeVar("T")
 
@@ -187,21 +187,12 @@ def run_configured(
     time and the bytes compared, or the error line of a drill that could not finish."""
     engine = Engine(settings, progress)
     record = history.Drill(time.time(), 0.0, "failure", path)
-    try:
+    with history.recorded(engine.archive_dir, record):
         with own_gnupg(engine):
             report = _configured(engine, path, keep, scratch, record)
         record.outcome = "identical" if report.identical else "different"
         record.differences = sum(len(d) for _, d in report.checks)
-        return report
-    except (KeyboardInterrupt, lifetime.Terminated) as exc:
-        record.outcome, record.error = "interrupted", history.error_line(exc)
-        raise
-    except Exception as exc:
-        record.error = history.error_line(exc)
-        raise
-    finally:
-        record.end = time.time()
-        history.record_run(engine.archive_dir, record)
+    return report
 
 
 def _configured(

@@ -28,7 +28,6 @@ from rescue.errors import DuplicityError, NoSpaceError, RescueError
 from rescue.exact.records import SIDECAR_REL
 from rescue.placement.fsops import free_bytes
 from rescue.placement.guard import Protected
-from rescue.process import lifetime
 from rescue.recovery import manifest
 from rescue.units import human_size
 
@@ -73,20 +72,11 @@ class Engine(Listing, Restoring):
         now (seconds) fakes the clock, as duplicity's --current-time does: for tests only.
         Every run, failed or not, is appended to the history (rescue.backup.history)."""
         run = history.Run(time.time(), 0.0, mode, "failure")
-        try:
+        self.last_run = run  # the same record, complete once the block below has ended
+        with history.recorded(self.archive_dir, run):
             summary = self._backup(mode, now, run)
             run.outcome = "success"
-            return summary
-        except (KeyboardInterrupt, lifetime.Terminated) as exc:
-            run.outcome, run.error = "interrupted", history.error_line(exc)
-            raise
-        except Exception as exc:
-            run.error = history.error_line(exc)
-            raise
-        finally:
-            run.end = time.time()
-            history.record_run(self.archive_dir, run)
-            self.last_run = run
+        return summary
 
     def _backup(self, mode: BackupMode, now: float | None, run: history.Run) -> BackupSummary:
         check_gpg_key(self.settings)

@@ -30,62 +30,58 @@ from rescue.errors import (
 
 _NO_SPACE = re.compile(r"No space left on device|\[Errno 28\]|ENOSPC")
 
+# Each: what duplicity (or the backend under it) says, case-insensitive; the error it means; its
+# message ({dest}: the destination; {detail}: duplicity's most telling line).
 _PATTERNS: list[tuple[re.Pattern[str], type[RescueError], str]] = [
-    (
-        re.compile(r"Bad session key|bad passphrase|No passphrase given", re.I),
-        WrongPassphraseError,
-        "wrong passphrase: gpg cannot decrypt the backup at {dest}",
-    ),
-    (
-        re.compile(r"No secret key|secret key not available", re.I),
-        GpgKeyError,
-        "the secret GPG key needed to decrypt the backup at {dest} is not in the keyring",
-    ),
-    (
-        re.compile(r"public key not found|unusable public key|No public key", re.I),
-        GpgKeyError,
-        "the GPG key to encrypt with is not in the keyring",
-    ),
-    (
-        re.compile(r"Host key for server .* does not match|BadHostKey|Host key verification", re.I),
-        ChangedHostKeyError,
-        "the host key of {dest} does not match the pinned fingerprint",
-    ),
-    (
-        re.compile(r"Certificate verification|certificate .*not trusted|Not trusted", re.I),
-        UntrustedCertificateError,
-        "the TLS certificate of {dest} is not trusted: {detail}; if it is the server's own, "
-        "set tls_ca_file in [destination] to a copy of it (or of its CA)",
-    ),
-    (
-        re.compile(
+    (re.compile(pattern, re.I), cls, template)
+    for pattern, cls, template in [
+        (
+            r"Bad session key|bad passphrase|No passphrase given",
+            WrongPassphraseError,
+            "wrong passphrase: gpg cannot decrypt the backup at {dest}",
+        ),
+        (
+            r"No secret key|secret key not available",
+            GpgKeyError,
+            "the secret GPG key needed to decrypt the backup at {dest} is not in the keyring",
+        ),
+        (
+            r"public key not found|unusable public key|No public key",
+            GpgKeyError,
+            "the GPG key to encrypt with is not in the keyring",
+        ),
+        (
+            r"Host key for server .* does not match|BadHostKey|Host key verification",
+            ChangedHostKeyError,
+            "the host key of {dest} does not match the pinned fingerprint",
+        ),
+        (
+            r"Certificate verification|certificate .*not trusted|Not trusted",
+            UntrustedCertificateError,
+            "the TLS certificate of {dest} is not trusted: {detail}; if it is the server's own, "
+            "set tls_ca_file in [destination] to a copy of it (or of its CA)",
+        ),
+        (
             r"Authentication failed|Login incorrect|Login authentication failed|530 |"
             r"Permission denied \(publickey|not a valid RSA private key|"
             r"private key file is encrypted",
-            re.I,
+            AuthenticationError,
+            "{dest} refused the login (user, password or key)",
         ),
-        AuthenticationError,
-        "{dest} refused the login (user, password or key)",
-    ),
-    (
-        re.compile(
+        (
             r"Connection refused|No route to host|timed out|Name or service not known|"
             r"Temporary failure in name resolution|Network is unreachable|Unable to connect",
-            re.I,
+            UnreachableError,
+            "cannot reach {dest}",
         ),
-        UnreachableError,
-        "cannot reach {dest}",
-    ),
-    (
-        re.compile(
+        (
             r"hash mismatch|Invalid data|CRC error|invalid packet|unexpected EOF|"
             r"decryption failed|Error -3 while decompressing|not a gzipped file|"
             r"truncated|bad magic|invalid block type",
-            re.I,
+            CorruptVolumeError,
+            "a backup volume at {dest} is corrupt: {detail}",
         ),
-        CorruptVolumeError,
-        "a backup volume at {dest} is corrupt: {detail}",
-    ),
+    ]
 ]
 
 

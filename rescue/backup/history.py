@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,6 +87,24 @@ def record_run(archive_dir: Path, run: Run | Drill) -> None:
             out.write(json.dumps(asdict(run)) + "\n")
     except OSError as exc:
         log.warning("cannot record the run in %s: %s", archive_dir / HISTORY_FILE, exc)
+
+
+@contextmanager
+def recorded(archive_dir: Path, record: Run | Drill) -> Iterator[None]:
+    """Append record to the history however its block ends, so a failed or interrupted backup
+    or drill is on record too. The block sets the outcome of a success; an error leaves the
+    record's outcome ("failure", or "interrupted" for Ctrl-C and SIGTERM) and its error line."""
+    try:
+        yield
+    except (KeyboardInterrupt, lifetime.Terminated) as exc:
+        record.outcome, record.error = "interrupted", error_line(exc)
+        raise
+    except Exception as exc:
+        record.error = error_line(exc)
+        raise
+    finally:
+        record.end = time.time()
+        record_run(archive_dir, record)
 
 
 def _parse(line: str) -> Run | None:

@@ -102,37 +102,39 @@ def service_text(
     )
 
 
-def timer_text(settings: Settings) -> str:
-    schedule = settings.schedule
+def _timer_unit(settings: Settings, description: str, on_calendar: str) -> str:
+    """A timer unit: catches up a run missed while the host was off, spread by the random delay."""
     return MARK + (
         "[Unit]\n"
-        f"Description=rescue backups: {schedule.incremental_every} at {schedule.start_time}, "
-        f"fulls {schedule.full_every}\n"
+        f"Description={description}\n"
         "\n"
         "[Timer]\n"
-        f"OnCalendar={on_calendar(schedule.incremental_every, schedule.start)}\n"
+        f"OnCalendar={on_calendar}\n"
         "Persistent=true\n"
-        f"RandomizedDelaySec={schedule.random_delay_minutes * 60}\n"
+        f"RandomizedDelaySec={settings.schedule.random_delay_minutes * 60}\n"
         "\n"
         "[Install]\n"
         "WantedBy=timers.target\n"
     )
 
 
+def timer_text(settings: Settings) -> str:
+    schedule = settings.schedule
+    return _timer_unit(
+        settings,
+        f"rescue backups: {schedule.incremental_every} at {schedule.start_time}, "
+        f"fulls {schedule.full_every}",
+        on_calendar(schedule.incremental_every, schedule.start),
+    )
+
+
 def drill_timer_text(settings: Settings) -> str:
     schedule = settings.schedule
-    return MARK + (
-        "[Unit]\n"
-        f"Description=rescue drill: restore the backup to scratch and compare it, "
-        f"{schedule.drill_every} at {schedule.drill_time}\n"
-        "\n"
-        "[Timer]\n"
-        f"OnCalendar={drill_calendar(schedule.drill_every, schedule.drill_start)}\n"
-        "Persistent=true\n"
-        f"RandomizedDelaySec={schedule.random_delay_minutes * 60}\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=timers.target\n"
+    return _timer_unit(
+        settings,
+        "rescue drill: restore the backup to scratch and compare it, "
+        f"{schedule.drill_every} at {schedule.drill_time}",
+        drill_calendar(schedule.drill_every, schedule.drill_start),
     )
 
 

@@ -23,6 +23,7 @@ import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 _CHUNK = 1024 * 1024
 
@@ -117,6 +118,8 @@ def tree_totals(root: Path) -> tuple[int, int]:
 
 # --- the checks: each one exists once and is shared by compare_trees and compare_file ---
 
+T = TypeVar("T")
+
 _Check = Callable[[Path, os.stat_result, Path, os.stat_result], tuple[str, str] | None]
 
 
@@ -148,31 +151,24 @@ def _type_differs(exp_st: os.stat_result, act_st: os.stat_result) -> bool:
     return stat.S_IFMT(exp_st.st_mode) != stat.S_IFMT(act_st.st_mode)
 
 
-def _check_mode(
-    _e: Path, exp_st: os.stat_result, _a: Path, act_st: os.stat_result
-) -> tuple[str, str] | None:
-    """Full permission bits, so a lost setuid/setgid/sticky bit is caught too."""
-    exp_mode, act_mode = stat.S_IMODE(exp_st.st_mode), stat.S_IMODE(act_st.st_mode)
-    if exp_mode == act_mode:
-        return None
-    return f"{exp_mode:04o}", f"{act_mode:04o}"
+def _differ(exp: T, act: T, show: Callable[[T], str]) -> tuple[str, str] | None:
+    """None when the two values are equal, else both as a report shows them."""
+    return None if exp == act else (show(exp), show(act))
 
 
-def _check_owner(
-    _e: Path, exp_st: os.stat_result, _a: Path, act_st: os.stat_result
-) -> tuple[str, str] | None:
-    """Numeric ids: names can map differently on the rescue system, numbers are what counts."""
-    exp_owner = f"{exp_st.st_uid}:{exp_st.st_gid}"
-    act_owner = f"{act_st.st_uid}:{act_st.st_gid}"
-    return None if exp_owner == act_owner else (exp_owner, act_owner)
+def _of_stat(key: Callable[[os.stat_result], T], show: Callable[[T], str]) -> _Check:
+    """The check of one value taken from each side's lstat."""
+    return lambda _e, exp_st, _a, act_st: _differ(key(exp_st), key(act_st), show)
 
 
-def _check_size(
-    _e: Path, exp_st: os.stat_result, _a: Path, act_st: os.stat_result
-) -> tuple[str, str] | None:
-    if exp_st.st_size == act_st.st_size:
-        return None
-    return f"{exp_st.st_size} bytes", f"{act_st.st_size} bytes"
+# Full permission bits, so a lost setuid/setgid/sticky bit is caught too.
+_check_mode = _of_stat(lambda st: stat.S_IMODE(st.st_mode), lambda mode: f"{mode:04o}")
+# Numeric ids: names can map differently on the rescue system, numbers are what counts.
+_check_owner = _of_stat(lambda st: f"{st.st_uid}:{st.st_gid}", str)
+_check_size = _of_stat(lambda st: st.st_size, lambda size: f"{size} bytes")
+# Whole seconds: duplicity's tar headers keep no fractions.
+_check_mtime = _of_stat(lambda st: st.st_mtime_ns // 10**9, lambda sec: _show_time(sec))
+_check_device = _of_stat(lambda st: st.st_rdev, lambda dev: f"{os.major(dev)}:{os.minor(dev)}")
 
 
 def _check_content(
@@ -181,40 +177,13 @@ def _check_content(
     """Hash only when sizes match: a size difference is already reported and proves this one."""
     if exp_st.st_size != act_st.st_size:
         return None
-    exp_hash, act_hash = _sha256(exp_path), _sha256(act_path)
-    if exp_hash == act_hash:
-        return None
-    return f"sha256 {exp_hash[:16]}…", f"sha256 {act_hash[:16]}…"
-
-
-def _check_mtime(
-    _e: Path, exp_st: os.stat_result, _a: Path, act_st: os.stat_result
-) -> tuple[str, str] | None:
-    """Whole seconds: duplicity's tar headers keep no fractions."""
-    exp_sec, act_sec = exp_st.st_mtime_ns // 10**9, act_st.st_mtime_ns // 10**9
-    if exp_sec == act_sec:
-        return None
-    return _show_time(exp_sec), _show_time(act_sec)
+    return _differ(_sha256(exp_path), _sha256(act_path), lambda sha: f"sha256 {sha[:16]}…")
 
 
 def _check_link_target(
     exp_path: Path, _es: os.stat_result, act_path: Path, _as: os.stat_result
 ) -> tuple[str, str] | None:
-    exp_target, act_target = os.readlink(exp_path), os.readlink(act_path)
-    if exp_target == act_target:
-        return None
-    return repr(exp_target), repr(act_target)
-
-
-def _check_device(
-    _e: Path, exp_st: os.stat_result, _a: Path, act_st: os.stat_result
-) -> tuple[str, str] | None:
-    if exp_st.st_rdev == act_st.st_rdev:
-        return None
-    return (
-        f"{os.major(exp_st.st_rdev)}:{os.minor(exp_st.st_rdev)}",
-        f"{os.major(act_st.st_rdev)}:{os.minor(act_st.st_rdev)}",
-    )
+    return _differ(os.readlink(exp_path), os.readlink(act_path), repr)
 
 
 # --- helpers ---

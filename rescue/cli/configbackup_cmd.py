@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from rescue.cli.completion_cmd import complete_from
-from rescue.cli.main import App, root_option
+from rescue.cli.main import App, F, root_option
 from rescue.cli.render import emit_json, table
 from rescue.config import DEFAULT_CONFIG_PATH, Settings
 from rescue.configbackup import archive, create, remote
@@ -86,6 +87,13 @@ def modules_cmd(app: App, as_json: bool) -> None:
 MODULE_NAMES = complete_from(m.name for m in BUILTIN)
 
 
+def module_option(help_text: str) -> Callable[[F], F]:
+    """--module NAME, repeatable, completed from the built-in modules' names."""
+    return click.option(
+        "--module", "modules", multiple=True, shell_complete=MODULE_NAMES, help=help_text
+    )
+
+
 @config_backup_group.command("create")
 @click.option(
     "--type",
@@ -97,12 +105,8 @@ MODULE_NAMES = complete_from(m.name for m in BUILTIN)
     "plus diagnostics, with every secret redacted (never restorable, never encrypted).",
 )
 @click.option("--name", help="The archive's name [default: HOST-TYPE-DATE-TIME].")
-@click.option(
-    "--module",
-    "modules",
-    multiple=True,
-    shell_complete=MODULE_NAMES,
-    help="Only this module (repeat for more); the modules it depends on are added. Default: all.",
+@module_option(
+    "Only this module (repeat for more); the modules it depends on are added. Default: all."
 )
 @ROOT_OPTION
 @ALLOW_UNENCRYPTED

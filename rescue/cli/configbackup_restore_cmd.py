@@ -10,10 +10,10 @@ import click
 
 from rescue.backup import lock
 from rescue.cli.configbackup_cmd import (
-    MODULE_NAMES,
     ROOT_OPTION,
     SHOWN_PER_MODULE,
     config_backup_group,
+    module_option,
     settings_of,
 )
 from rescue.cli.main import App
@@ -25,13 +25,7 @@ from rescue.prompts import Answers, Question
 
 @config_backup_group.command("restore")
 @click.argument("archive_name", metavar="ARCHIVE")
-@click.option(
-    "--module",
-    "modules",
-    multiple=True,
-    shell_complete=MODULE_NAMES,
-    help="Only this module (repeat for more). Default: all in the archive.",
-)
+@module_option("Only this module (repeat for more). Default: all in the archive.")
 @click.option(
     "--ignore-dependencies",
     is_flag=True,

@@ -8,7 +8,7 @@ import click
 
 from rescue.backup import monitoring
 from rescue.backup.drill import DrillReport, run_configured, run_demo
-from rescue.cli.main import App
+from rescue.cli.main import App, dir_option
 from rescue.cli.render import emit_json, human_seconds, progress, table
 from rescue.errors import DrillMismatchError
 from rescue.units import human_size
@@ -26,11 +26,8 @@ from rescue.units import human_size
     show_default=True,
     help="With settings: restore and compare only this part of the backup.",
 )
-@click.option(
-    "--scratch",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="With settings: restore into this directory (it must have room for the restore).",
+@dir_option(
+    "--scratch", "With settings: restore into this directory (it must have room for the restore)."
 )
 @click.option("--keep", is_flag=True, help="Keep the drill's temporary files and print where.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as data.")

@@ -19,8 +19,8 @@ import click
 
 from rescue.backup.engine import Engine
 from rescue.backup.timespec import parse_time
-from rescue.cli.main import App
-from rescue.cli.status_cmd import TIME_HELP
+from rescue.cli.main import App, dir_option
+from rescue.cli.status_cmd import TIME_OPTION
 from rescue.errors import UsageError
 from rescue.layout import plan as service
 from rescue.layout.mapping import read_mapping_file
@@ -91,7 +91,7 @@ def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
             help="A manifest file (e.g. restored with `rescue manifest show --from-backup`).",
         ),
         click.option("--from-backup", is_flag=True, help="Take the layout from the backup."),
-        click.option("-t", "--time", "when", default=None, help=TIME_HELP),
+        TIME_OPTION,
         click.option(
             "--target",
             "targets",
@@ -139,13 +139,7 @@ def plan(app: App, request: PlanRequest) -> None:
 @layout_group.command()
 @_layout_options
 @click.option("--yes", is_flag=True, help='Answer "recover.erase": erase the target disks.')
-@click.option(
-    "--log-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_LOG_DIR,
-    show_default=True,
-    help="Where the script that ran is kept.",
-)
+@dir_option("--log-dir", "Where the script that ran is kept.", DEFAULT_LOG_DIR)
 @click.pass_obj
 def apply(app: App, request: PlanRequest, yes: bool, log_dir: Path) -> None:
     """Recreate the layout on the target disks. ERASES them, after an explicit yes.

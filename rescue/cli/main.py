@@ -60,6 +60,14 @@ def root_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def dir_option(name: str, help_text: str, default: Path | None = None) -> Callable[[F], F]:
+    """A directory option (it need not exist yet); a default is shown in --help."""
+    shown: dict[str, Any] = {"default": default, "show_default": True} if default else {}
+    return click.option(
+        name, type=click.Path(path_type=Path, file_okay=False), help=help_text, **shown
+    )
+
+
 def _setup_logging(path: Path | None, verbose: bool) -> Path | None:
     """Log everything to a file (secrets masked); the terminal gets only what commands print."""
     root = logging.getLogger("rescue")

@@ -7,7 +7,7 @@ import click
 from rescue.backup.engine import Engine
 from rescue.backup.timespec import parse_time
 from rescue.cli.main import App
-from rescue.cli.status_cmd import TIME_HELP
+from rescue.cli.status_cmd import TIME_OPTION
 from rescue.recovery import manifest
 
 
@@ -22,7 +22,7 @@ def manifest_group() -> None:
     is_flag=True,
     help="Show the manifest stored in the backup instead of building one from this host.",
 )
-@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@TIME_OPTION
 @click.pass_obj
 def show(app: App, from_backup: bool, when: str | None) -> None:
     """Print the manifest as JSON.

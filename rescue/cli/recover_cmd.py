@@ -18,9 +18,9 @@ import click
 
 from rescue.backup.lock import exclusive
 from rescue.cli.completion_cmd import complete_from
-from rescue.cli.main import App
+from rescue.cli.main import App, dir_option
 from rescue.cli.render import emit_json, human_seconds, paused, progress
-from rescue.cli.status_cmd import TIME_HELP
+from rescue.cli.status_cmd import TIME_OPTION
 from rescue.errors import IncompleteRestoreError, PlanError, UsageError
 from rescue.placement.fsops import remove_own
 from rescue.process import guardian
@@ -144,7 +144,7 @@ def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     help="Run only STEP (after redoing mounts if needed).",
 )
 @click.option("--step-by-step", is_flag=True, help="Show each step's plan and ask before it.")
-@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@TIME_OPTION
 @click.option(
     "--target",
     "targets",
@@ -152,18 +152,8 @@ def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     help="A disk that may be erased (repeat): serial:X, wwn:X, by-id:NAME, file:IMAGE "
     "(a loop device's image), or in guided mode a /dev path.",
 )
-@click.option(
-    "--target-root",
-    type=click.Path(path_type=Path, file_okay=False),
-    help=f"Where the new system is mounted [default: {DEFAULT_TARGET_ROOT}].",
-)
-@click.option(
-    "--work-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_WORK_DIR,
-    show_default=True,
-    help="State file, manifest, layout script and report.",
-)
+@dir_option("--target-root", f"Where the new system is mounted [default: {DEFAULT_TARGET_ROOT}].")
+@dir_option("--work-dir", "State file, manifest, layout script and report.", DEFAULT_WORK_DIR)
 @click.option(
     "--yes", is_flag=True, help="Confirm erasing the target disks (they must still be named)."
 )

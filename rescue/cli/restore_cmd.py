@@ -11,7 +11,7 @@ from rescue.backup.timespec import iso, parse_time
 from rescue.cli.completion_cmd import complete_path
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, human_seconds, progress
-from rescue.cli.status_cmd import TIME_HELP
+from rescue.cli.status_cmd import TIME_OPTION
 from rescue.errors import IncompleteRestoreError
 from rescue.exact.restore import restore_exact
 from rescue.placement.guard import check
@@ -28,7 +28,7 @@ from rescue.units import human_size
     shell_complete=complete_path,
     help="Where the restored file or directory goes (the new name, not its parent).",
 )
-@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@TIME_OPTION
 @click.option(
     "--force",
     is_flag=True,

@@ -18,6 +18,8 @@ from rescue.errors import ScheduleClockError
 from rescue.units import human_size
 
 TIME_HELP = f"As of this time: {EXAMPLES}. Default: the newest set."
+# -t/--time WHEN: the one spelling of "as of" for every command that reads a backup set.
+TIME_OPTION = click.option("-t", "--time", "when", default=None, help=TIME_HELP)
 
 
 RECENT_RUNS = 5
@@ -194,7 +196,7 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
 
 @click.command()
 @click.argument("path", required=False, default="/")
-@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@TIME_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the list as data.")
 @click.pass_obj
 def files(app: App, path: str, when: str | None, as_json: bool) -> None:

@@ -12,7 +12,7 @@ from rescue.backup.listing import relative_path
 from rescue.backup.timespec import iso, parse_time
 from rescue.cli.main import App
 from rescue.cli.render import emit_json
-from rescue.cli.status_cmd import TIME_HELP
+from rescue.cli.status_cmd import TIME_OPTION
 from rescue.config import Settings
 from rescue.errors import TreeDiffersError, UsageError
 from rescue.exact.verify import verify_tree
@@ -27,7 +27,7 @@ from rescue.exact.verify import verify_tree
     default=None,
     help="Where a restored copy of PATH lies (the --to of the restore) [default: PATH itself].",
 )
-@click.option("-t", "--time", "when", default=None, help=TIME_HELP)
+@TIME_OPTION
 @click.option(
     "--deep",
     is_flag=True,

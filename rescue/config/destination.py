@@ -12,9 +12,9 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from rescue.config.fields import (
-    ENV_NAME,
     SSH_METHODS,
     AbsPath,
+    EnvName,
     Method,
     Section,
     absolute_path,
@@ -78,7 +78,7 @@ class Destination(Section):
         description="A file (mode 0600) whose content is the login password.",
         examples=["/etc/rescue/destination.password"],
     )
-    password_env: str | None = Field(
+    password_env: EnvName | None = Field(
         default=None,
         description="The name of an environment variable that holds the login password.",
         examples=["RESCUE_DESTINATION_PASSWORD"],
@@ -118,13 +118,6 @@ class Destination(Section):
             raise ValueError(
                 "must be a host name or address only (user and path are keys of their own)"
             )
-        return value
-
-    @field_validator("password_env")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.fullmatch(value):
-            raise ValueError("must be the name of an environment variable (letters, digits, _)")
         return value
 
     @field_validator("host_key_fingerprint")

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from rescue.config.fields import ENV_NAME, AbsPath, EncryptionMode, Section, is_set
+from rescue.config.fields import AbsPath, EncryptionMode, EnvName, Section, is_set
 from rescue.config.toml_file import Loc, Problems
 from rescue.process import execute
 
@@ -38,7 +38,7 @@ class Encryption(Section):
         "(optional, needed to restore).",
         examples=["/etc/rescue/passphrase"],
     )
-    passphrase_env: str | None = Field(
+    passphrase_env: EnvName | None = Field(
         default=None,
         description="The name of an environment variable holding the passphrase (instead of "
         "passphrase_file).",
@@ -55,13 +55,6 @@ class Encryption(Section):
         description="gpg only: the GnuPG home that holds the key. Default: $GNUPGHOME or ~/.gnupg.",
         examples=["/root/.gnupg"],
     )
-
-    @field_validator("passphrase_env")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.fullmatch(value):
-            raise ValueError("must be the name of an environment variable (letters, digits, _)")
-        return value
 
     @field_validator("gpg_key")
     @classmethod

@@ -7,6 +7,7 @@ taken as they are) hold for every section.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Annotated, ClassVar, Literal
 
@@ -35,6 +36,26 @@ def absolute_path(value: str) -> str:
 
 
 AbsPath = Annotated[str, AfterValidator(absolute_path)]
+
+
+def full_match(pattern: re.Pattern[str], message: str) -> Callable[[str], str]:
+    """The validator of a string that pattern must match as a whole; message is the error."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+# The name of an environment variable that holds a secret (the *_env keys).
+EnvName = Annotated[
+    str,
+    AfterValidator(
+        full_match(ENV_NAME, "must be the name of an environment variable (letters, digits, _)")
+    ),
+]
 
 
 def inside(path: str, root: str) -> bool:

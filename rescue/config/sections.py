@@ -116,14 +116,12 @@ class Schedule(Section):
     @property
     def start(self) -> dt.time:
         """start_time as a time of day."""
-        hours, minutes = self.start_time.split(":")
-        return dt.time(int(hours), int(minutes))
+        return dt.time.fromisoformat(self.start_time)
 
     @property
     def drill_start(self) -> dt.time:
         """drill_time as a time of day."""
-        hours, minutes = self.drill_time.split(":")
-        return dt.time(int(hours), int(minutes))
+        return dt.time.fromisoformat(self.drill_time)
 
 
 DEFAULT_EXCLUDES = ("/mnt", "/dev", "/media", "/sys", "/proc", "/run", "/tmp")

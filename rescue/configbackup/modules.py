@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rescue.config import read_toml
+from rescue.config.fields import full_match
 from rescue.errors import ConfigError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -32,13 +33,9 @@ def _abs_path(value: str) -> str:
 ModulePath = Annotated[str, AfterValidator(_abs_path)]
 
 
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError("must be lower-case letters, digits, - or _ (up to 40)")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_name)]
+Name = Annotated[
+    str, AfterValidator(full_match(_NAME, "must be lower-case letters, digits, - or _ (up to 40)"))
+]
 
 
 class StateCommand(BaseModel):

@@ -256,19 +256,26 @@ class Redactor:
         )
         data = self._sub(_OPENSSL_PASS, data, module, path, "command-line passwords")
         data = self._sub(_SSHPASS, data, module, path, "command-line passwords")
-        if _MYSQL_LINE.search(data):
-            lines = data.split(b"\n")
-            for number, line in enumerate(lines):
-                if _MYSQL_LINE.search(line):
-                    lines[number] = self._sub(_MYSQL_P, line, module, path, "mysql -p passwords")
-            data = b"\n".join(lines)
-        if _NETRC_LINE.search(data):
-            lines = data.split(b"\n")
-            for number, line in enumerate(lines):
-                if _NETRC_LINE.search(line):
-                    lines[number] = self._sub(_NETRC, line, module, path, "netrc passwords")
-            data = b"\n".join(lines)
-        return data
+        data = self._sub_lines(_MYSQL_LINE, _MYSQL_P, data, module, path, "mysql -p passwords")
+        return self._sub_lines(_NETRC_LINE, _NETRC, data, module, path, "netrc passwords")
+
+    def _sub_lines(
+        self,
+        line_pattern: re.Pattern[bytes],
+        pattern: re.Pattern[bytes],
+        data: bytes,
+        module: str,
+        path: str,
+        what: str,
+    ) -> bytes:
+        """_sub on the lines line_pattern finds only: pattern alone would match elsewhere."""
+        if not line_pattern.search(data):
+            return data
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines):
+            if line_pattern.search(line):
+                lines[number] = self._sub(pattern, line, module, path, what)
+        return b"\n".join(lines)
 
     def _sub(
         self,

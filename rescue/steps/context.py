@@ -168,6 +168,13 @@ class Context:
             self._manifest = layout_plan.read_manifest(Path(self.facts.manifest_file))
         return self._manifest
 
+    def plan_from_manifest(self, before: str, lines: Callable[[Manifest], list[str]]) -> list[str]:
+        """A step's plan read off the manifest, or the one line `before` says while no manifest
+        is loaded yet (a dry run, or the plan shown before the step load_manifest has run)."""
+        if not self.facts.manifest_file:
+            return [before]
+        return lines(self.manifest())
+
     def records(self) -> Iterator[Record]:
         """The backup's metadata records (rescue.exact), streamed; none for an older backup."""
         if not self.facts.metadata_file:

@@ -20,9 +20,12 @@ REDO_ON_RESUME = False
 
 
 def plan(ctx: Context) -> list[str]:
-    if not ctx.facts.manifest_file:
-        return ["create each excluded directory with its recorded owner, mode and mtime"]
-    return [f"create {e.path} {e.mode} {e.uid}:{e.gid}" for e in ctx.manifest().excluded_dirs()]
+    return ctx.plan_from_manifest(
+        "create each excluded directory with its recorded owner, mode and mtime",
+        lambda manifest: [
+            f"create {e.path} {e.mode} {e.uid}:{e.gid}" for e in manifest.excluded_dirs()
+        ],
+    )
 
 
 def run(ctx: Context) -> list[str]:

@@ -14,10 +14,14 @@ REDO_ON_RESUME = False
 
 
 def plan(ctx: Context) -> list[str]:
-    if not ctx.facts.manifest_file:
-        return ["link the copies of each recorded hard-link group back into one inode"]
-    groups = ctx.manifest().hardlinks
-    return [f"link {len(groups)} groups ({sum(len(g) for g in groups)} paths) back together"]
+    return ctx.plan_from_manifest(
+        "link the copies of each recorded hard-link group back into one inode",
+        lambda manifest: [_groups_line(manifest.hardlinks)],
+    )
+
+
+def _groups_line(groups: list[list[str]]) -> str:
+    return f"link {len(groups)} groups ({sum(len(g) for g in groups)} paths) back together"
 
 
 def run(ctx: Context) -> list[str]:
