@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "testsupport"), str(ROOT / "tests")]
 
 from bootdisk import source_image  # noqa: E402
 from clirun import rescue  # noqa: E402

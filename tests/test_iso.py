@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bootdisk import OVMF_CODE
-from isoimage import PROJECT, missing_for_iso, rescue_iso
+from isoimage import missing_for_iso, rescue_iso
+from machine import Disk, Machine
 
 from rescue import __version__
-
-sys.path.insert(0, str(PROJECT / "vm-tests"))
-from machine import Disk, Machine  # the VM driver of the VM scenarios
 
 BOOT_TIMEOUT = 600
 # What a recovery may need, in the base: the list, by the files that provide it.

@@ -6,14 +6,10 @@ runner scenario's content), so there is one way to build each of them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 from isoimage import extract, missing_for_iso, rescue_iso
 from machine import accelerator
 from servers import SshServer

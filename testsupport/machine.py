@@ -29,7 +29,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -37,12 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+from bootdisk import FATAL, OVMF_CODE, OVMF_VARS, UEFI_FATAL
 
-from bootdisk import FATAL, OVMF_CODE, OVMF_VARS, UEFI_FATAL  # noqa: E402
-
-RELAY = HERE / "relay.py"
+RELAY = Path(__file__).resolve().parent / "relay.py"
 ACCEL_FILE = Path("/run/rescue-vm-tests/accel")
 OUTPUT_TRIES = 5
 GUEST_SERVER = "10.0.2.100"  # where the guest finds the relayed servers
