@@ -24,14 +24,13 @@ from bootdisk import (
     HOSTNAME,
     MARKER_PREFIX,
     MARKER_SUM,
-    OVMF_CODE,
-    OVMF_VARS,
     _chroot_binds,
     _mounted,
     boot_disk,
     source_image,
 )
 from loopdisks import attached_image, need, sh
+from machine import OVMF_CODE, OVMF_VARS
 
 pytestmark = pytest.mark.slow
 

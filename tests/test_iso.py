@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bootdisk import OVMF_CODE
-from isoimage import missing_for_iso, rescue_iso
-from machine import Disk, Machine
+from isoimage import iso_for_tests
+from machine import OVMF_CODE, Disk, Machine
 
 from rescue import __version__
 
@@ -49,10 +48,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def iso() -> Path:
     """The ISO path from image/build, which reuses its cache when nothing changed."""
-    reason = missing_for_iso()
-    if reason:
-        pytest.skip(reason)
-    return rescue_iso()
+    return iso_for_tests()
 
 
 def _listing(squashfs: Path) -> str:

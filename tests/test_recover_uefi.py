@@ -18,20 +18,20 @@ import pytest
 from bootdisk import HOSTNAME, MARKER_SUM, boot_disk, source_image
 from clirun import rescue
 from loopdisks import attached_image, need, require_loop_disks, sh
+from machine import OVMF_CODE
 from scenario import TOOLS, populate, scenario_settings, write_plan
 from vm import run_guest
 
 pytestmark = pytest.mark.slow
 
-OVMF = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 SERIAL = "RESCUE-TGT-1"
 
 
 def test_uefi_system_recovered_in_a_guest_boots_with_ovmf(tmp_path: Path) -> None:
     require_loop_disks(TOOLS)
     need("mdir", package="mtools")
-    if not OVMF.exists():
-        pytest.fail(f"missing {OVMF}: apt-get install ovmf")
+    if not OVMF_CODE.exists():
+        pytest.fail(f"missing {OVMF_CODE}: apt-get install ovmf")
     image = tmp_path / "source.img"
     sh("cp", "--sparse=always", str(source_image("uefi")), str(image))
     root = tmp_path / "src"
