@@ -1,4 +1,4 @@
-"""Proof that the cached source disks of tests/bootdisk.py really boot by themselves in QEMU.
+"""Proof that the cached source disks of testsupport/bootdisk.py really boot by themselves.
 
 Why: every boot-after-recovery test trusts these images; if one cannot boot untouched, a failed
 recovery boot would say nothing about the recovery. The UEFI image's ESP is empty by design (the

@@ -1,13 +1,13 @@
 """Bare-metal recovery end to end, on loop disks, proven by booting the result in QEMU.
 
-The story: a small bootable Debian (tests/bootdisk.py: GPT, BIOS boot partition, /boot, swap,
+The story: a small bootable Debian (testsupport/bootdisk.py: GPT, BIOS boot partition, /boot, swap,
 / last) is backed up (full, then changed, then incremental) to a file destination and to sftp on
-127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of
-the same size (from the file destination, killed mid-restore and resumed) and of a larger size
-(from sftp), and guided mode does it through a terminal. Each result is compared with the
-source tree (every path, type, size, numeric owner, mode, mtime, symlink target, hard-link
-group and the bytes of every file), and booted until its marker unit prints the hostname and
-the checksum of a file changed in the incremental.
+127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of the
+same size (from the file destination, killed mid-restore and resumed) and of a larger size (from
+sftp), and guided mode does it through a terminal. Each result is compared with the source tree
+(every path, type, size, numeric owner, mode, mtime, symlink target, hard-link group and the bytes
+of every file), and booted until its marker unit prints the hostname and the checksum of a file
+changed in the incremental.
 
 Recovery runs as a new machine would: with an empty duplicity cache (its own archive_dir), so
 the metadata comes from the destination.

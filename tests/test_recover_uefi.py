@@ -3,8 +3,8 @@
 This host's kernel cannot mount vfat, so the EFI system partition can be neither backed up nor
 written here. The backup runs on the host (the ESP is not mounted, as on a machine whose ESP was
 unmounted: its files come back from grub-install); the recovery runs inside the QEMU test guest
-(tests/vm.py), with the real `rescue` from this project's virtualenv, onto a blank virtio disk
-that the plan names by its serial. The recovered disk then boots under OVMF on the host until
+(testsupport/vm.py), with the real `rescue` from this project's virtualenv, onto a blank virtio
+disk that the plan names by its serial. The recovered disk then boots under OVMF on the host until
 its marker unit prints the hostname and the marker file's checksum.
 """
 

@@ -1,8 +1,8 @@
 """The source server of the VM scenarios: a small real Debian that backs itself up with rescue.
 
-It starts from the cached "server" boot disk (tests/bootdisk.py: GPT, GRUB, /boot, swap, / last,
-plus Python and the native libraries rescue needs). Each test copies it and, on the host, before
-the first boot:
+It starts from the cached "server" boot disk (testsupport/bootdisk.py: GPT, GRUB, /boot, swap,
+/ last, plus Python and the native libraries rescue needs). Each test copies it and, on the host,
+before the first boot:
 - fills it with the runner scenario's content (tests/scenario.py: users and groups with
   non-default ids, a uid without a name, hard links, a symlink, a FIFO, a set-uid file, a setgid
   directory, excluded content) plus a sparse file, odd modes and an enabled service;
