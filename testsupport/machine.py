@@ -384,6 +384,7 @@ class Machine:
             self.proc.wait()
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def _failure(self, reason: str) -> str:
         tail = "\n".join(self.console().splitlines()[-25:])
@@ -393,7 +394,11 @@ class Machine:
         )
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.kill()  # a QEMU that never connected its console is killed too
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
