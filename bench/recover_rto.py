@@ -1,7 +1,7 @@
 """Benchmark: the time to recover (RTO) of a bare-metal recovery, against bare duplicity restore.
 
-It builds the end-to-end test's source once (tests/bootdisk.py's bootable Debian on a loop disk,
-populated like tests/scenario.py, `rescue backup --full` to a file destination with a
+It builds the end-to-end test's source once (testsupport/bootdisk.py's bootable Debian on a loop
+disk, populated like tests/scenario.py, `rescue backup --full` to a file destination with a
 symmetric passphrase), then in each round, on fresh blank loop disks of the same size:
 
 - `rescue recover --plan plan.toml --json` with a fresh work dir and an empty duplicity cache
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "testsupport"), str(ROOT / "tests")]
 
 from bootdisk import source_image  # noqa: E402
 from clirun import rescue  # noqa: E402

@@ -60,14 +60,20 @@ def toml_value(value: object) -> str:
     return json.dumps(str(value))
 
 
-def write_settings(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    """A settings file of mode 0600 from {section: {key: value}}."""
-    lines: list[str] = []
+def toml_text(sections: dict[str, dict[str, object]], top: dict[str, object] | None = None) -> str:
+    """TOML of {key: value} (top, before any table) and {section: {key: value}}; keys are
+    written as given (quote one that is not a bare key)."""
+    lines = [f"{key} = {toml_value(value)}" for key, value in (top or {}).items()]
     for section, keys in sections.items():
         lines.append(f"[{section}]")
         lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
         lines.append("")
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_settings(path: Path, sections: dict[str, dict[str, object]]) -> Path:
+    """A settings file of mode 0600 from {section: {key: value}}."""
+    path.write_text(toml_text(sections))
     path.chmod(0o600)
     return path
 

@@ -15,6 +15,8 @@ from bootdisk import MARKER_FILE
 from clirun import RESCUE, write_settings
 from exacttree import make_tree
 
+from rescue.recovery.manifest import hardlink_groups
+
 TOOLS = {
     "sfdisk": "fdisk",
     "partx": "util-linux",
@@ -97,6 +99,19 @@ def populate(root: Path) -> None:
     (root / "usr/local/bin/suid-tool").write_text("#!/bin/sh\n")
     os.chmod(root / "usr/local/bin/suid-tool", 0o4755)
     (root / "tmp/scratch.txt").write_text("excluded: not in the backup\n")
+
+
+def assert_links_and_owners(source: Path, target: Path) -> None:
+    """The recovered system at target keeps populate()'s hard links (the same groups as the
+    source at source, each one inode) and its numeric owners that only the identity step gets
+    right (games with the source's id, a uid without a name)."""
+    groups = hardlink_groups(source)
+    assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
+    for group in groups:
+        inodes = {(target / p).lstat().st_ino for p in group}
+        assert len(inodes) == 1, f"{group} are {len(inodes)} files"
+    assert (target / "srv/data/games-save").stat().st_uid == GAMES_ID
+    assert (target / "srv/data/nameless-owner").stat().st_uid == 4242
 
 
 def add_exact_tree(root: Path) -> None:

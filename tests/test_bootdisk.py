@@ -1,4 +1,4 @@
-"""Proof that the cached source disks of tests/bootdisk.py really boot by themselves in QEMU.
+"""Proof that the cached source disks of testsupport/bootdisk.py really boot by themselves.
 
 Why: every boot-after-recovery test trusts these images; if one cannot boot untouched, a failed
 recovery boot would say nothing about the recovery. The UEFI image's ESP is empty by design (the
@@ -24,14 +24,13 @@ from bootdisk import (
     HOSTNAME,
     MARKER_PREFIX,
     MARKER_SUM,
-    OVMF_CODE,
-    OVMF_VARS,
     _chroot_binds,
     _mounted,
     boot_disk,
     source_image,
 )
 from loopdisks import attached_image, need, sh
+from machine import OVMF_CODE, OVMF_VARS
 
 pytestmark = pytest.mark.slow
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from bootdisk import OVMF_CODE
-from isoimage import PROJECT, missing_for_iso, rescue_iso
+from isoimage import iso_for_tests
+from machine import OVMF_CODE, Disk, Machine
 
 from rescue import __version__
-
-sys.path.insert(0, str(PROJECT / "vm-tests"))
-from machine import Disk, Machine  # the VM driver of the VM scenarios
 
 BOOT_TIMEOUT = 600
 # What a recovery may need, in the base: the issue's list, by the files that provide it.
@@ -52,10 +48,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def iso() -> Path:
     """The ISO path from image/build, which reuses its cache when nothing changed."""
-    reason = missing_for_iso()
-    if reason:
-        pytest.skip(reason)
-    return rescue_iso()
+    return iso_for_tests()
 
 
 def _listing(squashfs: Path) -> str:

@@ -1,7 +1,7 @@
 """LVM on GPT and MD RAID1: capture, recreate on blank disks of the same size and larger, and
 capture again, inside a QEMU guest, because this host's kernel has no device-mapper and no md.
 
-The guest side is tests/guest/layout_stacked.py; tests/vm.py builds (and caches) the guest.
+The guest side is tests/guest/layout_stacked.py; testsupport/vm.py builds (and caches) the guest.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Bare-metal recovery end to end, on loop disks, proven by booting the result in QEMU.
 
-The story: a small bootable Debian (tests/bootdisk.py: GPT, BIOS boot partition, /boot, swap,
+The story: a small bootable Debian (testsupport/bootdisk.py: GPT, BIOS boot partition, /boot, swap,
 / last) is backed up (full, then changed, then incremental) to a file destination and to sftp on
-127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of
-the same size (from the file destination, killed mid-restore and resumed) and of a larger size
-(from sftp), and guided mode does it through a terminal. Each result is compared with the
-source tree (every path, type, size, numeric owner, mode, mtime, symlink target, hard-link
-group and the bytes of every file), and booted until its marker unit prints the hostname and
-the checksum of a file changed in the incremental.
+127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of the
+same size (from the file destination, killed mid-restore and resumed) and of a larger size (from
+sftp), and guided mode does it through a terminal. Each result is compared with the source tree
+(every path, type, size, numeric owner, mode, mtime, symlink target, hard-link group and the bytes
+of every file), and booted until its marker unit prints the hostname and the checksum of a file
+changed in the incremental.
 
 Recovery runs as a new machine would: with an empty duplicity cache (its own archive_dir), so
 the metadata comes from the destination.
@@ -29,19 +29,19 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from bootdisk import HOSTNAME, boot_disk, source_image
+from bootdisk import HOSTNAME, boot_disk, mounted_system, source_image
 from clirun import rescue
 from exacttree import assert_exact_copy
-from loopdisks import attached_image, loop_disk, require_loop_disks, sh
+from loopdisks import loop_disk, require_loop_disks, sh
 from scenario import (
     CHANGED_MARKER,
     EXACT_REL,
     EXCLUDE_GLOB,
-    GAMES_ID,
     PASSPHRASE,
     SOURCE_EXCLUDES,
     TOOLS,
     add_exact_tree,
+    assert_links_and_owners,
     change,
     mark_disk,
     populate,
@@ -59,7 +59,7 @@ from rescue.backup.treecompare import compare_trees, difference_path
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.placement.place import STAGING_PREFIX
-from rescue.recovery.manifest import MANIFEST_REL, hardlink_groups
+from rescue.recovery.manifest import MANIFEST_REL
 from rescue.steps import RECOVER
 
 pytestmark = pytest.mark.slow
@@ -103,34 +103,23 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Itera
         settings[kind] = scenario_settings(
             work / f"backup-{kind}/rescue.toml", dest, root, work / f"backup-{kind}/cache"
         )
-    with attached_image(image) as (_, parts):
-        sh("mount", parts[3], str(root))
-        try:
-            sh("mount", parts[1], str(root / "boot"))
-            populate(root)
-            add_exact_tree(root)
-            for path in settings.values():
-                run = rescue(path, "backup", "--full")
-                assert run.code == 0, run.err
-            time.sleep(1)  # duplicity set times have one-second resolution
-            change(root)
-            for path in settings.values():
-                run = rescue(path, "backup", "--incremental")
-                assert run.code == 0, run.err
-        finally:
-            sh("umount", "-R", str(root))
+    with mounted_system(image, root):
+        populate(root)
+        add_exact_tree(root)
+        for path in settings.values():
+            run = rescue(path, "backup", "--full")
+            assert run.code == 0, run.err
+        time.sleep(1)  # duplicity set times have one-second resolution
+        change(root)
+        for path in settings.values():
+            run = rescue(path, "backup", "--incremental")
+            assert run.code == 0, run.err
     recovery = {}
     for kind, dest in destinations.items():
         folder = work / f"recover-{kind}"
         folder.mkdir()
         recovery[kind] = scenario_settings(folder / "rescue.toml", dest, root, folder / "cache")
     yield Scenario(work, image, recovery["file"], recovery["sftp"])
-
-
-def _mount_tree(parts: list[str], point: Path) -> None:
-    point.mkdir(exist_ok=True)
-    sh("mount", "-o", "ro", parts[3], str(point))
-    sh("mount", "-o", "ro", parts[1], str(point / "boot"))
 
 
 def _allowed(line: str) -> bool:
@@ -158,47 +147,31 @@ def assert_same_system(
     backup it was recovered from: settings, the file destination's by default)."""
     source_view, target_view = folder / "source-view", folder / "target-view"
     with (
-        attached_image(scenario.source, read_only=True) as (_, source_parts),
-        attached_image(target, read_only=True) as (_, target_parts),
+        mounted_system(scenario.source, source_view, read_only=True),
+        mounted_system(target, target_view, read_only=True),
     ):
-        _mount_tree(source_parts, source_view)
-        try:
-            _mount_tree(target_parts, target_view)
-            try:
-                differences = compare_trees(source_view, target_view)
-                unexplained = [d for d in differences if not _allowed(d)]
-                assert unexplained == [], "\n".join(unexplained)
-                # What the comparison allowed really is there: excluded content is not restored,
-                # and the regenerated boot files exist.
-                assert "only in expected: tmp/scratch.txt" in differences
-                assert not (target_view / "srv/data/movie.avi").exists()
-                assert (target_view / "tmp").stat().st_mode & 0o7777 == 0o1777
-                grub_cfg = (target_view / "boot/grub/grub.cfg").read_text()
-                assert "/dev/loop" not in grub_cfg
-                assert "root=UUID=" in grub_cfg
-                assert list((target_view / "var/log/rescue").glob("recover-*.json"))
-                assert list((target_view / "var/log/rescue").glob("recover-*.log"))
-                # Hard links: the same groups, each one inode.
-                groups = hardlink_groups(source_view)
-                assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
-                for group in groups:
-                    inodes = {(target_view / p).lstat().st_ino for p in group}
-                    assert len(inodes) == 1, f"{group} are {len(inodes)} files"
-                # Numeric owners that only the identity step gets right.
-                assert (target_view / "srv/data/games-save").stat().st_uid == GAMES_ID
-                assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
-                # What duplicity drops, as getcap, getfattr, getfacl, stat and du see it.
-                assert_exact_copy(source_view / EXACT_REL, target_view / EXACT_REL)
-                deep = rescue(
-                    settings or scenario.file_settings,
-                    "verify", "--deep", str(scenario.work / "src" / EXACT_REL),
-                    "--restored", str(target_view / EXACT_REL),
-                )  # fmt: skip
-                assert deep.code == 0 and "0 difference(s)" in deep.out, deep.out + deep.err
-            finally:
-                sh("umount", "-R", str(target_view))
-        finally:
-            sh("umount", "-R", str(source_view))
+        differences = compare_trees(source_view, target_view)
+        unexplained = [d for d in differences if not _allowed(d)]
+        assert unexplained == [], "\n".join(unexplained)
+        # What the comparison allowed really is there: excluded content is not restored,
+        # and the regenerated boot files exist.
+        assert "only in expected: tmp/scratch.txt" in differences
+        assert not (target_view / "srv/data/movie.avi").exists()
+        assert (target_view / "tmp").stat().st_mode & 0o7777 == 0o1777
+        grub_cfg = (target_view / "boot/grub/grub.cfg").read_text()
+        assert "/dev/loop" not in grub_cfg
+        assert "root=UUID=" in grub_cfg
+        assert list((target_view / "var/log/rescue").glob("recover-*.json"))
+        assert list((target_view / "var/log/rescue").glob("recover-*.log"))
+        assert_links_and_owners(source_view, target_view)
+        # What duplicity drops, as getcap, getfattr, getfacl, stat and du see it.
+        assert_exact_copy(source_view / EXACT_REL, target_view / EXACT_REL)
+        deep = rescue(
+            settings or scenario.file_settings,
+            "verify", "--deep", str(scenario.work / "src" / EXACT_REL),
+            "--restored", str(target_view / EXACT_REL),
+        )  # fmt: skip
+        assert deep.code == 0 and "0 difference(s)" in deep.out, deep.out + deep.err
 
 
 def assert_boots(target: Path, folder: Path) -> None:

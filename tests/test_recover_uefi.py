@@ -3,8 +3,8 @@
 This host's kernel cannot mount vfat, so the EFI system partition can be neither backed up nor
 written here. The backup runs on the host (the ESP is not mounted, as on a machine whose ESP was
 unmounted: its files come back from grub-install); the recovery runs inside the QEMU test guest
-(tests/vm.py), with the real `rescue` from this project's virtualenv, onto a blank virtio disk
-that the plan names by its serial. The recovered disk then boots under OVMF on the host until
+(testsupport/vm.py), with the real `rescue` from this project's virtualenv, onto a blank virtio
+disk that the plan names by its serial. The recovered disk then boots under OVMF on the host until
 its marker unit prints the hostname and the marker file's checksum.
 """
 
@@ -18,20 +18,20 @@ import pytest
 from bootdisk import HOSTNAME, MARKER_SUM, boot_disk, source_image
 from clirun import rescue
 from loopdisks import attached_image, need, require_loop_disks, sh
+from machine import OVMF_CODE
 from scenario import TOOLS, populate, scenario_settings, write_plan
 from vm import run_guest
 
 pytestmark = pytest.mark.slow
 
-OVMF = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 SERIAL = "RESCUE-TGT-1"
 
 
 def test_uefi_system_recovered_in_a_guest_boots_with_ovmf(tmp_path: Path) -> None:
     require_loop_disks(TOOLS)
     need("mdir", package="mtools")
-    if not OVMF.exists():
-        pytest.fail(f"missing {OVMF}: apt-get install ovmf")
+    if not OVMF_CODE.exists():
+        pytest.fail(f"missing {OVMF_CODE}: apt-get install ovmf")
     image = tmp_path / "source.img"
     sh("cp", "--sparse=always", str(source_image("uefi")), str(image))
     root = tmp_path / "src"

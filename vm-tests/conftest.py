@@ -1,20 +1,17 @@
 """Fixtures of the VM scenarios: the ISO, the accelerator, the backup server (sshd on 127.0.0.1).
 
-The scenarios reuse the host tests' helpers (tests/: the boot disks, loop disks, servers and the
-runner scenario's content), so there is one way to build each of them.
+The scenarios share the test support of tests/ (testsupport/: the ISO, the boot disks, loop disks
+and the QEMU driver; tests/: the servers and the runner scenario's content), both on pytest's
+pythonpath (pyproject.toml), so there is one way to build each of them.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from isoimage import extract, missing_for_iso, rescue_iso
+from isoimage import extract, iso_for_tests
 from machine import accelerator
 from servers import SshServer
 
@@ -32,10 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def iso() -> Path:
-    reason = missing_for_iso()
-    if reason:
-        pytest.skip(reason)
-    return rescue_iso()
+    return iso_for_tests()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ and comparing the recovered disk with the source, with the figures the benchmark
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -12,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootdisk import HOSTNAME, boot_disk
-from clirun import write_settings
-from loopdisks import attached_image, sh
+from bootdisk import HOSTNAME, boot_disk, mounted_system
+from clirun import toml_text, write_settings
+from loopdisks import sh
 from machine import Disk, Forward, Machine
-from scenario import CHANGED_MARKER, EXCLUDE_GLOB, GAMES_ID, PASSPHRASE
+from scenario import CHANGED_MARKER, EXCLUDE_GLOB, PASSPHRASE, assert_links_and_owners
 from server import ARCHIVE_DIR, ODD_MODES, SERVICE_LINK, SPARSE_DATA, SPARSE_DATA_AT, SPARSE_REL
 
 from rescue.backup.treecompare import compare_trees, difference_path
@@ -25,7 +24,7 @@ from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.live.console import DONE_MARKER, READY_MARKER
 from rescue.live.plan_source import LABEL, PLAN_DIR
-from rescue.recovery.manifest import MANIFEST_REL, hardlink_groups
+from rescue.recovery.manifest import MANIFEST_REL
 
 PLAN_MOUNT = PLAN_DIR / "disk"  # where the rescue system mounts the RESCUEPLAN disk
 TARGET_SERIAL = "RESCUE-TARGET"
@@ -79,13 +78,11 @@ def plan_disk(
             },
         },
     )
-    lines = ['settings = "rescue.toml"']
-    lines += [f"{key} = {json.dumps(value)}" for key, value in plan.items()]
-    lines += ["[disks]", f"targets = {json.dumps([f'serial:{TARGET_SERIAL}'])}"]
+    tables: dict[str, dict[str, object]] = {"disks": {"targets": [f"serial:{TARGET_SERIAL}"]}}
     if mounts:
-        lines += ["[mounts]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in mounts.items())]
-    lines += ["[answers]", '"recover.erase" = "yes"']
-    (content / "plan.toml").write_text("\n".join(lines) + "\n")
+        tables["mounts"] = {json.dumps(point): source for point, source in mounts.items()}
+    tables["answers"] = {'"recover.erase"': "yes"}
+    (content / "plan.toml").write_text(toml_text(tables, {"settings": "rescue.toml", **plan}))
     image = folder / "plan.img"
     sh("mkfs.ext4", "-q", "-F", "-L", LABEL, "-d", str(content), str(image), "16M")
     return image
@@ -133,15 +130,10 @@ def recover_from_iso(
 def recovered_report(target: Path, folder: Path) -> dict[str, object]:
     """The recovery's report, as the finish step kept it in the restored system."""
     view = folder / "report-view"
-    view.mkdir(exist_ok=True)
-    with attached_image(target, read_only=True) as (_, parts):
-        sh("mount", "-o", "ro", parts[3], str(view))
-        try:
-            reports = sorted((view / "var/log/rescue").glob("recover-*.json"))
-            assert reports, "the recovered system holds no recovery report"
-            return json.loads(reports[-1].read_text())
-        finally:
-            sh("umount", str(view))
+    with mounted_system(target, view, read_only=True):
+        reports = sorted((view / "var/log/rescue").glob("recover-*.json"))
+        assert reports, "the recovered system holds no recovery report"
+        return json.loads(reports[-1].read_text())
 
 
 def assert_boots(target: Path, folder: Path, firmware: str = "bios") -> float:
@@ -157,6 +149,25 @@ def assert_boots(target: Path, folder: Path, firmware: str = "bios") -> float:
     ).stdout.split()[0]
     assert f"sum={digest.decode()}" in words, line
     return time.monotonic() - started
+
+
+def assert_recovered(
+    source: Path,
+    target: Path,
+    folder: Path,
+    figures: Figures,
+    started: float,
+    firmware: str = "bios",
+) -> None:
+    """After an unattended recovery (recover_from_iso, started at the monotonic time started):
+    it restored the incremental backup, the recovered disk boots and holds the source's system;
+    the figures get its steps' seconds and the boot's."""
+    report = recovered_report(target, folder)
+    assert report["restore_point"]["kind"] == "incremental", report["restore_point"]
+    figures.steps = {s["id"]: s["seconds"] or 0.0 for s in report["steps"]}
+    figures.seconds["recovered system boot to marker"] = assert_boots(target, folder, firmware)
+    figures.seconds["ISO boot to recovered marker"] = time.monotonic() - started
+    assert_same_system(source, target, folder)
 
 
 def _allowed(line: str) -> bool:
@@ -178,15 +189,9 @@ def assert_same_system(source: Path, target: Path, folder: Path) -> None:
     """Every path, type, size, numeric owner, mode, mtime, link and byte, as in the source."""
     source_view, target_view = folder / "source-view", folder / "target-view"
     with (
-        attached_image(source, read_only=True) as (_, source_parts),
-        attached_image(target, read_only=True) as (_, target_parts),
-        contextlib.ExitStack() as mounted,
+        mounted_system(source, source_view, read_only=True),
+        mounted_system(target, target_view, read_only=True),
     ):
-        for parts, view in ((source_parts, source_view), (target_parts, target_view)):
-            view.mkdir(exist_ok=True)
-            sh("mount", "-o", "ro", parts[3], str(view))
-            mounted.callback(sh, "umount", "-R", str(view))
-            sh("mount", "-o", "ro", parts[1], str(view / "boot"))
         differences = compare_trees(source_view, target_view)
         unexplained = [d for d in differences if not _allowed(d)]
         assert unexplained == [], "\n".join(unexplained)
@@ -194,13 +199,7 @@ def assert_same_system(source: Path, target: Path, folder: Path) -> None:
         assert not (target_view / "srv/data/delete-me").exists()
         assert (target_view / "srv/data/new.txt").exists()
         assert not (target_view / "srv/data/movie.avi").exists()
-        groups = hardlink_groups(source_view)
-        assert ["srv/data/h1", "srv/data/h2", "srv/data/sub/h3"] in groups
-        for group in groups:
-            inodes = {(target_view / p).lstat().st_ino for p in group}
-            assert len(inodes) == 1, f"{group} are {len(inodes)} files"
-        assert (target_view / "srv/data/games-save").stat().st_uid == GAMES_ID
-        assert (target_view / "srv/data/nameless-owner").stat().st_uid == 4242
+        assert_links_and_owners(source_view, target_view)
         for rel, mode in ODD_MODES.items():
             assert (target_view / rel).lstat().st_mode & 0o7777 == mode, rel
         assert (target_view / SERVICE_LINK).is_symlink()

@@ -1,8 +1,8 @@
 """The source server of the VM scenarios: a small real Debian that backs itself up with rescue.
 
-It starts from the cached "server" boot disk (tests/bootdisk.py: GPT, GRUB, /boot, swap, / last,
-plus Python and the native libraries rescue needs). Each test copies it and, on the host, before
-the first boot:
+It starts from the cached "server" boot disk (testsupport/bootdisk.py: GPT, GRUB, /boot, swap,
+/ last, plus Python and the native libraries rescue needs). Each test copies it and, on the host,
+before the first boot:
 - fills it with the runner scenario's content (tests/scenario.py: users and groups with
   non-default ids, a uid without a name, hard links, a symlink, a FIFO, a set-uid file, a setgid
   directory, excluded content) plus a sparse file, odd modes and an enabled service;
@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootdisk import MARKER_FILE, source_image
+from bootdisk import MARKER_FILE, mounted_system, source_image
 from clirun import write_settings
-from loopdisks import attached_image, sh
+from loopdisks import sh
 from machine import Disk, Forward, Machine
 from scenario import CHANGED_MARKER, EXCLUDE_GLOB, PASSPHRASE, populate
 
@@ -118,25 +118,19 @@ def prepare_server(
     excludes are left out of the backup besides the defaults (a backup disk's mount point)."""
     layer = extract_layer(iso, work)
     root = work / "server-root"
-    root.mkdir(exist_ok=True)
-    with attached_image(image) as (_, parts):
-        sh("mount", parts[3], str(root))
-        try:
-            sh("mount", parts[1], str(root / "boot"))
-            populate(root)
-            _extras(root)
-            sh("unsquashfs", "-q", "-f", "-n", "-d", str(root), str(layer),
-               "opt/rescue", "usr/local/bin/rescue")  # fmt: skip
-            _settings(root, destination, {"passphrase": PASSPHRASE, **secrets}, excludes)
-            _units(root)
-            kernel = sorted(root.glob("boot/vmlinuz-*"))[-1]
-            initrd = sorted(root.glob("boot/initrd.img-*"))[-1]
-            boot = BootFiles(work / "vmlinuz", work / "initrd.img", "")
-            sh("cp", str(kernel), str(boot.kernel))
-            sh("cp", str(initrd), str(boot.initrd))
-        finally:
-            sh("umount", "-R", str(root))
-        boot.root_uuid = sh("blkid", "-o", "value", "-s", "UUID", parts[3]).strip()
+    with mounted_system(image, root) as parts:
+        populate(root)
+        _extras(root)
+        sh("unsquashfs", "-q", "-f", "-n", "-d", str(root), str(layer),
+           "opt/rescue", "usr/local/bin/rescue")  # fmt: skip
+        _settings(root, destination, {"passphrase": PASSPHRASE, **secrets}, excludes)
+        _units(root)
+        kernel = sorted(root.glob("boot/vmlinuz-*"))[-1]
+        initrd = sorted(root.glob("boot/initrd.img-*"))[-1]
+        root_uuid = sh("blkid", "-o", "value", "-s", "UUID", parts[3]).strip()
+        boot = BootFiles(work / "vmlinuz", work / "initrd.img", root_uuid)
+        sh("cp", str(kernel), str(boot.kernel))
+        sh("cp", str(initrd), str(boot.initrd))
     return boot
 
 
@@ -303,3 +297,27 @@ def backup_disk(folder: Path) -> Disk:
     sh("truncate", "-s", "2G", str(image))
     sh("mkfs.ext4", "-q", "-F", "-L", BACKUP_LABEL, str(image))
     return Disk(image, serial=BACKUP_LABEL)
+
+
+@dataclass
+class FileBackedServer:
+    """A source server that backed itself up to its own backup disk (file_backed_server)."""
+
+    disk: Path
+    backups: Disk
+    sets: list[dict[str, object]]  # as `rescue status --json` lists them
+    seconds: dict[str, float]  # of each backup
+
+
+def file_backed_server(
+    folder: Path, iso: Path, firmware: str = "bios", accel: str = "tcg"
+) -> FileBackedServer:
+    """The story's server with FILE_DESTINATION on its backup disk (mounted at /backup, which
+    the backup leaves out): made, backed up in full, changed, backed up again, powered off."""
+    disk = server_disk(folder, firmware)
+    boot = prepare_server(disk, iso, FILE_DESTINATION, {}, folder, excludes=("/backup",))
+    backups = backup_disk(folder)
+    sets, seconds = backup_story(
+        folder, disk, boot, firmware=firmware, accel=accel, backup_disk=backups
+    )
+    return FileBackedServer(disk, backups, sets, seconds)

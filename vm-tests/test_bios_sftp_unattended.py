@@ -20,14 +20,7 @@ from bootdisk import DISK_MIB
 from loopdisks import require_loop_disks, sh
 from machine import GUEST_SERVER, Forward
 from scenario import TOOLS
-from scenario_vm import (
-    Figures,
-    assert_boots,
-    assert_same_system,
-    plan_disk,
-    recover_from_iso,
-    recovered_report,
-)
+from scenario_vm import Figures, assert_recovered, plan_disk, recover_from_iso
 from server import backup_story, prepare_server, server_disk
 from servers import SshServer
 
@@ -72,10 +65,5 @@ def test_bios_sftp_unattended(
     recover_from_iso(
         tmp_path, iso, iso_kernel, target, plan, forwards=forwards, accel=accel, figures=figures
     )
-    report = recovered_report(target, tmp_path)
-    assert report["restore_point"]["kind"] == "incremental", report["restore_point"]
-    figures.steps = {s["id"]: s["seconds"] or 0.0 for s in report["steps"]}
-    figures.seconds["recovered system boot to marker"] = assert_boots(target, tmp_path)
-    figures.seconds["ISO boot to recovered marker"] = time.monotonic() - started
-    assert_same_system(source, target, tmp_path)
+    assert_recovered(source, target, tmp_path, figures, started)
     print("\n".join(["bios_sftp_unattended:", *figures.lines()]))

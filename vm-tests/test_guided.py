@@ -15,19 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bootdisk import DISK_MIB, HOSTNAME, MARKER_SUM, MARKER_TEXT, boot_disk
-from loopdisks import attached_image, require_loop_disks, sh
+from bootdisk import DISK_MIB, HOSTNAME, MARKER_SUM, MARKER_TEXT, boot_disk, mounted_system
+from loopdisks import require_loop_disks, sh
 from machine import Disk, Machine
 from scenario import CHANGED_MARKER, PASSPHRASE, TOOLS
 from scenario_vm import TARGET_SERIAL, Figures, recovered_report
-from server import (
-    BACKUP_LABEL,
-    FILE_DESTINATION,
-    backup_disk,
-    backup_story,
-    prepare_server,
-    server_disk,
-)
+from server import BACKUP_LABEL, file_backed_server
 
 from rescue.live.console import READY_MARKER
 
@@ -38,20 +31,16 @@ LIVE_PROMPT = r"root@[\w.-]+:[^#\r\n]*# "
 def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
     require_loop_disks(TOOLS)
     figures = Figures()
-    source = server_disk(tmp_path, "bios")
-    destination = FILE_DESTINATION
-    boot = prepare_server(source, iso, destination, {}, tmp_path, excludes=("/backup",))
-    backups = backup_disk(tmp_path)
-
-    sets, figures.seconds = backup_story(tmp_path, source, boot, accel=accel, backup_disk=backups)
-    full_date = sets[0]["date"]
+    server = file_backed_server(tmp_path, iso, accel=accel)
+    figures.seconds = server.seconds
+    full_date = server.sets[0]["date"]
 
     target = tmp_path / "target.img"
     sh("truncate", "-s", f"{DISK_MIB}M", str(target))
     with Machine(
         "rescue-iso",
         tmp_path,
-        disks=[Disk(target, serial=TARGET_SERIAL), backups],
+        disks=[Disk(target, serial=TARGET_SERIAL), server.backups],
         cdrom=iso,  # booted as an admin boots it: the isolinux menu's default entry
         accel=accel,
     ) as vm:
@@ -100,14 +89,9 @@ def test_guided(iso: Path, accel: str, tmp_path: Path) -> None:
     line = boot_disk(target, tmp_path / "recovered.console.log", snapshot=True)
     assert f"host={HOSTNAME}" in line.split() and f"sum={MARKER_SUM}" in line.split(), line
     view = tmp_path / "view"
-    view.mkdir()
-    with attached_image(target, read_only=True) as (_, parts):
-        sh("mount", "-o", "ro", parts[3], str(view))
-        try:
-            assert (view / "etc/rescue-marker.txt").read_text() == MARKER_TEXT != CHANGED_MARKER
-            assert (view / "srv/data/delete-me").exists()  # deleted only before the incremental
-            assert not (view / "srv/data/new.txt").exists()
-            assert (view / "home/alice/notes.txt").read_text() == "alice's notes\n"
-        finally:
-            sh("umount", str(view))
+    with mounted_system(target, view, read_only=True):
+        assert (view / "etc/rescue-marker.txt").read_text() == MARKER_TEXT != CHANGED_MARKER
+        assert (view / "srv/data/delete-me").exists()  # deleted only before the incremental
+        assert not (view / "srv/data/new.txt").exists()
+        assert (view / "home/alice/notes.txt").read_text() == "alice's notes\n"
     print("\n".join(["guided:", *figures.lines()]))

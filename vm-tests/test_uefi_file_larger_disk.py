@@ -17,25 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from bootdisk import DISK_MIB, OVMF_CODE
+from bootdisk import DISK_MIB
 from loopdisks import require_loop_disks, sh
+from machine import OVMF_CODE
 from scenario import TOOLS
-from scenario_vm import (
-    Figures,
-    assert_boots,
-    assert_same_system,
-    plan_disk,
-    recover_from_iso,
-    recovered_report,
-)
-from server import (
-    BACKUP_LABEL,
-    FILE_DESTINATION,
-    backup_disk,
-    backup_story,
-    prepare_server,
-    server_disk,
-)
+from scenario_vm import Figures, assert_recovered, plan_disk, recover_from_iso
+from server import BACKUP_LABEL, FILE_DESTINATION, file_backed_server
 
 pytestmark = pytest.mark.slow
 TARGET_MIB = DISK_MIB + 512
@@ -52,19 +39,12 @@ def test_uefi_file_larger_disk(
     if not OVMF_CODE.exists():
         pytest.skip("needs OVMF (apt-get install ovmf)")
     figures = Figures()
-    source = server_disk(tmp_path, "uefi")
-    destination = FILE_DESTINATION
-    boot = prepare_server(source, iso, destination, {}, tmp_path, excludes=("/backup",))
-    backups = backup_disk(tmp_path)
-
-    _, figures.seconds = backup_story(
-        tmp_path, source, boot, firmware="uefi", accel=accel,
-        backup_disk=backups,
-    )  # fmt: skip
+    server = file_backed_server(tmp_path, iso, firmware="uefi", accel=accel)
+    figures.seconds = server.seconds
 
     target = tmp_path / "target.img"
     sh("truncate", "-s", f"{TARGET_MIB}M", str(target))
-    plan = plan_disk(tmp_path, destination, {}, mounts={"/backup": f"label:{BACKUP_LABEL}"})
+    plan = plan_disk(tmp_path, FILE_DESTINATION, {}, mounts={"/backup": f"label:{BACKUP_LABEL}"})
     started = time.monotonic()
     recover_from_iso(
         tmp_path,
@@ -74,18 +54,11 @@ def test_uefi_file_larger_disk(
         plan,
         firmware="uefi",
         accel=accel,
-        extra_disks=[backups],
+        extra_disks=[server.backups],
         figures=figures,
     )
-    report = recovered_report(target, tmp_path)
-    assert report["restore_point"]["kind"] == "incremental", report["restore_point"]
-    figures.steps = {s["id"]: s["seconds"] or 0.0 for s in report["steps"]}
     # The last partition (/) took the larger disk's extra space.
-    grown, original = _partitions(target)[-1], _partitions(source)[-1]
+    grown, original = _partitions(target)[-1], _partitions(server.disk)[-1]
     assert int(grown["size"]) - int(original["size"]) >= 500 * 2048, (grown, original)
-    figures.seconds["recovered system boot to marker"] = assert_boots(
-        target, tmp_path, firmware="uefi"
-    )
-    figures.seconds["ISO boot to recovered marker"] = time.monotonic() - started
-    assert_same_system(source, target, tmp_path)
+    assert_recovered(server.disk, target, tmp_path, figures, started, firmware="uefi")
     print("\n".join(["uefi_file_larger_disk:", *figures.lines()]))

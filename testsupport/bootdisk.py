@@ -1,4 +1,4 @@
-"""A small bootable Debian 12 disk image, and a QEMU harness that boots a disk and reads its marker.
+"""A small bootable Debian 12 disk image, and a boot of a disk (machine.py's QEMU) to its marker.
 
 Why: a recovery is only proven when the restored disk boots. The source system must be a real
 one (GRUB in the MBR gap, /boot and / as separate ext4, swap, fstab by UUID), yet small enough to
@@ -17,29 +17,29 @@ modules in /boot/grub/x86_64-efi, which is how a recovery can tell that it boots
 `boot_disk(..., firmware="uefi")` boots a disk with OVMF (package `ovmf`).
 
 The image is built once per machine (debootstrap, a few minutes) and cached under
-/var/cache/rescue-vm, keyed by a hash of every input. It is built in a work directory next to the
-cache entry and renamed into place only when complete, so a killed build never leaves an image
-that looks good. Loop devices and mounts are always released in a `finally`. The root file system
-is the LAST partition on purpose: a recovery onto a larger disk grows the last partition.
-QEMU runs with TCG (KVM hangs on this host) and no network at all; see shared/VM-NOTES.md.
+/var/cache/rescue-vm, keyed by a hash of every input (imagecache.py: built under a lock, renamed
+into place only when complete). Loop devices and mounts are always released in a `finally`. The
+root file system is the LAST partition on purpose: a recovery onto a larger disk grows the last
+partition. boot_disk's QEMU is machine.py's, with TCG (KVM hangs on this host) and no network at
+all; see shared/VM-NOTES.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from loopdisks import loop_devices_of, loop_disk, partition
-from vm import CACHE, MIRROR, _run
+from imagecache import MIRROR, cached_build
+from imagecache import run_logged as _run
+from loopdisks import attached_image, loop_disk, partition, sh
+from machine import Disk, Machine
 
 MARKER_PREFIX = "RESCUE-BOOT-MARKER"
 HOSTNAME = "rescue-src"
@@ -55,24 +55,26 @@ SWAP_MIB = 64
 BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"  # "Hah!IdontNeedEFI"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 SWAP_TYPE = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
-SFDISK_SCRIPT = f"""label: gpt
-size={BIOS_BOOT_MIB}MiB, type={BIOS_BOOT_TYPE}, name=bios
+
+
+def _sfdisk_script(first: str) -> str:
+    """The layout for sfdisk, its first partition ("size=..., type=..., name=...") given."""
+    return f"""label: gpt
+{first}
 size={BOOT_MIB}MiB, type={LINUX_TYPE}, name=boot
 size={SWAP_MIB}MiB, type={SWAP_TYPE}, name=swap
 type={LINUX_TYPE}, name=root
 """
+
+
+SFDISK_SCRIPT = _sfdisk_script(f"size={BIOS_BOOT_MIB}MiB, type={BIOS_BOOT_TYPE}, name=bios")
 # The UEFI variant: the same layout with an EFI system partition in place of the BIOS boot one,
 # so /boot, swap and / keep their partition numbers (2, 3, 4).
 ESP_MIB = 64
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ESP_LABEL = "EFI"
 ESP_FSTAB_OPTIONS = "umask=0077"
-UEFI_SFDISK_SCRIPT = f"""label: gpt
-size={ESP_MIB}MiB, type={ESP_TYPE}, name=esp
-size={BOOT_MIB}MiB, type={LINUX_TYPE}, name=boot
-size={SWAP_MIB}MiB, type={SWAP_TYPE}, name=swap
-type={LINUX_TYPE}, name=root
-"""
+UEFI_SFDISK_SCRIPT = _sfdisk_script(f"size={ESP_MIB}MiB, type={ESP_TYPE}, name=esp")
 FIRMWARES = ("bios", "uefi")
 
 PACKAGES = [
@@ -234,51 +236,22 @@ def source_image(firmware: str = "bios", *, server: bool = False) -> Path:
     # The BIOS name is the historical one; the other variants have their own cache entries.
     key = key if firmware == "bios" else f"{firmware}-{key}"
     key = f"server-{key}" if server else key
-    final = CACHE / f"bootdisk-{key}"
-    image = final / "disk.img"
-    if image.exists():
-        return image
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / f"bootdisk-{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be building the same image
-        if image.exists():
-            return image
-        for stale in CACHE.glob(f"bootdisk-{key}.build-*"):
-            _remove_work(stale)
-        work = Path(tempfile.mkdtemp(prefix=f"bootdisk-{key}.build-", dir=CACHE))
-        work.chmod(0o755)
+    return cached_build(f"bootdisk-{key}", "disk.img", lambda work: _build(work, firmware, server))
+
+
+@contextlib.contextmanager
+def mounted_system(image: Path, root: Path, *, read_only: bool = False) -> Iterator[list[str]]:
+    """The system on a boot disk (or a disk recovered from one) at root: / (partition 4) with
+    /boot (partition 2) on it, for the block; its partition devices are yielded."""
+    root.mkdir(exist_ok=True)
+    options = ["-o", "ro"] if read_only else []
+    with attached_image(image, read_only=read_only) as (_, parts):
+        sh("mount", *options, parts[3], str(root))
         try:
-            _build(work, firmware, server)
-            shutil.rmtree(final, ignore_errors=True)
-            work.rename(final)
-        except BaseException:
-            with contextlib.suppress(RuntimeError):
-                _remove_work(work, keep_log=True)
-            raise
-    return image
-
-
-def _remove_work(work: Path, keep_log: bool = False) -> None:
-    """Delete a build directory, but never through a mount or with a loop device still on it."""
-    if _mounts_under(work) or loop_devices_of(work):
-        raise RuntimeError(f"{work} still has mounts or loop devices; release them by hand")
-    if keep_log:  # keep build.log of a failed build for the post-mortem
-        for child in work.iterdir():
-            if child.name != "build.log":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-    else:
-        shutil.rmtree(work)
-
-
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points at or below path, from /proc/self/mountinfo."""
-    prefix = str(path.resolve())
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4])
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(point)
-    return found
+            sh("mount", *options, parts[1], str(root / "boot"))
+            yield parts
+        finally:
+            sh("umount", "-R", str(root))
 
 
 def _build(work: Path, firmware: str, server: bool = False) -> None:
@@ -450,28 +423,6 @@ def _boot_by_uuid(grub_cfg: Path, root_uuid: str) -> None:
     grub_cfg.write_text(re.sub(r"root=/dev/loop\d+p\d+", f"root=UUID={root_uuid}", text))
 
 
-FATAL = (
-    "Kernel panic",
-    "Dropping to a shell",
-    "Gave up waiting for root",
-    "error: no such device",
-    "grub rescue>",
-    "No bootable device",
-    "You are in emergency mode",
-    "Cannot open access to console",
-)
-# OVMF's words for a disk it cannot boot. The disk is its first boot option (bootindex=0), so the
-# first "failed to load" is this disk's; OVMF then falls back to its UEFI shell and waits there
-# for ever. OVMF builds without a shell print the last one instead.
-UEFI_FATAL = (
-    "BdsDxe: failed to load Boot",
-    "UEFI Interactive Shell",
-    "No bootable option or device was found",
-)
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-
-
 def boot_disk(
     image: Path,
     log: Path,
@@ -487,63 +438,18 @@ def boot_disk(
     QEMU is always killed before returning; snapshot=True keeps the disk unchanged.
     firmware="uefi" boots with OVMF (package `ovmf`), its variable store a fresh copy next to log.
     """
-    fatal_words = FATAL
-    file = f"file={str(image).replace(',', ',,')}"
-    snap = ",snapshot=on" if snapshot else ""
-    if _check_firmware(firmware) == "bios":
-        disk = ["-drive", f"{file},if=virtio,format=raw{snap}"]
-    else:
-        missing = [str(path) for path in (OVMF_CODE, OVMF_VARS) if not path.exists()]
-        if missing:
-            raise RuntimeError(
-                f"UEFI boot needs OVMF, but {', '.join(missing)} is missing: apt-get install ovmf"
-            )
-        variables = log.with_name(log.name + ".OVMF_VARS.fd")
-        shutil.copyfile(OVMF_VARS, variables)
-        pflash = "if=pflash,format=raw,file="
-        disk = [
-            "-drive", f"{pflash}{OVMF_CODE},readonly=on",
-            "-drive", pflash + str(variables).replace(",", ",,"),
-            "-drive", f"{file},if=none,id=disk0,format=raw{snap}",
-            "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
-        ]  # fmt: skip
-        fatal_words = FATAL + UEFI_FATAL
-    argv = [
-        "qemu-system-x86_64",
-        "-accel", "tcg",
-        "-m", "1024",
-        "-smp", "2",
-        "-nographic",
-        "-no-reboot",
-        "-nic", "none",
-        *disk,
-    ]  # fmt: skip
-    marker = re.compile(re.escape(MARKER_PREFIX) + r"[^\r\n]*(?=[\r\n])")
-    start = time.monotonic()
-    with log.open("wb") as console, log.open("rb") as reader:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=console)
-        text = ""
-        try:
-            while True:
-                exited = proc.poll() is not None
-                text += reader.read().decode(errors="replace")
-                found = marker.search(text)
-                if found:
-                    return found[0].strip()
-                fatal = next((word for word in fatal_words if word in text), None)
-                if fatal or exited:
-                    reason = f"console shows {fatal!r}" if fatal else "QEMU exited with no marker"
-                    raise RuntimeError(_failure(image, log, text, reason))
-                if time.monotonic() - start > timeout:
-                    raise TimeoutError(_failure(image, log, text, f"no marker in {timeout:.0f}s"))
-                time.sleep(0.5)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
-def _failure(image: Path, log: Path, text: str, reason: str) -> str:
-    """An error message naming the console log, with its last lines."""
-    tail = "\n".join(text.splitlines()[-20:])
-    return f"booting {image} failed: {reason}; console log {log}; last lines:\n{tail}"
+    _check_firmware(firmware)
+    log.with_name(log.name + ".OVMF_VARS.fd").unlink(missing_ok=True)  # Machine makes it anew
+    machine = Machine(
+        log.name,
+        log.parent,
+        console_log=log,
+        disks=[Disk(image, snapshot=snapshot, bootindex=0)],
+        firmware=firmware,
+        network=False,
+        memory_mib=1024,
+    )
+    with machine:
+        return machine.wait_for(re.escape(MARKER_PREFIX) + r"[^\r\n]*(?=[\r\n])", timeout)[
+            0
+        ].strip()

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parent.parent
 BUILD = PROJECT / "image" / "build"
 TOOLS = {
@@ -26,6 +28,14 @@ def missing_for_iso() -> str | None:
         return "building the ISO needs root (lb build, chroot, mounts)"
     missing = sorted({package for tool, package in TOOLS.items() if shutil.which(tool) is None})
     return f"needs the packages {' '.join(missing)}" if missing else None
+
+
+def iso_for_tests() -> Path:
+    """The ISO for a test's fixture; a skip naming what this machine lacks to build it."""
+    reason = missing_for_iso()
+    if reason:
+        pytest.skip(reason)
+    return rescue_iso()
 
 
 def rescue_iso() -> Path:

@@ -1,10 +1,14 @@
-"""The VM test driver: one QEMU machine, its serial console, and commands run through it.
+"""The one QEMU launcher of the tests: a machine, its serial console, and commands run through it.
 
-In the spirit of the NixOS test driver, kept small:
+Every QEMU the tests start is a `Machine`: the ISO boots and VM scenarios (vm-tests/, tests/
+test_iso.py), the source and recovered disks booted to their marker (bootdisk.boot_disk) and the
+debootstrap guest that runs a script (vm.run_guest). In the spirit of the NixOS test driver,
+kept small:
 - `Machine(...)` describes disks (with virtio serial numbers, the stable ids recovery plans use),
   an optional CD-ROM, an optional direct kernel boot, BIOS or UEFI (OVMF) firmware, and QEMU user
-  networking with `restrict=on`: the guest reaches nothing but the guestfwd relays (vm-tests/
-  relay.py, one process per connection, to a server on 127.0.0.1).
+  networking with `restrict=on` (or none): the guest reaches nothing but the guestfwd relays
+  (relay.py here, one process per connection, to a server on 127.0.0.1); 9p shares of host
+  directories.
 - The serial console goes to a Unix socket, which a thread reads into `console.log`, the one
   place every wait reads; it survives the test and QEMU. Not QEMU's own chardev logfile: under
   load (the socket full) it was seen to drop and repeat bytes the guest sent only once.
@@ -14,7 +18,9 @@ In the spirit of the NixOS test driver, kept small:
   vmtest-shell unit, or the rescue ISO's shell) with a marker protocol: the command goes in
   base64; its exit code comes back after a random nonce, then its output in base64 with a
   sha256, so neither the terminal's echo nor a garbled character can fake a result.
-- The machine is killed on leaving the `with` block, whatever happened; the logs stay in logdir.
+- The machine is killed on leaving the `with` block, whatever happened; the logs stay in logdir
+  (the console log where the caller names it), the serial socket lives in a short private
+  directory (a Unix socket path may not exceed 107 bytes, a pytest tmp_path can).
 
 The accelerator is KVM only if a short boot under KVM shows the kernel's first words (KVM hangs
 on this host): probed once per host boot and remembered in /run.
@@ -29,24 +35,39 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-from bootdisk import FATAL, OVMF_CODE, OVMF_VARS, UEFI_FATAL  # noqa: E402
-
-RELAY = HERE / "relay.py"
+RELAY = Path(__file__).resolve().parent / "relay.py"
 ACCEL_FILE = Path("/run/rescue-vm-tests/accel")
 OUTPUT_TRIES = 5
 GUEST_SERVER = "10.0.2.100"  # where the guest finds the relayed servers
+# Words on the console that mean the boot failed: wait_for fails at once instead of at its timeout.
+FATAL = (
+    "Kernel panic",
+    "Dropping to a shell",
+    "Gave up waiting for root",
+    "error: no such device",
+    "grub rescue>",
+    "No bootable device",
+    "You are in emergency mode",
+    "Cannot open access to console",
+)
 ISO_FATAL = ("Unable to find a medium containing a live file system",)
+# OVMF's words for a disk it cannot boot. The disk is its first boot option (bootindex=0), so the
+# first "failed to load" is this disk's; OVMF then falls back to its UEFI shell and waits there
+# for ever. OVMF builds without a shell print the last one instead.
+UEFI_FATAL = (
+    "BdsDxe: failed to load Boot",
+    "UEFI Interactive Shell",
+    "No bootable option or device was found",
+)
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 @dataclass
@@ -55,6 +76,15 @@ class Disk:
     serial: str | None = None
     snapshot: bool = False  # writes go to a throw-away overlay
     bootindex: int | None = None
+
+
+@dataclass
+class Share:
+    """A host directory the guest mounts over 9p (`mount -t 9p -o trans=virtio TAG ...`)."""
+
+    path: Path
+    tag: str
+    readonly: bool = False
 
 
 @dataclass
@@ -100,9 +130,14 @@ class Machine:
         forwards: list[Forward] | None = None,
         host_forwards: dict[int, int] | None = None,
         network: bool = True,
+        shares: list[Share] | None = None,
         memory_mib: int = 2048,
         accel: str = "tcg",
+        fatal: tuple[str, ...] | None = None,
+        console_log: Path | None = None,
     ) -> None:
+        """fatal replaces the words that fail a wait (FATAL, ISO_FATAL and, for UEFI,
+        UEFI_FATAL); console_log replaces logdir/NAME.console.log."""
         self.name = name
         self.logdir = logdir
         self.disks = disks or []
@@ -112,16 +147,25 @@ class Machine:
         self.forwards = forwards or []
         self.host_forwards = host_forwards or {}  # 127.0.0.1:host port -> guest port
         self.network = network
+        self.shares = shares or []
         self.memory_mib = memory_mib
         self.accel = accel
-        self.console_log = logdir / f"{name}.console.log"
+        self.console_log = console_log or logdir / f"{name}.console.log"
         self.qemu_log = logdir / f"{name}.qemu.log"
-        self.socket_path = logdir / f"{name}.serial.sock"
-        self.fatal = FATAL + ISO_FATAL + (UEFI_FATAL if firmware == "uefi" else ())
+        self.socket_dir: Path | None = None
+        default_fatal = FATAL + ISO_FATAL + (UEFI_FATAL if firmware == "uefi" else ())
+        self.fatal = default_fatal if fatal is None else fatal
         self.proc: subprocess.Popen[bytes] | None = None
         self.serial: socket.socket | None = None
+        self._drainer: threading.Thread | None = None
         self.started = 0.0
         self._seen = 0  # console offset already searched by wait_for
+
+    @property
+    def socket_path(self) -> Path:
+        """The serial console's Unix socket (in a private directory made by start())."""
+        assert self.socket_dir is not None, "the machine is not started"
+        return self.socket_dir / "serial.sock"
 
     def argv(self) -> list[str]:
         """The QEMU command line."""
@@ -131,13 +175,19 @@ class Machine:
                 "-chardev", f"socket,id=serial0,path={self.socket_path},server=on,wait=on",
                 "-serial", "chardev:serial0"]  # fmt: skip
         if self.firmware == "uefi":
+            missing = [str(path) for path in (OVMF_CODE, OVMF_VARS) if not path.exists()]
+            if missing:
+                raise RuntimeError(
+                    f"a UEFI boot needs OVMF, but {', '.join(missing)} is missing: "
+                    "apt-get install ovmf"
+                )
             variables = self.logdir / f"{self.name}.OVMF_VARS.fd"
             if not variables.exists():
                 shutil.copyfile(OVMF_VARS, variables)
             argv += ["-drive", f"if=pflash,format=raw,file={OVMF_CODE},readonly=on",
-                     "-drive", f"if=pflash,format=raw,file={variables}"]  # fmt: skip
+                     "-drive", f"if=pflash,format=raw,file={_option(variables)}"]  # fmt: skip
         for number, disk in enumerate(self.disks):
-            drive = f"file={disk.path},if=none,id=disk{number},format=raw"
+            drive = f"file={_option(disk.path)},if=none,id=disk{number},format=raw"
             device = f"virtio-blk-pci,drive=disk{number}"
             drive += ",snapshot=on" if disk.snapshot else ""
             device += f",serial={disk.serial}" if disk.serial else ""
@@ -146,7 +196,7 @@ class Machine:
         if self.cdrom is not None:
             # First in the boot order, unless the kernel is given (it boots first then).
             boot = "" if self.kernel is not None else ",bootindex=0"
-            argv += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on"]
+            argv += ["-drive", f"file={_option(self.cdrom)},if=none,id=cd0,media=cdrom,readonly=on"]
             if self.firmware == "uefi":
                 # On SATA (AHCI): booted with -kernel under OVMF, the guest kernel found no
                 # drive on the legacy IDE controller, so live-boot found no medium.
@@ -173,13 +223,17 @@ class Machine:
             argv += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
         else:
             argv += ["-nic", "none"]
+        for share in self.shares:
+            virtfs = f"local,path={_option(share.path)},mount_tag={share.tag},security_model=none"
+            argv += ["-virtfs", virtfs + (",readonly=on" if share.readonly else "")]
         return argv
 
     def start(self) -> None:
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self.console_log.write_bytes(b"")
         self._seen = 0
-        self.socket_path.unlink(missing_ok=True)
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="rescue-qemu-"))
         with self.qemu_log.open("ab") as qemu_log:
             qemu_log.write(("$ " + " ".join(self.argv()) + "\n").encode())
             qemu_log.flush()
@@ -199,7 +253,8 @@ class Machine:
                     raise RuntimeError(self._failure("QEMU did not start")) from None
                 time.sleep(0.2)
         # Unread, the socket fills and stalls the guest: a thread reads it into the log.
-        threading.Thread(target=self._drain, args=(self.serial,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(self.serial,), daemon=True)
+        self._drainer.start()
 
     def _drain(self, sock: socket.socket) -> None:
         """Append what the console sends to the console log, until the socket closes."""
@@ -210,6 +265,11 @@ class Machine:
                     log.flush()
             except OSError:
                 pass
+
+    def _drained(self) -> None:
+        """Once QEMU has exited: wait until the console log holds all the guest sent."""
+        if self._drainer is not None:
+            self._drainer.join(timeout=10)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -223,6 +283,9 @@ class Machine:
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
+            exited = self.proc is None or self.proc.poll() is not None
+            if exited:
+                self._drained()
             text = self.console()
             found = regex.search(text, self._seen if fresh else 0)
             if found:
@@ -231,7 +294,7 @@ class Machine:
             fatal = next((word for word in self.fatal if word in text), None)
             if fatal:
                 raise RuntimeError(self._failure(f"the console shows {fatal!r}"))
-            if self.proc is None or self.proc.poll() is not None:
+            if exited:
                 raise RuntimeError(self._failure(f"QEMU exited while waiting for {pattern!r}"))
             if time.monotonic() > deadline:
                 raise TimeoutError(self._failure(f"no {pattern!r} after {timeout:.0f} s"))
@@ -308,6 +371,7 @@ class Machine:
             if time.monotonic() > deadline:
                 raise TimeoutError(self._failure(f"still running after {timeout:.0f} s"))
             time.sleep(1)
+        self._drained()
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -318,6 +382,9 @@ class Machine:
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait()
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def _failure(self, reason: str) -> str:
         tail = "\n".join(self.console().splitlines()[-25:])
@@ -327,13 +394,17 @@ class Machine:
         )
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.kill()  # a QEMU that never connected its console is killed too
+            raise
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.kill()
+
+
+def _option(path: Path) -> str:
+    """A path as the value of a QEMU option, where a comma would start the next key."""
+    return str(path).replace(",", ",,")

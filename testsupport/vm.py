@@ -3,24 +3,24 @@
 The guest is a Debian 12 minbase made with debootstrap, with its own kernel and initramfs, turned
 into an ext4 image with `mkfs.ext4 -d` (no loop mount needed). It is cached under
 /var/cache/rescue-vm, keyed by a hash of everything that goes into it, so only the first run pays
-for debootstrap (a few minutes). The project tree is shared into the guest read-only over 9p; the
-guest's init runs `tests/guest/<name>.py` from it and powers off. The harness reads the serial
-console, under a global timeout, and keeps the whole console log. QEMU runs with TCG (KVM hangs
-here) and no network at all.
+for debootstrap (a few minutes); imagecache.py builds it under a lock, so two test processes never
+build (or delete) the same one at once. The project tree is shared into the guest read-only over
+9p; the guest's init runs `tests/guest/<name>.py` from it and powers off. QEMU is machine.py's
+(TCG unless the accelerator probe found KVM working; no network at all), which keeps the whole
+console log and kills the guest at the global timeout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path("/var/cache/rescue-vm")
+from imagecache import MIRROR, cached_build, run_logged
+from machine import Disk, Machine, Share, accelerator
+
 PROJECT = Path(__file__).resolve().parent.parent
-MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
     "linux-image-amd64",
     "python3",
@@ -89,27 +89,17 @@ def _key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _run(argv: list[str], log: Path) -> None:
-    with log.open("ab") as out:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    if result.returncode:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n" + "\n".join(tail))
-
-
 def guest_image() -> GuestImage:
     """The cached guest image, built first if the cache has none for this recipe."""
-    directory = CACHE / f"guest-{_key()}"
-    image = GuestImage(directory / "vmlinuz", directory / "initrd.img", directory / "root.img")
-    if image.root.exists():
-        return image
-    CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / f"build-{_key()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    directory = cached_build(f"guest-{_key()}", "root.img", _build).parent
+    return GuestImage(directory / "vmlinuz", directory / "initrd.img", directory / "root.img")
+
+
+def _build(work: Path) -> None:
+    """debootstrap into work/rootfs, add the init and LVM's settings, make work/root.img of it."""
     log = work / "build.log"
     rootfs = work / "rootfs"
-    _run(
+    run_logged(
         [
             "debootstrap",
             "--variant=minbase",
@@ -127,11 +117,8 @@ def guest_image() -> GuestImage:
     shutil.copy(sorted(rootfs.glob("boot/initrd.img-*"))[-1], work / "initrd.img")
     for cache in ("var/cache/apt/archives", "usr/share/doc", "usr/share/man"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
-    _run(["mkfs.ext4", "-q", "-F", "-d", str(rootfs), str(work / "root.img"), "2G"], log)
+    run_logged(["mkfs.ext4", "-q", "-F", "-d", str(rootfs), str(work / "root.img"), "2G"], log)
     shutil.rmtree(rootfs)
-    shutil.rmtree(directory, ignore_errors=True)
-    work.rename(directory)
-    return image
 
 
 @dataclass
@@ -150,6 +137,7 @@ class GuestRun:
         return found
 
 
+# The guest has no systemd and no boot loader: only the kernel's and initramfs's failures count.
 FATAL = ("Kernel panic", "Dropping to a shell", "Gave up waiting for root")
 
 
@@ -170,56 +158,36 @@ def run_guest(
     settings and plans mean the same on both sides.
     """
     image = guest_image()
-    serials = serials or [""] * len(disks)
-    drives: list[str] = []
-    for number, (disk, serial) in enumerate(zip(disks, serials, strict=True)):
-        # Every disk as an explicit device, in order after the root (vda): QEMU would put
-        # -device disks before if=virtio ones. A serial is a property of the device.
-        drives += ["-drive", f"file={disk},if=none,id=disk{number},format=raw"]
-        device = f"virtio-blk-pci,drive=disk{number}" + (f",serial={serial}" if serial else "")
-        drives += ["-device", device]
-    shares = []
-    append = f"rescuesrc={PROJECT}"
+    drives = [
+        Disk(image.root, snapshot=True),  # vda, the root
+        *(
+            Disk(disk, serial=serial or None)
+            for disk, serial in zip(disks, serials or [""] * len(disks), strict=True)
+        ),
+    ]
+    shares = [Share(PROJECT, "src", readonly=True)]
+    append = f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet"
+    append += f" rescuesrc={PROJECT}"
     if work is not None:
-        shares = ["-virtfs", f"local,path={work},mount_tag=work,security_model=none"]
+        shares.append(Share(work, "work"))
         append += f" rescuework={work}"
-    argv = [
-        "qemu-system-x86_64",
-        "-accel", "tcg",
-        "-m", str(memory_mib),
-        "-smp", "2",
-        "-nographic",
-        "-no-reboot",
-        "-nic", "none",
-        "-kernel", str(image.kernel),
-        "-initrd", str(image.initrd),
-        "-append",
-        f"root=/dev/vda rw console=ttyS0 init=/rescue-init rescuetest={test} panic=-1 quiet "
-        + append,
-        "-drive", f"file={image.root},if=none,id=root,format=raw,snapshot=on",
-        "-device", "virtio-blk-pci,drive=root",
-        *drives,
-        "-virtfs", f"local,path={PROJECT},mount_tag=src,security_model=none,readonly=on",
-        *shares,
-    ]  # fmt: skip
-    start = time.monotonic()
-    with log.open("wb") as console:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=console)
-        try:
-            while proc.poll() is None:
-                if time.monotonic() - start > timeout:
-                    raise TimeoutError(f"the guest ran longer than {timeout:.0f}s; see {log}")
-                text = log.read_text(errors="replace")
-                if any(word in text for word in FATAL):
-                    raise RuntimeError(f"the guest failed to boot; see {log}")
-                time.sleep(2)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text(errors="replace")
+    machine = Machine(
+        log.name,
+        log.parent,
+        console_log=log,
+        disks=drives,
+        kernel=(image.kernel, image.initrd, append),
+        shares=shares,
+        network=False,
+        memory_mib=memory_mib,
+        accel=accelerator(image.kernel),
+        fatal=FATAL,
+    )
+    with machine:
+        machine.wait_for_shutdown(timeout)
+    text = machine.console()
     code = None
     for line in text.splitlines():
         if line.startswith("RESCUE-GUEST-EXIT "):
             code = int(line.split()[1])
-    return GuestRun(code, text, time.monotonic() - start)
+    return GuestRun(code, text, machine.elapsed())
