@@ -78,6 +78,22 @@ def write_settings(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     return path
 
 
+def local_settings(
+    folder: Path, selection: dict[str, object], **sections: dict[str, object]
+) -> Path:
+    """folder/rescue.toml backing up `selection` to folder/dest, duplicity's cache in
+    folder/cache; other sections are added (or replace these) by name."""
+    return write_settings(
+        folder / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(folder / "dest")},
+            "selection": selection,
+            "duplicity": {"archive_dir": str(folder / "cache")},
+            **sections,
+        },
+    )
+
+
 def symmetric_settings(
     folder: Path,
     source: Path,

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from clirun import rescue, write_settings
+from clirun import local_settings, rescue
 from loopdisks import loop_disk, partition, sh
 
 from rescue.config import Settings
@@ -63,21 +63,6 @@ def settings_for(tmp_path: Path, root: Path) -> Settings:
     )
 
 
-def write_local_settings(
-    tmp_path: Path, selection: dict[str, object], **sections: dict[str, object]
-) -> Path:
-    """rescue.toml for a backup of `selection` to tmp_path/dest, duplicity's cache in tmp_path."""
-    return write_settings(
-        tmp_path / "rescue.toml",
-        {
-            "destination": {"method": "file", "path": str(tmp_path / "dest")},
-            "selection": selection,
-            "duplicity": {"archive_dir": str(tmp_path / "cache")},
-            **sections,
-        },
-    )
-
-
 def test_manifest_matches_the_tree(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_host(root, tmp_path / "outside")
@@ -99,7 +84,7 @@ def test_manifest_matches_the_tree(tmp_path: Path) -> None:
 def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_host(root, tmp_path / "outside")
-    config = write_local_settings(
+    config = local_settings(
         tmp_path,
         {
             "root": str(root),
@@ -144,7 +129,7 @@ def test_manifest_travels_inside_every_backup(tmp_path: Path) -> None:
 def test_manifest_show_from_this_host(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_host(root, tmp_path / "outside")
-    config = write_local_settings(tmp_path, {"root": str(root), "include": [str(root)]})
+    config = local_settings(tmp_path, {"root": str(root), "include": [str(root)]})
     r = rescue(config, "manifest", "show")
     assert r.code == 0, r.err
     assert json.loads(r.out)["users"]["alice"] == 1001
@@ -237,7 +222,7 @@ def test_manifest_records_the_kernels_of_the_backed_up_system_not_the_running_on
     (root / "usr/lib/modules/6.1.0-10-amd64").mkdir()
     (root / "lib").symlink_to("usr/lib")  # merged /usr, as Debian 12 has it
     (root / "vmlinuz").symlink_to("boot/vmlinuz-6.1.0-9-amd64")  # the default: not the newest
-    config = write_local_settings(
+    config = local_settings(
         tmp_path,
         {"root": str(root), "exclude": [str(root / "tmp")]},
         encryption={"mode": "none"},

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from clirun import write_settings
+from clirun import local_settings
 
 from rescue.backup.engine import Engine
 from rescue.backup.lock import reading
@@ -28,20 +28,17 @@ DAYS = 35
 
 
 def _settings(tmp_path: Path, tree: Path) -> Path:
-    return write_settings(
-        tmp_path / "rescue.toml",
-        {
-            "destination": {"method": "file", "path": str(tmp_path / "dest")},
-            "encryption": {"mode": "none"},
-            "schedule": {
-                "full_every": "weekly",
-                "incremental_every": "daily",
-                "keep_full": 2,
-                "start_time": "02:30",
-            },
-            "selection": {"root": str(tree), "include": [str(tree)]},
-            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
+    return local_settings(
+        tmp_path,
+        {"root": str(tree), "include": [str(tree)]},
+        encryption={"mode": "none"},
+        schedule={
+            "full_every": "weekly",
+            "incremental_every": "daily",
+            "keep_full": 2,
+            "start_time": "02:30",
         },
+        duplicity={"archive_dir": str(tmp_path / "cache"), "retries": 1},
     )
 
 

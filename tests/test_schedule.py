@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clirun import rescue, write_settings
+from clirun import local_settings, rescue
 
 from rescue.backup.cadence import next_runs, on_calendar
 
@@ -29,21 +29,18 @@ def config(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a.txt").write_text("a\n")
-    return write_settings(
-        tmp_path / "rescue.toml",
-        {
-            "destination": {"method": "file", "path": str(tmp_path / "dest")},
-            "encryption": {"mode": "none"},
-            "schedule": {
-                "full_every": "weekly",
-                "incremental_every": "daily",
-                "keep_full": 4,
-                "start_time": "03:15",
-                "random_delay_minutes": 20,
-            },
-            "selection": {"root": str(tree), "include": [str(tree)]},
-            "duplicity": {"archive_dir": str(tmp_path / "cache"), "retries": 1},
+    return local_settings(
+        tmp_path,
+        {"root": str(tree), "include": [str(tree)]},
+        encryption={"mode": "none"},
+        schedule={
+            "full_every": "weekly",
+            "incremental_every": "daily",
+            "keep_full": 4,
+            "start_time": "03:15",
+            "random_delay_minutes": 20,
         },
+        duplicity={"archive_dir": str(tmp_path / "cache"), "retries": 1},
     )
 
 
