@@ -277,9 +277,11 @@ def main() -> None:
             for measure in (ours, bare) if n % 2 == 0 else (bare, ours):  # alternate the order
                 measure()
             files, raw_files = result["report"]["totals"]["files"], result["raw_entries"]
-            if raw_files != files:
-                raise SystemExit(f"duplicity restored {raw_files} entries, rescue {files}")
             full = next(s for s in result["report"]["steps"] if s["id"] == "restore_full")
+            if raw_files != files:
+                raise SystemExit(
+                    f"duplicity restored {raw_files} entries, rescue {files}: {full['done']}"
+                )
             print(
                 f"round {n + 1} ({'rescue' if n % 2 == 0 else 'duplicity'} first): "
                 f"RTO {result['rto_s']:7.2f}s  restore_full {full['seconds']:7.2f}s  "

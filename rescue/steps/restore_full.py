@@ -86,14 +86,17 @@ def run(ctx: Context) -> list[str]:
             lines.append(f"/{rel}: the backup holds nothing there")
             continue
         kept = summary.placed.undo
+        # The top of a file system mounted below the root is its mount point: restored with
+        # it (owner, mode, times), and left out of the root's run, so it is counted here.
+        files = summary.files + (1 if rel else 0)
         lines.append(
-            f"/{rel}: {summary.files} entries, {human_size(summary.bytes)} in "
+            f"/{rel}: {files} entries, {human_size(summary.bytes)} in "
             f"{summary.seconds:.1f} s"
             + (f"; {summary.placed.replaced} replaced entries kept in {kept}" if kept else "")
         )
         done[rel] = {
             "at": at,
-            "files": summary.files,
+            "files": files,
             "bytes": summary.bytes,
             "seconds": summary.seconds,
             "followed": len(watch.sparse),
