@@ -87,18 +87,18 @@ def test_kept_when_uuids_resume_and_the_disk_driver_all_still_fit(tmp_path: Path
     root = restored(tmp_path, resume=f"RESUME=UUID={SWAP_UUID}\n")
     verdict = decide(inputs(root))
     assert not verdict.rebuild
-    assert verdict.lines() == [
+    assert verdict.line == (
         "initramfs kept: file-system UUIDs as recorded; resume device present; "
         f"boot/initrd.img-{VERSION} has the storage drivers virtio_blk"
-    ]
+    )
 
 
 def test_a_new_storage_driver_missing_from_the_initramfs_rebuilds_it(tmp_path: Path) -> None:
     need_virtio_disk()
     verdict = decide(inputs(restored(tmp_path), list_initrd=listing("usr/lib/modules/x/nvme.ko")))
-    assert verdict.lines() == [
+    assert verdict.line == (
         f"initramfs rebuilt: boot/initrd.img-{VERSION} lacks the storage driver virtio_blk"
-    ]
+    )
 
 
 def test_loop_disks_need_no_driver_and_the_initramfs_is_not_even_listed(tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ def test_loop_disks_need_no_driver_and_the_initramfs_is_not_even_listed(tmp_path
         raise AssertionError("a loop disk has no driver to look for")
 
     verdict = decide(inputs(restored(tmp_path), target_disks=["/dev/loop0"], list_initrd=unlisted))
-    assert verdict.lines() == [
+    assert verdict.line == (
         "initramfs kept: file-system UUIDs as recorded; resume device present; "
         f"kernel {VERSION} needs no module for the target disks"
-    ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,20 +137,18 @@ def test_each_reason_to_rebuild_is_said(
     root = restored(tmp_path, resume=f'RESUME="UUID={SWAP_UUID}"\n')
     verdict = decide(inputs(root, target_disks=["/dev/loop0"], **changes))
     assert verdict.rebuild
-    assert verdict.lines() == [f"initramfs rebuilt: {reason}"]
+    assert verdict.line == f"initramfs rebuilt: {reason}"
 
 
 def test_a_kernel_without_its_initramfs_rebuilds_it(tmp_path: Path) -> None:
     verdict = decide(inputs(restored(tmp_path, initrd=False), target_disks=["/dev/loop0"]))
-    assert verdict.lines() == [
-        f"initramfs rebuilt: kernel {VERSION} has no boot/initrd.img-{VERSION}"
-    ]
+    assert verdict.line == (f"initramfs rebuilt: kernel {VERSION} has no boot/initrd.img-{VERSION}")
 
 
 def test_no_kernel_at_all_rebuilds_rather_than_guessing(tmp_path: Path) -> None:
     root = tmp_path / "empty"
     root.mkdir()
     verdict = decide(inputs(root, target_disks=["/dev/loop0"]))
-    assert verdict.lines() == [
+    assert verdict.line == (
         "initramfs rebuilt: no installed kernel found under lib/modules and boot/"
-    ]
+    )

@@ -26,9 +26,9 @@ from rescue.layout.model import Layout
 
 CHOICES = ("auto", "always")
 SYS_BLOCK = Path("/sys/class/block")
-# Files fix_fstab may rewrite that an initramfs holds a copy of, or was built from.
-COPIED_FILES = ("etc/fstab", "etc/crypttab", "etc/initramfs-tools/conf.d/resume")
 RESUME_FILE = "etc/initramfs-tools/conf.d/resume"
+# Files fix_fstab may rewrite that an initramfs holds a copy of, or was built from.
+COPIED_FILES = ("etc/fstab", "etc/crypttab", RESUME_FILE)
 DRIVER_MODULES = {"sd": "sd_mod", "sr": "sr_mod"}  # drivers whose module has another name
 _KO = re.compile(r"\.ko(\.(xz|zst|gz))?$")
 
@@ -44,10 +44,11 @@ class Verdict:
     def rebuild(self) -> bool:
         return bool(self.reasons)
 
-    def lines(self) -> list[str]:
+    @property
+    def line(self) -> str:
         if self.rebuild:
-            return [f"initramfs rebuilt: {'; '.join(self.reasons)}"]
-        return [f"initramfs kept: {'; '.join(self.checked)}"]
+            return f"initramfs rebuilt: {'; '.join(self.reasons)}"
+        return f"initramfs kept: {'; '.join(self.checked)}"
 
 
 def module_name(path: str) -> str | None:

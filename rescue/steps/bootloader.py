@@ -86,7 +86,8 @@ def _chroot(ctx: Context, argv: list[str]) -> str:
 
 def _initramfs_verdict(ctx: Context) -> Verdict:
     """Whether update-initramfs must run; the chroot's /dev, /proc and /sys are bound."""
-    names = renames(ctx.layout(), ctx.facts.mapping)
+    layout = ctx.layout()
+    names = renames(layout, ctx.facts.mapping)
 
     def list_initrd(path: str) -> list[str]:
         return _chroot(ctx, ["lsinitramfs", path]).splitlines()
@@ -95,7 +96,7 @@ def _initramfs_verdict(ctx: Context) -> Verdict:
         Inputs(
             choice=ctx.options.initramfs,
             root=ctx.target_root,
-            layout=ctx.layout(),
+            layout=layout,
             uuid_changes=names.uuids,
             present_uuids=names.present,
             changed_files=ctx.facts.changed,
@@ -166,10 +167,10 @@ def run(ctx: Context) -> list[str]:
             _chroot(ctx, argv)
             done.append(" ".join(argv))
         verdict = _initramfs_verdict(ctx)
-        ctx.echo(f"      {verdict.lines()[0]}")
+        ctx.echo(f"      {verdict.line}")
         if verdict.rebuild:
             _chroot(ctx, INITRAMFS)
-        done += verdict.lines()
+        done.append(verdict.line)
         _chroot(ctx, UPDATE_GRUB)
         done.append(" ".join(UPDATE_GRUB))
     finally:

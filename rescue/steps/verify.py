@@ -100,39 +100,48 @@ def _excluded(ctx: Context) -> list[str]:
     return problems
 
 
-def _made_by_recovery(ctx: Context) -> set[str]:
+def _rewritten(ctx: Context) -> set[str]:
     """What recovery rewrote or made on purpose (relative to the root): not the backup's."""
-    return {*REGENERATED, *SCRATCH, *ctx.manifest().excluded_paths(), *ctx.facts.changed}
+    return {*REGENERATED, *ctx.manifest().excluded_paths(), *ctx.facts.changed}
 
 
-def _expected(difference: str, made: set[str], below: str) -> bool:
+def _times_ignored(rewritten: set[str]) -> set[str]:
+    """The directories whose mtime recovery changes: those above what it rewrote ("" for the
+    root), and where update-initramfs makes its scratch files."""
+    parents = {str(parent) for rel in rewritten for parent in PurePosixPath(rel).parents}
+    return {"" if p == "." else p for p in parents} | set(SCRATCH)
+
+
+def _shown(rel: str, below: str) -> str | None:
+    """rel as duplicity names it when comparing the directory below ("." for below itself),
+    or None if rel is not there."""
+    if rel == below:
+        return "."
+    if not below:
+        return rel
+    return rel.removeprefix(below + "/") if rel.startswith(below + "/") else None
+
+
+def _expected(difference: str, rewritten: set[str], times: set[str], below: str) -> bool:
     """Whether a duplicity difference line is one recovery caused on purpose: about a path it
-    rewrote or made (or one under it), or the mtime of a directory above one. duplicity names
-    paths relative to `below`, the compared directory ("." for below itself)."""
-    for rel in made:
-        if below and not rel.startswith(below + "/"):
-            continue
-        shown = os.path.relpath(rel, below) if below else rel
-        if re.search(rf"(?:^|\s){re.escape(shown)}(?:/\S*)?(?:\s|$)", difference):
+    rewrote or made (or one under it), or the mtime of a directory in times."""
+    for rel in rewritten:
+        shown = _shown(rel, below)
+        if shown and re.search(rf"(?:^|\s){re.escape(shown)}(?:/\S*)?(?:\s|$)", difference):
             return True
-        for parent in PurePosixPath(shown).parents:
-            if difference.startswith(f"File {parent} has mtime "):
-                return True
-    return False
+    return any(
+        difference.startswith(f"File {shown} has mtime ")
+        for rel in times
+        if (shown := _shown(rel, below))
+    )
 
 
-def _deep(ctx: Context) -> tuple[list[str], str]:
+def _deep(ctx: Context, rewritten: set[str]) -> tuple[list[str], str]:
     """The records against the whole target, leaving out what recovery rewrites on purpose."""
     if not ctx.facts.metadata_file:
         return [], "no metadata records to compare with"
-    skip = {
-        *REGENERATED,
-        *ctx.manifest().excluded_paths(),
-        *ctx.facts.changed,
-    }
-    ignore_times = {str(parent) for rel in skip for parent in PurePosixPath(rel).parents}
-    ignore_times = {"" if p == "." else p for p in ignore_times} | set(SCRATCH)
-    found = compare(ctx.records(), "", ctx.target_root, (), skip, ignore_times)
+    times = _times_ignored(rewritten)
+    found = compare(ctx.records(), "", ctx.target_root, (), rewritten, times)
     return found.differences, (
         f"{found.checked} entries compared with {found.recorded} metadata records: "
         f"{len(found.differences)} differences"
@@ -142,7 +151,8 @@ def _deep(ctx: Context) -> tuple[list[str], str]:
 def run(ctx: Context) -> list[str]:
     problems = _ids(ctx) + _links(ctx) + _excluded(ctx)
     done = [f"ids, hard links and excluded directories checked: {len(problems)} differences"]
-    deep, line = _deep(ctx)
+    rewritten = _rewritten(ctx)
+    deep, line = _deep(ctx, rewritten)
     problems += deep
     done.append(line)
     mode = ctx.options.verify
@@ -154,8 +164,8 @@ def run(ctx: Context) -> list[str]:
     else:
         local = ctx.target(rel) if rel else ctx.target_root
         compared, found = ctx.engine().verify(rel or "/", local, ctx.restore_time())
-        made = _made_by_recovery(ctx)
-        differences = [d for d in found if not _expected(d, made, rel)]
+        times = _times_ignored(rewritten)
+        differences = [d for d in found if not _expected(d, rewritten, times, rel)]
         problems += [f"{rel or '/'}: {d}" for d in differences]
         done.append(
             f"{rel or 'the whole backup'}: {compared} files compared with the backup "
