@@ -22,6 +22,11 @@ from rescue.backup.treecompare import compare_trees
 pytestmark = pytest.mark.slow
 
 
+# rescue refuses to start a process whose arguments hold a secret: a two-letter passphrase
+# ("pw") can occur by chance in duplicity's random temporary names, so this one is long.
+PW = "corrupt-volume-passphrase-7c1e"
+
+
 def fingerprint(directory: Path) -> dict[str, str]:
     """Every file under directory and the sha256 of its bytes: 'untouched' made checkable."""
     return {
@@ -167,7 +172,7 @@ def test_refused_ssh_key(tmp_path: Path, sample_tree: Path, sshd: SshServer) -> 
 @pytest.fixture
 def backed_up(tmp_path: Path, sample_tree: Path) -> Path:
     config = symmetric(tmp_path, sample_tree)
-    assert rescue(config, "backup", env={PASSPHRASE_ENV: "pw"}).code == 0
+    assert rescue(config, "backup", env={PASSPHRASE_ENV: PW}).code == 0
     return config
 
 
@@ -175,7 +180,7 @@ def test_deleted_volume(tmp_path: Path, backed_up: Path) -> None:
     (volume,) = (tmp_path / "dest").glob("*.vol1.difftar.gpg")
     volume.unlink()
     before = fingerprint(tmp_path / "dest")
-    r = rescue(backed_up, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
+    r = rescue(backed_up, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: PW})
     one_line_error(r, 32, "missing")
     assert not (tmp_path / "out").exists()
     assert fingerprint(tmp_path / "dest") == before
@@ -184,12 +189,12 @@ def test_deleted_volume(tmp_path: Path, backed_up: Path) -> None:
 def test_deleted_middle_volume(tmp_path: Path, sample_tree: Path) -> None:
     config = symmetric(tmp_path, sample_tree)
     config.write_text(config.read_text().replace("retries = 1", "retries = 1\nvolsize = 1"))
-    assert rescue(config, "backup", env={PASSPHRASE_ENV: "pw"}).code == 0
+    assert rescue(config, "backup", env={PASSPHRASE_ENV: PW}).code == 0
     volumes = sorted((tmp_path / "dest").glob("*.vol*.difftar.gpg"))
     assert len(volumes) >= 2, volumes
     volumes[1].unlink()
     before = fingerprint(tmp_path / "dest")
-    r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
+    r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: PW})
     one_line_error(r, 32, "volume number 2 is missing")
     assert fingerprint(tmp_path / "dest") == before
 
@@ -200,7 +205,7 @@ def test_flipped_byte(tmp_path: Path, backed_up: Path) -> None:
     data[len(data) // 2] ^= 0x01
     volume.write_bytes(bytes(data))
     before = fingerprint(tmp_path / "dest")
-    r = rescue(backed_up, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
+    r = rescue(backed_up, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: PW})
     one_line_error(r, 31, "corrupt", volume.name)
     assert fingerprint(tmp_path / "dest") == before
 
@@ -209,14 +214,14 @@ def test_restore_target_exists(tmp_path: Path, backed_up: Path) -> None:
     target = tmp_path / "precious"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    r = rescue(backed_up, "restore", "/", "--to", str(target), env={PASSPHRASE_ENV: "pw"})
+    r = rescue(backed_up, "restore", "/", "--to", str(target), env={PASSPHRASE_ENV: PW})
     one_line_error(r, 40, str(target), "--force")
     assert (target / "keep.txt").read_text() == "mine"
 
 
 def test_no_backup_yet(tmp_path: Path, sample_tree: Path) -> None:
     config = symmetric(tmp_path, sample_tree)
-    r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: "pw"})
+    r = rescue(config, "restore", "/", "--to", str(tmp_path / "out"), env={PASSPHRASE_ENV: PW})
     one_line_error(r, 30, "no backup found")
 
 
@@ -229,10 +234,10 @@ def test_time_before_the_first_backup(tmp_path: Path, backed_up: Path) -> None:
         str(tmp_path / "o"),
         "-t",
         "2001-01-01",
-        env={PASSPHRASE_ENV: "pw"},
+        env={PASSPHRASE_ENV: PW},
     )
     one_line_error(r, 30, "no backup as old as")
-    r = rescue(backed_up, "files", "-t", "last tuesday", env={PASSPHRASE_ENV: "pw"})
+    r = rescue(backed_up, "files", "-t", "last tuesday", env={PASSPHRASE_ENV: PW})
     one_line_error(r, 2, "bad time")
 
 
@@ -240,7 +245,7 @@ def test_backup_lock(tmp_path: Path, backed_up: Path) -> None:
     from rescue.backup.lock import exclusive
 
     with exclusive(tmp_path / "cache", "test holds it"):
-        r = rescue(backed_up, "backup", env={PASSPHRASE_ENV: "pw"})
+        r = rescue(backed_up, "backup", env={PASSPHRASE_ENV: PW})
     one_line_error(r, 5, "another rescue run")
 
 
