@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, TypeVar
 
+import psutil
+
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"  # sshd refuses to re-exec itself unless started by absolute path
 FTPD_SCRIPT = Path(__file__).with_name("ftpd.py")
@@ -55,6 +57,12 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+class PortTaken(RuntimeError):
+    """The server died before listening, and its port is taken by another process: a port
+    picked by free_port() can be taken by anyone before the server binds it (CI runs two
+    test processes), so ServerProcess.start() picks another one."""
+
+
 def wait_for_port(
     port: int,
     timeout: float = 10,
@@ -64,25 +72,47 @@ def wait_for_port(
 ) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:`port`.
 
-    Given the `process`, fail at once when it dies instead of waiting out the timeout; the tail
-    of `log` goes into the error so a failing fixture says why.
+    Given the `process`, wait until that process (or one of its children) listens there: not
+    merely anything, because another process may hold the port and answer for it. Fail at once
+    when it dies instead of waiting out the timeout (PortTaken if the port is held by another),
+    with the tail of `log` in the error so a failing fixture says why.
     """
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(
+            error = PortTaken if not _port_is_free(port) else RuntimeError
+            raise error(
                 f"server exited with status {process.returncode} before listening on "
                 f"{HOST}:{port}{_log_tail(log)}"
             )
+        if process is not None and _listens(process.pid, port):
+            return
+        if process is None:
+            try:
+                with socket.create_connection((HOST, port), timeout=1):
+                    return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout}s{_log_tail(log)}")
+        time.sleep(0.05)
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process pid, or one of its children, has a listening socket on port."""
+    try:
+        parent = psutil.Process(pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for proc in family:
         try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listens on {HOST}:{port} after {timeout}s{_log_tail(log)}"
-                ) from None
-            time.sleep(0.05)
+            connections = proc.net_connections("tcp")
+        except psutil.NoSuchProcess:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            return True
+    return False
 
 
 def _log_tail(log: Path | None, lines: int = 20) -> str:
@@ -184,6 +214,22 @@ class ServerProcess(_Closable):
         return self._port
 
     def start(self) -> None:
+        """Start the server unless it runs. A port it picks now (the first start) is picked
+        again should another process take it first; a restart keeps its port or fails."""
+        if self.running:
+            return
+        picked = self._port is None
+        for attempt in range(3):
+            try:
+                self._start()
+                return
+            except PortTaken:
+                if not picked or attempt == 2:
+                    raise
+                self._port = None
+
+    def _start(self) -> None:
+        """Pick the port if there is none yet, write the configuration, and _launch()."""
         raise NotImplementedError
 
     def restart(self) -> None:
@@ -273,9 +319,7 @@ class SshServer(ServerProcess):
         self.password = self._account.password
         self.password_home = self._account.home
 
-    def start(self) -> None:
-        if self.running:
-            return
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.password_login:
             self._account.make()
@@ -399,9 +443,7 @@ class FtpServer(ServerProcess):
             raise RuntimeError("FtpServer has no passive ports before start()")
         return self._passive
 
-    def start(self) -> None:
-        if self.running:
-            return
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
         if self._port is None:
@@ -442,9 +484,7 @@ class VsftpdServer(ServerProcess):
         self.certfile = workdir / "cert.pem"
         self.keyfile = workdir / "key.pem"
 
-    def start(self) -> None:
-        if self.running:
-            return
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._account.make()
         if not self.certfile.exists():

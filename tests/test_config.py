@@ -121,7 +121,7 @@ def _minimal(s: Settings) -> None:
     assert (s.selection.root, s.selection.include) == ("/", ["/"])
     assert s.selection.exclude == ["/mnt", "/dev", "/media", "/sys", "/proc", "/run", "/tmp"]
     assert s.selection.exclude_globs == []
-    assert (s.duplicity.archive_dir, s.duplicity.volsize) == ("/var/cache/rescue/duplicity", 200)
+    assert (s.duplicity.archive_dir, s.duplicity.volsize) == ("/var/cache/rescue/duplicity", 25)
 
 
 def _sftp(s: Settings) -> None:

@@ -27,10 +27,35 @@ def test_secret_env_reaches_the_child_and_is_masked_in_output() -> None:
     assert result.output == "value=***"
 
 
+@pytest.fixture(autouse=True)
+def _own_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets a test registers are forgotten after it: "pw" or "backup" would be masked
+    in every later test's output of this process."""
+    monkeypatch.setattr(execute, "_secrets", set(execute._secrets))
+
+
 def test_a_secret_in_argv_is_refused() -> None:
     execute.register_secret("argv-secret-123")
     with pytest.raises(RescueError, match="secret in its arguments"):
         execute.run(["echo", "x=argv-secret-123"])
+    with pytest.raises(RescueError, match="secret in its arguments"):
+        execute.run(["echo", "--with-argv-secret-123-inside"])
+
+
+@pytest.mark.parametrize("arg", ["pw", "--passphrase=pw", "sftp://root:pw@host/x", "a,pw"])
+def test_a_short_secret_is_refused_as_a_value(arg: str) -> None:
+    execute.register_secret("pw")
+    with pytest.raises(RescueError, match="secret in its arguments"):
+        execute.run(["echo", arg])
+
+
+def test_a_short_secret_in_a_path_or_a_temporary_name_is_not_a_leak() -> None:
+    """A passphrase "pw" or "backup" occurs by chance in paths: that is no reason to refuse
+    (CI once failed on a random temporary name holding "pw")."""
+    execute.register_secret("pw")
+    execute.register_secret("backup")
+    result = execute.run(["echo", "/tmp/rescue-pwx1/srv/backup", "--archive-dir=/var/backups"])
+    assert result.returncode == 0
 
 
 def test_log_records_are_masked(caplog: pytest.LogCaptureFixture) -> None:

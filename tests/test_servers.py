@@ -7,6 +7,7 @@ import ftplib
 import hashlib
 import io
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import paramiko
 import psutil
 import pytest
+import servers
 from servers import (
     FTP_PASSWORD_ENV,
     HOST,
@@ -124,6 +126,29 @@ def test_stopped_server_frees_its_port(tmp_path: Path) -> None:
         port = server.port
         assert _listening(server.config_path, port), "the check below would see nothing"
     assert _listening(server.config_path, port) == []
+
+
+def test_a_port_taken_before_the_server_binds_it_is_picked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race CI met: free_port() gave a port that another process then took. Here the test
+    itself is that other process (it listens on the port first, and free_port is made to hand it
+    out once: a fake of the kernel's choice, which these helpers do not own). The server must
+    notice that it is not the one listening, and start on another port."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    offered = iter([taken])
+    real = servers.free_port
+    monkeypatch.setattr(servers, "free_port", lambda: next(offered, None) or real())
+    try:
+        with serving(SshServer(tmp_path / "sshd")) as server:
+            assert server.port != taken
+            assert _listening(server.config_path, server.port)
+            assert "Address already in use" in server.log_text()
+    finally:
+        squatter.close()
 
 
 def _listening(config: Path, port: int) -> list[int]:

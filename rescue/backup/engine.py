@@ -12,9 +12,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from rescue.backup import cadence, destlock, duplog, history, remotedir
+from rescue.backup import cadence, destlock, duplog, history, keptrecords, remotedir
 from rescue.backup.cache import cache_name, cached_status
 from rescue.backup.destinations import Target, display_url, duplicity_url
 from rescue.backup.listing import Listing
@@ -26,6 +26,7 @@ from rescue.backup.sets import BackupSet, Kind, Status, volume_sizes
 from rescue.config import Settings, check_gpg_key
 from rescue.errors import DuplicityError, NoSpaceError, RescueError
 from rescue.exact.records import SIDECAR_REL
+from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import free_bytes
 from rescue.placement.guard import Protected
 from rescue.recovery import manifest
@@ -127,9 +128,13 @@ class Engine(Listing, Restoring):
                 seconds=float(stats.get("ElapsedTime", 0.0)),
             )
             run.kind, run.bytes, run.set_time = made.kind, summary.bytes_written, made.time
+            # what duplicity just stored of rescue's own files, for the restores to come
+            own = Path(root) / PurePosixPath(SIDECAR_REL).parent
+            keptrecords.keep(self.archive_dir, target.url, made.time, own)
             if made.kind == "full":
                 summary.removed_chains, summary.retention_note = self._retain(target, after)
                 after = self._cached(target) if summary.removed_chains else after
+            keptrecords.prune(self.archive_dir, target.url, [s.time for s in after.sets])
             lock.sets = (after.sets[0].time, after.sets[-1].time)  # for the caches of others
             return summary
 
@@ -166,7 +171,8 @@ class Engine(Listing, Restoring):
 
     def _selection_args(self) -> list[str]:
         root = Path(str(self.settings.selection.root))
-        always = [str(manifest.manifest_path(root)), str(root / SIDECAR_REL)]
+        always = [str(manifest.manifest_path(root))]
+        always += [str(root / rel) for rel in (SIDECAR_REL, SIZES_REL, manifest.IDENTITY_REL)]
         return filter_args(self.settings.selection, self._own_excludes(), always)
 
     def _backup_progress(self, progress: Progress, root: str) -> Callable[[duplog.Record], None]:

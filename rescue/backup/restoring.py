@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path, PurePosixPath
 
-from rescue.backup import destlock, duplog
-from rescue.backup.destinations import Target
+from rescue.backup import destlock, duplog, keptrecords
+from rescue.backup.destinations import Target, duplicity_url
 from rescue.backup.duplicity_run import DuplicityRunner
 from rescue.backup.listing import relative_path
 from rescue.backup.results import Progress, RestoreSummary
@@ -165,11 +165,19 @@ class Restoring(DuplicityRunner):
             return found
 
     def load_manifest(self, at: int | None = None) -> manifest.Manifest:
-        """The manifest stored in the backup as of `at`, restored alone, as recovery does first."""
+        """The manifest stored in the backup as of `at`: the copy kept in the archive dir
+        (rescue.backup.keptrecords), or else restored alone, as recovery does first."""
+        with self._target() as remote:
+            at = self._pick(remote, at).time
+        name = f"{manifest.MANIFEST_REL} in the backup"
+        entry = keptrecords.kept(self.archive_dir, duplicity_url(self.settings), at)
+        copy = entry / PurePosixPath(manifest.MANIFEST_REL).name if entry else None
+        if copy is not None and copy.is_file():
+            return manifest.load(copy, name=name)
         with private_dir("rescue-manifest-") as tmp:
             target = tmp / "manifest.json"
             self.restore(manifest.MANIFEST_REL, fresh(target), at)
-            return manifest.load(target, name=f"{manifest.MANIFEST_REL} in the backup")
+            return manifest.load(target, name=name)
 
     def _restore_progress(self, progress: Progress) -> Callable[[duplog.Record], None]:
         def on_record(record: duplog.Record) -> None:

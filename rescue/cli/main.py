@@ -7,6 +7,7 @@ traceback goes to the log only, and the user sees one line that says so.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import logging.handlers
 import os
@@ -157,7 +158,24 @@ def _quiet_when_reader_leaves(command: str | None = None) -> Iterator[None]:
 
 
 class RescueGroup(click.Group):
-    """A click group whose invocation maps every exception to one line and an exit code."""
+    """A click group whose invocation maps every exception to one line and an exit code, and
+    whose commands are imported when first asked for (`lazy`: name -> (module, attribute))."""
+
+    lazy: dict[str, tuple[str, str]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(f"rescue.cli.{module}"), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _quiet_when_reader_leaves():  # `rescue --help | head -1` prints here

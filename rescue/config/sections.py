@@ -192,11 +192,14 @@ class Duplicity(Section):
         examples=["/var/cache/rescue/duplicity"],
     )
     volsize: int = Field(
-        default=200,
+        default=25,
         ge=1,
         le=10000,
-        description="The size of each backup volume in MB, 1 to 10000.",
-        examples=[200],
+        description="The size of each backup volume in MB, 1 to 10000. A restore of one file "
+        "or directory reads only the volumes that hold it: 25 MB made a one-file restore "
+        "2.1x as fast as duplicity's 200, for a full backup 1.09x as long "
+        "(bench/one_file_restore.py).",
+        examples=[25],
     )
     retries: int = Field(
         default=3,

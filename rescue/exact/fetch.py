@@ -1,9 +1,11 @@
 """The records of one backup set, fetched for a restore or a verify of a path.
 
-They come from the set itself (rescue's own directory, var/lib/rescue, restored alone: one
-duplicity run that reads only the volume holding it), so a restore on another machine gets the
-same result as one on the backed-up host. A backup made before the records existed has none:
-the restore goes on and says what it could not put back.
+They are what the set itself holds (rescue's own directory, var/lib/rescue): the copy the backup
+kept in the archive dir when it made the set, or else that directory restored alone (one
+duplicity run that reads only the volume holding it) and kept there in turn, so a restore on
+another machine gets the same result as one on the backed-up host, and pays the fetch once. A
+backup made before the records existed has none: the restore goes on and says what it could not
+put back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from rescue.backup import keptrecords
+from rescue.backup.destinations import duplicity_url
 from rescue.backup.engine import Engine
 from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
@@ -55,18 +59,32 @@ class Fetched:
 
 @contextmanager
 def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
-    """The records of the set at `at` (an exact set time), in a private temporary directory."""
+    """The records of the set at `at` (an exact set time): kept in the archive dir by the
+    backup that made the set (rescue.backup.keptrecords), or else fetched from the set, in a
+    private temporary directory, and kept there for the next restore."""
+    url = duplicity_url(engine.settings)
+    entry = keptrecords.kept(engine.archive_dir, url, at)
+    if entry is not None:
+        yield _load(entry)
+        return
     with private_dir("rescue-records-") as tmp:
-        own = tmp / "rescue"
+        own: Path | None = tmp / "rescue"
         try:
-            engine.restore(OWN_DIR, fresh(own), at)
+            engine.restore(OWN_DIR, fresh(tmp / "rescue"), at)
         except PathNotInBackupError:
-            yield Fetched(None)
-            return
-        sidecar = own / PurePosixPath(SIDECAR_REL).name
-        hardlinks: list[list[str]] = []
-        path = own / PurePosixPath(manifest.MANIFEST_REL).name
-        if path.exists():
-            hardlinks = manifest.load(path).hardlinks
-        room = load_sizes(own / PurePosixPath(SIZES_REL).name)
-        yield Fetched(sidecar if sidecar.exists() else None, hardlinks, room)
+            own = None
+        entry = keptrecords.keep(engine.archive_dir, url, at, own)
+        yield _load(entry if entry is not None else own)
+
+
+def _load(own: Path | None) -> Fetched:
+    """The Fetched of rescue's own files in a directory (None: the set holds none)."""
+    if own is None:
+        return Fetched(None)
+    sidecar = own / PurePosixPath(SIDECAR_REL).name
+    hardlinks: list[list[str]] = []
+    path = own / PurePosixPath(manifest.MANIFEST_REL).name
+    if path.exists():
+        hardlinks = manifest.load(path).hardlinks
+    room = load_sizes(own / PurePosixPath(SIZES_REL).name)
+    return Fetched(sidecar if sidecar.exists() else None, hardlinks, room)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -126,12 +127,26 @@ class Completed:
         raise error(f"{what or name} failed: {said}")
 
 
+# A secret shorter than this is looked for as a whole value in argv, not as any substring.
+SHORT_SECRET = 8
+_VALUE_SEPARATORS = re.compile(r"[=:@,\s]")
+
+
 def _check_argv(argv: Sequence[str]) -> None:
     for arg in argv:
         for secret in _secrets:
-            if secret in arg:
+            if _holds(arg, secret):
                 # A programming error, and one that must never reach a process list.
                 raise RescueError("refusing to start a process with a secret in its arguments")
+
+
+def _holds(arg: str, secret: str) -> bool:
+    """Whether arg carries secret. A long one anywhere; a short one (a passphrase "pw", a
+    password "backup") only as a whole value (the argument, `--opt=pw`, `user:pw@host`): as a
+    substring it turns up by chance in paths and temporary names, and every run was refused."""
+    if len(secret) >= SHORT_SECRET:
+        return secret in arg
+    return secret == arg or secret in _VALUE_SEPARATORS.split(arg)
 
 
 def run(

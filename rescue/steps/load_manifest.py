@@ -1,18 +1,20 @@
 """Step 4: restore the manifest alone from the chosen point: it says what the machine was
 (layout, boot mode, ids, excluded directories, hard links), so the rescue system stays generic.
-A wrong passphrase fails here, before any disk is touched. The backup's etc/passwd and
-etc/group come in the same run, for the restore_identity step."""
+A wrong passphrase fails here, before any disk is touched. The copies of etc/passwd and etc/group
+that the backup keeps beside the manifest (manifest.copy_identity) come in the same run, for the
+restore_identity step; a backup made by an older rescue has none, and that step fetches etc/."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from rescue.errors import ManifestError
-from rescue.exact.fetch import NO_RECORDS
+from rescue.errors import ManifestError, PathNotInBackupError
+from rescue.exact.fetch import NO_RECORDS, OWN_DIR
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import remove_own
+from rescue.placement.guard import fresh
 from rescue.recovery import manifest
 from rescue.steps.context import Context
 from rescue.units import human_size
@@ -25,12 +27,10 @@ REDO_ON_RESUME = False
 
 def plan(ctx: Context) -> list[str]:
     return [
-        f"restore {manifest.MANIFEST_REL}, its metadata records, etc/passwd and etc/group "
-        f"into {ctx.work_dir} (one duplicity run)"
+        f"restore {OWN_DIR} (the manifest, the metadata records and copies of etc/passwd and "
+        f"etc/group) into {ctx.work_dir}: one duplicity run, which reads only the volume that "
+        "holds it"
     ]
-
-
-IDENTITY_FILES = ("etc/passwd", "etc/group")
 
 
 def identity_dir(ctx: Context) -> Path:
@@ -43,31 +43,28 @@ def run(ctx: Context) -> list[str]:
     folder = identity_dir(ctx)
     remove_own(folder)  # what an earlier attempt fetched: rescue's own work files
     folder.mkdir(mode=0o700)
-    # The identity files come in the same duplicity run: each run costs seconds (a minute
-    # under emulation), and restore_identity needs them next.
-    found = ctx.engine().restore_files(
-        [manifest.MANIFEST_REL, SIDECAR_REL, SIZES_REL, *IDENTITY_FILES],
-        folder,
-        ctx.restore_time(),
-    )
-    if manifest.MANIFEST_REL not in found:
+    own = folder / "rescue"
+    try:
+        # --path-to-restore: duplicity reads only the volumes that hold the directory (a
+        # selection by pattern would read them all: minutes under emulation)
+        ctx.engine().restore(OWN_DIR, fresh(own), ctx.restore_time())
+    except PathNotInBackupError:
+        own.mkdir()
+    manifest_file = own / PurePosixPath(manifest.MANIFEST_REL).name
+    if not manifest_file.is_file():
         raise ManifestError(
             "the backup holds no manifest (was it made by rescue?); recreate the disks by "
             "hand, mount them at the target root and resume with --from restore_identity"
         )
     path = ctx.work_dir / "manifest.json"
-    os.replace(folder / manifest.MANIFEST_REL, path)
+    os.replace(manifest_file, path)
     ctx.facts.manifest_file = str(path)
-    ctx.facts.metadata_file = None
-    if SIDECAR_REL in found:
-        records = ctx.work_dir / "metadata.jsonl.gz"
-        os.replace(folder / SIDECAR_REL, records)
-        ctx.facts.metadata_file = str(records)
-    ctx.facts.sizes_file = None
-    if SIZES_REL in found:
-        sizes = ctx.work_dir / "sizes.json.gz"
-        os.replace(folder / SIZES_REL, sizes)
-        ctx.facts.sizes_file = str(sizes)
+    ctx.facts.metadata_file = _take(own, SIDECAR_REL, ctx.work_dir)
+    ctx.facts.sizes_file = _take(own, SIZES_REL, ctx.work_dir)
+    # A backup made by an older rescue has no copies: restore_identity fetches etc/ then.
+    copies = own / PurePosixPath(manifest.IDENTITY_REL).name
+    if all((copies / name).is_file() for name in manifest.IDENTITY_NAMES):
+        os.rename(copies, folder / "etc")
     data = ctx.manifest()
     host, boot = data.host, data.bootloader
     ctx.facts.host = host.hostname
@@ -92,3 +89,14 @@ def run(ctx: Context) -> list[str]:
             f"ACLs on {counts.with_acls}, {counts.sparse_files} sparse files)"
         )
     return lines
+
+
+def _take(own: Path, rel: str, work: Path) -> str | None:
+    """Move rescue's file `rel` (fetched into own) to the work directory; its path, or None
+    when the set holds none."""
+    fetched = own / PurePosixPath(rel).name
+    if not fetched.is_file():
+        return None
+    kept = work / fetched.name
+    os.replace(fetched, kept)
+    return str(kept)
