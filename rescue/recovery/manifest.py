@@ -63,15 +63,18 @@ def copy_identity(root: Path) -> None:
     volume that holds it (a minute less under emulation, per volume).
     """
     for name in IDENTITY_NAMES:
-        source = root / "etc" / name
+        source, copy = root / "etc" / name, root / IDENTITY_REL / name
         try:
             data = source.read_bytes()
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise ManifestError(f"cannot read {source}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            if copy.read_bytes() == data:
+                continue  # unchanged: left as it is, so an incremental does not store it again
         try:
-            write_atomic(root / IDENTITY_REL / name, data, mode=0o644)
+            write_atomic(copy, data, mode=0o644)
         except OSError as exc:
             raise ManifestError(f"cannot copy {source}: {exc.strerror}") from None
 
