@@ -66,6 +66,9 @@ class DuplicityRunner:
         # An empty PASSPHRASE keeps duplicity from prompting for a key that has none.
         secret = {"PASSPHRASE": self.settings.passphrase() or ""}
         args = ["--encrypt-key", enc.gpg_key] if enc.mode == "gpg" and enc.gpg_key else []
+        level = self.settings.duplicity.compress_level
+        if level is not None:  # one argv item: a separate value starting with - is refused
+            args.append(f"--gpg-options=--compress-level={level}")
         return args, secret
 
     def _run(

@@ -201,6 +201,16 @@ class Duplicity(Section):
         "(bench/one_file_restore.py).",
         examples=[25],
     )
+    compress_level: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        description="gpg's compression level for encrypted volumes, 0 (none: for data that is "
+        "compressed already) to 9; unset, gpg's own default (6). Level 1 made a full backup "
+        "faster for a little more room at the destination (bench/compress_level.py). A "
+        "restore reads any level.",
+        examples=[1],
+    )
     retries: int = Field(
         default=3,
         ge=0,
