@@ -50,7 +50,8 @@ def test_glob_pattern(glob: str, pattern: str) -> None:
 def test_a_backup_holds_exactly_the_selection(tmp_path: Path) -> None:
     root = tmp_path / "root"
     for rel in (
-        "etc/hosts", "etc/film.avi", "home/alice/notes.txt", "home/alice/deep/x/clip.AVI",
+        "etc/hosts", "etc/passwd", "etc/film.avi", "home/alice/notes.txt",
+        "home/alice/deep/x/clip.AVI",
         "home/alice/deep/x/clip.avi", "home/alice/.cache/blob", "srv/data.bin", "tmp/scratch",
         "film.avi",
     ):  # fmt: skip
@@ -78,8 +79,11 @@ def test_a_backup_holds_exactly_the_selection(tmp_path: Path) -> None:
         "etc/hosts",
         "home/alice/notes.txt",
         "home/alice/deep/x/clip.AVI",
+        "etc/passwd",
         "var/lib/rescue/manifest.json",  # always included, though no include names var/
-        "var/lib/rescue/metadata.jsonl.gz",  # and its metadata records beside it
+        "var/lib/rescue/metadata.jsonl.gz",  # and its metadata records beside it,
+        "var/lib/rescue/sizes.json.gz",  # the room its parts take,
+        "var/lib/rescue/identity/passwd",  # and the copy of etc/passwd recovery reads first
     }
 
 
