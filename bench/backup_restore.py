@@ -64,20 +64,39 @@ def settings(path: Path, source: Path, dest: Path, cache: Path) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """The options every tree benchmark here takes: --size-mib, --rounds, --workdir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary dir")
-    args = parser.parse_args()
+    return parser
 
+
+def bench_tree(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(the work directory, the source tree in it), the tree generated unless it is there."""
     work = args.workdir or Path(tempfile.mkdtemp(prefix="rescue-bench-", dir="/var/tmp"))
     source = work / "source"
     if not source.exists():
         t = time.monotonic()
         make_bench_tree(source, total_mib=args.size_mib)
         print(f"generated {args.size_mib} MiB tree in {time.monotonic() - t:.1f}s at {source}")
-    env = {**os.environ, "PASSPHRASE": PASSPHRASE, "BENCH_PASSPHRASE": PASSPHRASE}
+    return work, source
+
+
+BENCH_ENV = {**os.environ, "PASSPHRASE": PASSPHRASE, "BENCH_PASSPHRASE": PASSPHRASE}
+
+
+def paired_ratio(ours: list[float], raw: list[float]) -> float:
+    """The median of per-round ratios: each round's pair ran back to back, so it shares that
+    moment's noise."""
+    return statistics.median(o / r for o, r in zip(ours, raw, strict=True))
+
+
+def main() -> None:
+    args = bench_parser(__doc__ or "", rounds=3).parse_args()
+    work, source = bench_tree(args)
+    env = BENCH_ENV
     rescue = [str(VENV_BIN / "rescue")]
     duplicity = str(VENV_BIN / "duplicity")
     results: dict[str, list[tuple[float, int]]] = {
@@ -152,9 +171,7 @@ def main() -> None:
         raw_times = [s for s, _ in results[f"raw {what}"]]
         our_times = [s for s, _ in results[f"rescue {what}"]]
         raw, ours = statistics.median(raw_times), statistics.median(our_times)
-        # the median of per-round ratios: each round's pair ran back to back, so it shares
-        # that moment's noise
-        paired = statistics.median(o / r for o, r in zip(our_times, raw_times, strict=True))
+        paired = paired_ratio(our_times, raw_times)
         raw_rss = max(r for _, r in results[f"raw {what}"]) / 1024
         our_rss = max(r for _, r in results[f"rescue {what}"]) / 1024
         print(

@@ -13,21 +13,20 @@ This is not a test: the machine is shared and noisy, so read the ratios.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import statistics
-import sys
-import tempfile
 from pathlib import Path
 
-from backup_restore import PASSPHRASE, VENV_BIN, settings, timed
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rescue.backup.sampletree import make_bench_tree  # noqa: E402
+from backup_restore import (
+    BENCH_ENV,
+    VENV_BIN,
+    bench_parser,
+    bench_tree,
+    paired_ratio,
+    settings,
+    timed,
+)
 
 
 def _stored(dest: Path) -> int:
@@ -35,17 +34,11 @@ def _stored(dest: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=512)
+    parser = bench_parser(__doc__ or "", rounds=2)
     parser.add_argument("--levels", default="1,0")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary dir")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="rescue-bench-", dir="/var/tmp"))
-    source = work / "source"
-    if not source.exists():
-        make_bench_tree(source, total_mib=args.size_mib)
-    env = {**os.environ, "PASSPHRASE": PASSPHRASE, "BENCH_PASSPHRASE": PASSPHRASE}
+    work, source = bench_tree(args)
+    env = BENCH_ENV
     duplicity = str(VENV_BIN / "duplicity")
     names = ["raw", "default", *(f"level {n}" for n in args.levels.split(","))]
     figures: dict[str, dict[str, list[float]]] = {
@@ -112,8 +105,7 @@ def main() -> None:
     for name in names:
         f = figures[name]
         ratios = {
-            what: statistics.median(o / r for o, r in zip(f[what], raw[what], strict=True))
-            for what in ("backup", "restore", "stored")
+            what: paired_ratio(f[what], raw[what]) for what in ("backup", "restore", "stored")
         }
         print(
             f"  {name:8} backup {statistics.median(f['backup']):6.1f}s (x{ratios['backup']:.2f})"

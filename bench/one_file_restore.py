@@ -16,21 +16,20 @@ This is not a test: the machine is shared and noisy, so read the ratios.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import statistics
-import sys
-import tempfile
 from pathlib import Path
 
-from backup_restore import PASSPHRASE, VENV_BIN, settings, timed
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rescue.backup.sampletree import make_bench_tree  # noqa: E402
+from backup_restore import (
+    BENCH_ENV,
+    VENV_BIN,
+    bench_parser,
+    bench_tree,
+    paired_ratio,
+    settings,
+    timed,
+)
 
 
 def _files(source: Path) -> list[str]:
@@ -41,24 +40,13 @@ def _files(source: Path) -> list[str]:
     return [found[len(found) // 10], found[len(found) // 2], found[-len(found) // 10]]
 
 
-def _median_ratio(ours: list[float], raw: list[float]) -> float:
-    return statistics.median(o / r for o, r in zip(ours, raw, strict=True))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=512)
+    parser = bench_parser(__doc__ or "", rounds=2)
     parser.add_argument("--volsizes", default="25,50,100,200")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary dir")
     args = parser.parse_args()
     volsizes = [int(v) for v in args.volsizes.split(",")]
-
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="rescue-bench-", dir="/var/tmp"))
-    source = work / "source"
-    if not source.exists():
-        make_bench_tree(source, total_mib=args.size_mib)
-    env = {**os.environ, "PASSPHRASE": PASSPHRASE, "BENCH_PASSPHRASE": PASSPHRASE}
+    work, source = bench_tree(args)
+    env = BENCH_ENV
     duplicity = str(VENV_BIN / "duplicity")
     rescue = str(VENV_BIN / "rescue")
     files = _files(source)
@@ -110,8 +98,8 @@ def main() -> None:
             "volumes": volumes,
             "collection_status_s": chain,
             **{f"{k}_s": statistics.median(v) for k, v in times.items()},
-            "backup_ratio": _median_ratio(times["rescue backup"], times["raw backup"]),
-            "one_file_ratio": _median_ratio(times["rescue one-file"], times["raw one-file"]),
+            "backup_ratio": paired_ratio(times["rescue backup"], times["raw backup"]),
+            "one_file_ratio": paired_ratio(times["rescue one-file"], times["raw one-file"]),
         }
         summary[f"volsize_{volsize}"] = result
         print(

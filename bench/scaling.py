@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup_restore import PASSPHRASE, VENV_BIN, settings, timed
+from backup_restore import BENCH_ENV, VENV_BIN, settings, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     scale = args.scale
     work = args.workdir or Path(tempfile.mkdtemp(prefix="rescue-scaling-", dir="/var/tmp"))
-    env = {**os.environ, "PASSPHRASE": PASSPHRASE, "BENCH_PASSPHRASE": PASSPHRASE}
+    env = BENCH_ENV
     summary: dict[str, object] = {"scale": scale}
 
     series = {
