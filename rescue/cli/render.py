@@ -22,8 +22,10 @@ from rescue.backup.results import Progress, ProgressCallback
 from rescue.units import human_size
 
 REFRESH_SECONDS = 0.25
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+# What rescue prints is data (paths, MAC addresses, names): never rich markup or emoji codes, so
+# a MAC such as 72:0b:06:cd:c5:9d stays itself (":cd:" is the emoji code of a disc).
+stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def human_seconds(s: float) -> str:
@@ -52,12 +54,14 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*(Text(cell) for cell in row))  # literal: no markup, no emoji codes
     if stdout.is_terminal:
         stdout.print(t)
         return
     text = io.StringIO()
-    Console(file=text, width=UNWRAPPED, highlight=False, color_system=None).print(t)
+    Console(
+        file=text, width=UNWRAPPED, highlight=False, color_system=None, markup=False, emoji=False
+    ).print(t)
     for line in text.getvalue().splitlines():
         click.echo(line.rstrip())
 
