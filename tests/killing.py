@@ -9,18 +9,40 @@ import time
 import psutil
 
 
-def kill_at(proc: subprocess.Popen[str], after: float, signum: int) -> tuple[list[int], str]:
-    """Send signum `after` seconds into the run; (the pids it had started then, its stderr)."""
-    deadline = time.monotonic() + after
+def kill_at(
+    proc: subprocess.Popen[str], after: float, signum: int, *, from_child: bool = False
+) -> tuple[list[int], str]:
+    """Send signum `after` seconds into the run, or with from_child, `after` seconds after its
+    first child appeared; (the pids it had started then, its stderr)."""
+    deadline = None if from_child else time.monotonic() + after
     children: list[int] = []
-    while time.monotonic() < deadline and proc.poll() is None:
+    while proc.poll() is None:
         children = _descendants(proc.pid) or children
+        if deadline is None and children:
+            deadline = time.monotonic() + after
+        if deadline is not None and time.monotonic() >= deadline:
+            break
         time.sleep(0.02)
     children = _descendants(proc.pid) or children
     if proc.poll() is None:
         proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     return children, err
+
+
+def children_window(proc: subprocess.Popen[str]) -> float:
+    """Seconds from the first child seen to the last one seen, for a run left to finish: where
+    a kill catches the run with a child at work."""
+    first = last = None
+    while proc.poll() is None:
+        if _descendants(proc.pid):
+            last = time.monotonic()
+            first = first or last
+        time.sleep(0.02)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0, f"exit {proc.returncode}"
+    assert first is not None and last is not None, "the run started no child"
+    return last - first
 
 
 def _descendants(pid: int) -> list[int]:

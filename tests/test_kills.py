@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from clirun import RESCUE, rescue, symmetric_settings
-from killing import assert_all_gone, kill_at
+from killing import assert_all_gone, children_window, kill_at
 from servers import SshServer
 
 from rescue.backup.treecompare import compare_trees
@@ -132,19 +132,29 @@ def _restores(tmp_path: Path, signum: int) -> None:
     config = settings(tmp_path, source, {"method": "file", "path": str(tmp_path / "dest")})
     timed(config, "backup", "--full")
     out = tmp_path / "out"
-    # The quicker of two runs, and its first 80%: a restore's last part (the records replayed,
-    # the tree placed) starts no child, and a first run that was slowed down by the other
-    # series would put the kills after the end of the next runs (CI saw 4 of 10 caught).
-    duration = min(timed(config, "restore", "/", "--to", str(out / name)) for name in "ab")
+    # The kills fall while a child works: timed from its first child, within the shorter of
+    # two measured windows. A restore is one short duplicity run between rescue's start-up and
+    # the records' replay, so points over the whole run mostly missed it (CI: 2 of 10 caught).
+    # A run quicker than the window (the other series' load varies) finishes first: it is
+    # checked, and the point is tried again at half the delay.
+    window = min(
+        children_window(start(config, "restore", "/", "--to", str(out / name))) for name in "ab"
+    )
     rng = random.Random(f"{SEED}-restore-{signum}")
     caught = 0
-    for n, point in enumerate(sorted(rng.uniform(0.1, 0.8 * duration) for _ in range(POINTS))):
-        target = out / f"r{n}"
-        proc = start(config, "restore", "/", "--to", str(target))
-        children, err = kill_at(proc, point, signum)
-        assert_all_gone(children, f"restore, {signal.Signals(signum).name} at {point:.2f} s")
-        if proc.returncode == 0:
-            continue  # it finished first
+    for n, drawn in enumerate(sorted(rng.uniform(0.0, 0.9 * window) for _ in range(POINTS))):
+        for attempt in range(3):
+            point = drawn / 2**attempt
+            target = out / f"r{n}.{attempt}"
+            proc = start(config, "restore", "/", "--to", str(target))
+            children, err = kill_at(proc, point, signum, from_child=True)
+            what = f"restore, {signal.Signals(signum).name} {point:.2f} s after its first child"
+            assert_all_gone(children, what)
+            if proc.returncode != 0:
+                break
+            assert compare_trees(source, target) == []  # it finished first
+        else:
+            continue  # every attempt finished first
         caught += bool(children)
         if signum == signal.SIGTERM:
             assert proc.returncode == 143, err
@@ -159,4 +169,4 @@ def _restores(tmp_path: Path, signum: int) -> None:
             assert again.code == 0, again.err  # and it cleared the stale staging directory
         assert compare_trees(source, target) == []
         assert not list(out.glob(".rescue-restore-*")), "a stale staging directory stayed"
-    assert caught >= POINTS // 2, f"only {caught} of {POINTS} kills caught duplicity at work"
+    assert caught >= POINTS - 2, f"only {caught} of {POINTS} kills caught duplicity at work"
