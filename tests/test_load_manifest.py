@@ -6,6 +6,10 @@ run of var/lib/rescue. The proof: with 1 MB volumes and every volume but the las
 with garbage (a damaged destination: a fault this project does not own, made here by the test),
 the step still succeeds, while a run that selects by pattern (what it did before) fails on the
 first damaged volume.
+
+Its renames (os.replace of the manifest, records and sizes into the work directory) and the
+emptying of its fetch folder are proven in a sandbox: a work directory left by an earlier attempt,
+with links that lead out of it, changes nothing outside that directory.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import os
 from pathlib import Path
 
 import pytest
-from clirun import local_settings, rescue
+from clirun import local_settings, rescue, write_settings
+from sandbox import PYTHON, REPO, Sandbox, differences
 
 from rescue.backup.engine import Engine
 from rescue.config import load_settings
@@ -79,3 +84,59 @@ def test_the_manifest_and_the_identity_files_come_from_one_volume(tmp_path: Path
     engine = Engine(load_settings(config))
     with pytest.raises(CorruptVolumeError, match=r"vol1\.difftar\.gz .* is corrupt"):
         engine.restore_files(["etc/passwd"], tmp_path / "by-pattern", ctx.restore_time())
+
+
+STEP = """
+import sys
+from rescue.prompts import Answers
+from rescue.steps import choose_backup, load_manifest
+from rescue.steps.context import Context, Options
+options = Options(work_dir="/var/tmp/work", target_root="/mnt/target", settings_file=sys.argv[1],
+                  unattended=True)
+ctx = Context(options, Answers({}, interactive=False), echo=lambda _: None)
+choose_backup.run(ctx)
+print("\\n".join(load_manifest.run(ctx)))
+"""
+
+# An earlier attempt's work directory, and what its links lead to outside it.
+EARLIER = """
+mkdir -p /srv/precious/keep /var/tmp/work/from-backup/etc /var/tmp/work/from-backup/rescue
+echo precious > /srv/precious/file; echo kept > /srv/precious/keep/file
+cd /var/tmp/work
+echo earlier > manifest.json; echo earlier > metadata.jsonl.gz; echo mine > notes.txt
+ln -s /srv/precious/file sizes.json.gz
+echo earlier > from-backup/etc/passwd; echo earlier > from-backup/rescue/leftover
+ln -s /srv/precious from-backup/outside; ln -s /srv/precious/keep from-backup/rescue/keep
+"""
+
+
+def test_a_second_attempt_changes_nothing_outside_its_work_directory(tmp_path: Path) -> None:
+    _backup(tmp_path)
+    sandboxed = tmp_path / "sandboxed"
+    sandboxed.mkdir()
+    inside = write_settings(
+        sandboxed / "rescue.toml",
+        {
+            "destination": {"method": "file", "path": str(tmp_path / "dest")},
+            "encryption": {"mode": "none"},
+            "duplicity": {"archive_dir": "/var/cache/rescue/duplicity"},
+        },
+    )
+    with Sandbox(tmp_path, readonly=[sandboxed, tmp_path / "dest"]) as box:
+        box.run(["sh", "-ec", EARLIER], check=True)
+        before = box.state()
+        run = box.run([str(PYTHON), "-c", STEP, str(inside)], env={"PYTHONPATH": str(REPO)})
+        assert run.code == 0, run.err
+        assert run.out.startswith("host "), run.out
+        after = box.state()
+        changed = differences(before, after)
+        outside = {rel for rel in changed if not f"{rel}/".startswith("var/tmp/work/")}
+        assert changed and not outside, outside
+        work = box.path("/var/tmp/work")
+        assert (work / "manifest.json").read_text().startswith("{")
+        assert (work / "metadata.jsonl.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic
+        assert not (work / "sizes.json.gz").is_symlink()  # the link replaced, not its target
+        assert (work / "notes.txt").read_text() == "mine\n"
+        assert (work / "from-backup/etc/passwd").read_text() == PASSWD
+        assert sorted(p.name for p in (work / "from-backup").iterdir()) == ["etc", "rescue"]
+        assert list((work / "from-backup/rescue").iterdir()) == []
