@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 from rich.console import Console
@@ -22,10 +23,16 @@ from rescue.backup.results import Progress, ProgressCallback
 from rescue.units import human_size
 
 REFRESH_SECONDS = 0.25
-# What rescue prints is data (paths, MAC addresses, names): never rich markup or emoji codes, so
-# a MAC such as 72:0b:06:cd:c5:9d stays itself (":cd:" is the emoji code of a disc).
-stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def _literal_console(**options: Any) -> Console:
+    """What rescue prints is data (paths, MAC addresses, names): never rich markup or emoji
+    codes, so a MAC such as 72:0b:06:cd:c5:9d stays itself (":cd:" is the emoji of a disc)."""
+    return Console(highlight=False, markup=False, emoji=False, **options)
+
+
+stdout = _literal_console(soft_wrap=True)
+stderr = _literal_console(stderr=True)
 
 
 def human_seconds(s: float) -> str:
@@ -59,9 +66,7 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
         stdout.print(t)
         return
     text = io.StringIO()
-    Console(
-        file=text, width=UNWRAPPED, highlight=False, color_system=None, markup=False, emoji=False
-    ).print(t)
+    _literal_console(file=text, width=UNWRAPPED, color_system=None).print(t)
     for line in text.getvalue().splitlines():
         click.echo(line.rstrip())
 

@@ -57,6 +57,17 @@ class Fetched:
         return sparse
 
 
+def restore_own(engine: Engine, at: int, into: Path) -> Path | None:
+    """rescue's own directory of the set at `at`, restored into `into` (a new path): one
+    duplicity run with --path-to-restore, which reads only the volume that holds it. None when
+    the set holds none (a backup made by an older rescue)."""
+    try:
+        engine.restore(OWN_DIR, fresh(into), at)
+    except PathNotInBackupError:
+        return None
+    return into
+
+
 @contextmanager
 def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
     """The records of the set at `at` (an exact set time): kept in the archive dir by the
@@ -68,11 +79,7 @@ def fetched(engine: Engine, at: int) -> Iterator[Fetched]:
         yield _load(entry)
         return
     with private_dir("rescue-records-") as tmp:
-        own: Path | None = tmp / "rescue"
-        try:
-            engine.restore(OWN_DIR, fresh(tmp / "rescue"), at)
-        except PathNotInBackupError:
-            own = None
+        own = restore_own(engine, at, tmp / "rescue")
         entry = keptrecords.keep(engine.archive_dir, url, at, own)
         yield _load(entry if entry is not None else own)
 

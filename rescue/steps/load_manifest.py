@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from rescue.errors import ManifestError, PathNotInBackupError
-from rescue.exact.fetch import NO_RECORDS, OWN_DIR
+from rescue.errors import ManifestError
+from rescue.exact.fetch import NO_RECORDS, OWN_DIR, restore_own
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
 from rescue.placement.fsops import remove_own
-from rescue.placement.guard import fresh
 from rescue.recovery import manifest
 from rescue.steps.context import Context
 from rescue.units import human_size
@@ -43,22 +42,16 @@ def run(ctx: Context) -> list[str]:
     folder = identity_dir(ctx)
     remove_own(folder)  # what an earlier attempt fetched: rescue's own work files
     folder.mkdir(mode=0o700)
-    own = folder / "rescue"
-    try:
-        # --path-to-restore: duplicity reads only the volumes that hold the directory (a
-        # selection by pattern would read them all: minutes under emulation)
-        ctx.engine().restore(OWN_DIR, fresh(own), ctx.restore_time())
-    except PathNotInBackupError:
-        own.mkdir()
-    manifest_file = own / PurePosixPath(manifest.MANIFEST_REL).name
-    if not manifest_file.is_file():
+    # only the volume that holds rescue's directory is read: a selection by pattern would read
+    # them all (minutes under emulation)
+    into = folder / "rescue"
+    own = restore_own(ctx.engine(), ctx.restore_time(), into) or into  # None: it stays empty
+    ctx.facts.manifest_file = _take(own, manifest.MANIFEST_REL, ctx.work_dir)
+    if ctx.facts.manifest_file is None:
         raise ManifestError(
             "the backup holds no manifest (was it made by rescue?); recreate the disks by "
             "hand, mount them at the target root and resume with --from restore_identity"
         )
-    path = ctx.work_dir / "manifest.json"
-    os.replace(manifest_file, path)
-    ctx.facts.manifest_file = str(path)
     ctx.facts.metadata_file = _take(own, SIDECAR_REL, ctx.work_dir)
     ctx.facts.sizes_file = _take(own, SIZES_REL, ctx.work_dir)
     # A backup made by an older rescue has no copies: restore_identity fetches etc/ then.
