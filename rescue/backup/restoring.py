@@ -14,6 +14,7 @@ from rescue.backup.destinations import Target, duplicity_url
 from rescue.backup.duplicity_run import DuplicityRunner
 from rescue.backup.listing import relative_path
 from rescue.backup.results import Progress, RestoreSummary
+from rescue.backup.selection import literal
 from rescue.backup.sets import BackupSet, pick_set
 from rescue.backup.timespec import iso
 from rescue.errors import DuplicityError
@@ -57,9 +58,9 @@ class Restoring(DuplicityRunner):
             backup_set = self._pick(remote, at)
             action = ["restore", "-t", str(backup_set.time)]
             if excludes:
-                action += [f"--exclude={_literal(x)}" for x in excludes]
+                action += [f"--exclude={literal(x)}" for x in excludes]
                 if rel:
-                    action += [f"--include={_literal(rel)}", "--exclude", "**"]
+                    action += [f"--include={literal(rel)}", "--exclude", "**"]
             elif rel:
                 action.append(f"--path-to-restore={rel}")  # one item: rel may start with -
             if numeric_owner:
@@ -149,7 +150,7 @@ class Restoring(DuplicityRunner):
         rels the backup held; a rel it does not hold is simply absent.
         """
         with self._target() as target, staging(dest) as staged:
-            selection = [f"--include={_literal(rel)}" for rel in rels]
+            selection = [f"--include={literal(rel)}" for rel in rels]
             self._run(
                 ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
                  str(staged / "restored")],
@@ -196,11 +197,6 @@ class Restoring(DuplicityRunner):
             self.progress(progress)
 
         return on_record
-
-
-def _literal(rel: str) -> str:
-    """A path as a duplicity selection pattern that matches only itself."""
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in rel)
 
 
 def _totals(dest: Path) -> tuple[int, int]:

@@ -19,6 +19,11 @@ def _inside(path: str, root: str) -> bool:
     return p != r and (r == PurePosixPath("/") or r in p.parents)
 
 
+def literal(path: str) -> str:
+    """A path as a duplicity selection pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in path)
+
+
 def glob_pattern(glob: str) -> str:
     """`*.avi` matches at any depth (`**/*.avi`); an absolute glob stays anchored."""
     return glob if glob.startswith(("/", "**")) else f"**/{glob}"
