@@ -27,7 +27,7 @@ from rescue.errors import (
     UnknownHostKeyError,
     UnreachableError,
 )
-from rescue.placement.fsops import private_dir
+from rescue.placement.scratch import private_dir
 
 if TYPE_CHECKING:
     import paramiko

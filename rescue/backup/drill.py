@@ -29,8 +29,8 @@ from rescue.backup.sampletree import make_sample_tree, mutate_sample_tree
 from rescue.backup.sets import Status
 from rescue.backup.treecompare import compare_file, compare_trees
 from rescue.config import Settings
-from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
+from rescue.placement.scratch import private_dir
 from rescue.process import execute, gpghome
 
 T = TypeVar("T")

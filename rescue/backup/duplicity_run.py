@@ -21,6 +21,7 @@ from rescue.backup.sets import Status, parse_collection_status
 from rescue.config import Settings
 from rescue.errors import DuplicityError, LockedError, NoSpaceError, RescueError, StalledError
 from rescue.placement.fsops import free_bytes, fs_of, usage
+from rescue.placement.scratch import run_dir
 from rescue.process import execute, grandchildren, lifetime
 from rescue.units import human_size
 
@@ -99,6 +100,9 @@ class DuplicityRunner:
             verbosity,
             "--archive-dir",
             str(self.archive_dir),
+            # in this run's scratch directory: what a killed run leaves, the next one removes
+            "--tempdir",
+            str(run_dir()),
             "--name",
             cache_name(target.url),
             "--num-retries",

@@ -18,9 +18,10 @@ from rescue.backup.selection import literal
 from rescue.backup.sets import BackupSet, pick_set
 from rescue.backup.timespec import iso
 from rescue.errors import DuplicityError
-from rescue.placement.fsops import private_dir, remove_own, rename_noreplace
+from rescue.placement.fsops import remove_own, rename_noreplace
 from rescue.placement.guard import RestoreTarget, fresh
 from rescue.placement.place import place, staging
+from rescue.placement.scratch import private_dir
 from rescue.recovery import manifest
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from rescue.config import ConfigBackup, Settings
 from rescue.configbackup import archive, crypt
 from rescue.errors import ConfigArchiveNotFoundError, RestoreTargetExistsError, UsageError
-from rescue.placement.fsops import private_dir
+from rescue.placement.scratch import private_dir
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 INDEX_KEYS = (

@@ -22,8 +22,8 @@ from rescue.errors import PathNotInBackupError
 from rescue.exact import holes
 from rescue.exact.records import SIDECAR_REL, Record, read, relative
 from rescue.exact.sizes import SIZES_REL, Sizes, load_sizes
-from rescue.placement.fsops import private_dir
 from rescue.placement.guard import fresh
+from rescue.placement.scratch import private_dir
 from rescue.recovery import manifest
 
 OWN_DIR = str(PurePosixPath(SIDECAR_REL).parent)

@@ -14,8 +14,6 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -177,17 +175,6 @@ def capacity_bytes(path: Path) -> int:
 def inside(path: str, top: str) -> bool:
     """path is top or below it (both absolute and resolved)."""
     return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-@contextmanager
-def private_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
-    """A private temporary directory (0700) for rescue's own scratch work, removed at the end
-    the same safe way as a staging directory (no symlink followed, no mount crossed)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    try:
-        yield path
-    finally:
-        remove_own(path)
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:

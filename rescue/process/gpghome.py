@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rescue.placement.fsops import private_dir
+from rescue.placement.scratch import private_dir
 from rescue.process import execute
 
 log = logging.getLogger("rescue.process.gpghome")

@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from rescue.placement.fsops import private_dir
+from rescue.placement.scratch import private_dir
 
 log = logging.getLogger("rescue.process.grandchildren")
 
