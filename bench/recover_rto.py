@@ -16,7 +16,7 @@ rescue's restore_full runs with the metadata that choose_backup and load_manifes
 fetched, so the bare restore's cache is warmed (untimed) too: the two timings cover the same
 work.
 
-    .venv/bin/python bench/recover_rto.py --rounds 3 [--json]
+    .venv/bin/python bench/recover_rto.py --rounds 3 [--json] [--payload-mib 700]
 
 Needs root (loop disks, partitions, mounts, mkfs, chroot). This is not a test: read the ratios.
 """
@@ -52,6 +52,8 @@ from scenario import (  # noqa: E402
     write_plan,
 )
 
+from rescue.backup.sampletree import make_bench_tree  # noqa: E402
+
 DISK_SIZE = "1536M"  # the source disk's size: recovery onto a disk of the same size
 DUPLICITY = str(Path(sys.executable).parent / "duplicity")
 RETRIES = "3"  # rescue's default [duplicity] retries, so both retry alike
@@ -77,8 +79,9 @@ def unmount_under(path: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-def build_source(work: Path) -> tuple[Path, Path]:
-    """The backed-up source, as the e2e test makes it but with one full backup only.
+def build_source(work: Path, payload_mib: int) -> tuple[Path, Path]:
+    """The backed-up source, as the e2e test makes it but with one full backup only, and
+    payload_mib of server-shaped data in srv/payload (rescue.backup.sampletree).
 
     Returns the backup destination and the source root path that the settings name.
     """
@@ -95,6 +98,8 @@ def build_source(work: Path) -> tuple[Path, Path]:
             sh("mount", parts[3], str(root))
             sh("mount", parts[1], str(root / "boot"))
             populate(root)
+            if payload_mib:
+                make_bench_tree(root / "srv/payload", total_mib=payload_mib)
             start = time.monotonic()
             run = rescue(settings, "backup", "--full", timeout=TIMEOUT)
             if run.code:
@@ -250,6 +255,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="also print a JSON summary")
+    parser.add_argument(
+        "--payload-mib", type=int, default=0, help="server-shaped data added to the source"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("recover_rto.py: must run as root (loop disks, partitions, mounts)")
@@ -261,7 +269,7 @@ def main() -> None:
     saved = {path: path.read_bytes() for path in IDENTITY}
     work = Path(tempfile.mkdtemp(prefix="rescue-rto-", dir="/var/tmp"))
     try:
-        dest, root = build_source(work)
+        dest, root = build_source(work, args.payload_mib)
         rounds: list[dict[str, Any]] = []
         for n in range(args.rounds):
             run = work / f"round{n + 1}"
