@@ -31,6 +31,7 @@ from pathlib import PurePosixPath
 
 from rescue.backup.selection import filter_args, literal
 from rescue.config import Selection
+from rescue.exact.records import under
 from rescue.exact.sizes import Sizes
 
 # A subtree larger than this share of one shard's part is split further, when it can be.
@@ -61,8 +62,8 @@ class Piece:
     def holds(self, rel: str) -> bool:
         """Whether rel (relative to the root) is this piece or inside it."""
         if not self.initials:
-            return _under(rel, self.path)
-        if rel == self.path or not _under(rel, self.path):
+            return under(rel, self.path)
+        if rel == self.path or not under(rel, self.path):
             return False
         return rel[len(self.path) + 1 if self.path else 0 :][:1] in self.initials
 
@@ -105,10 +106,6 @@ def subtree_totals(sizes: Sizes) -> dict[str, int]:
     return totals
 
 
-def _under(rel: str, top: str) -> bool:
-    return not top or rel == top or rel.startswith(top + "/")
-
-
 def _name(rel: str) -> str:
     return rel.rpartition("/")[2]
 
@@ -123,7 +120,8 @@ class _Planner:
         for rel in [*self.totals, *sizes.files]:
             if rel:
                 self.children.setdefault(rel.rpartition("/")[0], []).append(rel)
-        self.kept, self.edges = kept, edges
+        self.kept = kept
+        self.marks = [*kept, *edges]  # kept paths and file-system boundaries
         self.share = self.totals.get("", 0) / shards
         self.limit = PIECES_PER_SHARD * shards
         self.pieces: dict[Piece, int] = {}
@@ -133,16 +131,16 @@ class _Planner:
 
     def stays(self, rel: str) -> bool:
         """Inside a kept path: shard 0's, whatever its size."""
-        return any(_under(rel, k) for k in self.kept)
+        return any(under(rel, k) for k in self.kept)
 
     def must_split(self, rel: str) -> bool:
         """A proper ancestor of a kept path or of a file-system boundary: never one piece."""
-        return any(_under(k, rel) and k != rel for k in [*self.kept, *self.edges])
+        return any(under(k, rel) and k != rel for k in self.marks)
 
     def wanted(self, rel: str) -> bool:
         """Worth a piece of its own: not tiny, or on the way to a kept path or a boundary."""
         tiny = self.share / (2 * PIECES_PER_SHARD)
-        return self.size(rel) >= tiny or any(_under(k, rel) for k in [*self.kept, *self.edges])
+        return self.size(rel) >= tiny or any(under(k, rel) for k in self.marks)
 
     def split(self) -> dict[Piece, int]:
         heap = [(-self.size(c), c) for c in self.children.get("", [])]
@@ -242,7 +240,7 @@ def shard_args(
     for include in map(PurePosixPath, map(str, selection.include)):
         rel = "" if include == root else str(include.relative_to(root))
         for piece in shard_plan.pieces[shard]:
-            if _under(piece.path, rel):  # the include holds the whole piece
+            if under(piece.path, rel):  # the include holds the whole piece
                 includes.append(piece.pattern(root))
             elif piece.holds(rel):  # the piece holds the include
                 includes.append(str(include))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.errors import ManifestError, NoSpaceError
+from rescue.exact.records import under
 from rescue.placement.fsops import capacity_bytes, free_bytes, fs_of, write_atomic
 from rescue.units import human_size
 
@@ -54,9 +55,6 @@ class Sizes:
         it does not hold)."""
         if prefix in self.files:
             return self.files[prefix]
-
-        def under(rel: str, top: str) -> bool:
-            return not top or rel == top or rel.startswith(top + "/")
 
         total, found = 0, False
         for rel, allocated in self.dirs.items():
