@@ -49,7 +49,8 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss
 
 
-def settings(path: Path, source: Path, dest: Path, cache: Path) -> Path:
+def settings(path: Path, source: Path, dest: Path, cache: Path, duplicity: str = "") -> Path:
+    """A bench settings file (symmetric, file://); duplicity: more [duplicity] lines."""
     path.write_text(
         "[destination]\n"
         f'method = "file"\npath = "{dest}"\n'
@@ -58,7 +59,7 @@ def settings(path: Path, source: Path, dest: Path, cache: Path) -> Path:
         "[selection]\n"
         f'root = "{source}"\ninclude = ["{source}"]\n'
         "[duplicity]\n"
-        f'archive_dir = "{cache}"\n'
+        f'archive_dir = "{cache}"\n' + duplicity
     )
     path.chmod(0o600)
     return path

@@ -4,8 +4,10 @@ on the same data, in the same run.
 rescue's planner splits the tree from the sizes that rescue's own walk records (one `rescue
 backup --full` first writes them), and each shard is backed up by its own `duplicity full`
 (symmetric encryption, file://), all at once; the restore runs every shard's `duplicity restore`
-at once. Against it: one `duplicity full`/`restore` of the whole tree, and `restic backup` /
-`restic restore` (when restic is installed: apt-get install restic). Each round runs every
+at once. The same through rescue itself ("rescue N": `[duplicity] shards = N`, `rescue backup
+--full` and `rescue restore /`, everything rescue adds included). Against them: one `duplicity
+full`/`restore` of the whole tree, and `restic backup` / `restic restore` (when restic is
+installed: apt-get install restic). Each round runs every
 configuration back to back in rotating order; it prints medians and the paired ratios to restic
 and to one stream, and checks that the shards restore as many entries as the one stream.
 
@@ -70,6 +72,18 @@ def _runs(
     name: str, level: str, run: Path, source: Path, config: Path, sharding: Plan | None
 ) -> tuple[list[list[str]], list[list[str]], list[Path]]:
     """The backup and restore argvs of one configuration, and where its restores go."""
+    if name.startswith("rescue"):
+        shards, level = name.split()[1], name.split()[-1]
+        duplicity = f"shards = {shards}\n" + (
+            "" if level == "default" else f"compress_level = {level}\n"
+        )
+        own = settings(run / "rescue.toml", source, run / "dest", run / "cache", duplicity)
+        rescue = [str(VENV_BIN / "rescue"), "--config", str(own), "--log-file", str(run / "log")]
+        return (
+            [[*rescue, "backup", "--full"]],
+            [[*rescue, "restore", "/", "--to", str(run / "out")]],
+            [run / "out"],
+        )
     if name == "restic":
         repo = ["-r", str(run / "repo")]
         return (
@@ -113,6 +127,7 @@ def main() -> None:
         loads = ", ".join(f"{b / 2**20:.0f}" for b in made.loads)
         print(f"{n} shards: {pieces} pieces, loads MiB [{loads}], balance {made.balance():.3f}")
     names = [f"{n} x level {lv}" for n in counts for lv in args.levels.split(",")]
+    names += [f"rescue {n} x level {lv}" for n in counts for lv in args.levels.split(",")]
     if shutil.which("restic"):
         subprocess.run(["restic", "-r", str(work / "init-check"), "init", "-q"], env=env,
                        check=True, capture_output=True)  # fmt: skip
@@ -126,7 +141,7 @@ def main() -> None:
             run = work / name.replace(" ", "-")
             shutil.rmtree(run, ignore_errors=True)
             run.mkdir()
-            sharding = None if name == "restic" else plans[int(name.split()[0])]
+            sharding = plans.get(int(name.split()[0])) if name[0].isdigit() else None
             if name == "restic":
                 subprocess.run(["restic", "-r", str(run / "repo"), "init", "-q"], env=env,
                                check=True, capture_output=True)  # fmt: skip

@@ -41,7 +41,10 @@ SOURCE_EXCLUDES = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
 
 
 # What recovery itself writes, named with the reason; nothing else may differ.
-def scenario_settings(path: Path, destination: dict[str, object], root: Path, cache: Path) -> Path:
+def scenario_settings(
+    path: Path, destination: dict[str, object], root: Path, cache: Path, **duplicity: object
+) -> Path:
+    """Settings backing up root (the scenario's excludes), symmetric; duplicity adds keys."""
     secret = path.parent / "passphrase"
     secret.write_text(PASSPHRASE)
     secret.chmod(0o600)
@@ -55,7 +58,7 @@ def scenario_settings(path: Path, destination: dict[str, object], root: Path, ca
                 "exclude": [str(root / d) for d in SOURCE_EXCLUDES],
                 "exclude_globs": [EXCLUDE_GLOB],
             },
-            "duplicity": {"archive_dir": str(cache)},
+            "duplicity": {"archive_dir": str(cache), **duplicity},
         },
     )
 

@@ -4,10 +4,11 @@ The story: a small bootable Debian (testsupport/bootdisk.py: GPT, BIOS boot part
 / last) is backed up (full, then changed, then incremental) to a file destination and to sftp on
 127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of the
 same size (from the file destination, killed mid-restore and resumed) and of a larger size (from
-sftp), and guided mode does it through a terminal. Each result is compared with the source tree
-(every path, type, size, numeric owner, mode, mtime, symlink target, hard-link group and the bytes
-of every file), and booted until its marker unit prints the hostname and the checksum of a file
-changed in the incremental.
+sftp, where the backup is in two shards: two duplicity chains written at once, restored at once
+and merged), and guided mode does it through a terminal. Each result is compared with the source
+tree (every path, type, size, numeric owner, mode, mtime, symlink target, hard-link group and the
+bytes of every file), and booted until its marker unit prints the hostname and the checksum of a
+file changed in the incremental.
 
 Recovery runs as a new machine would: with an empty duplicity cache (its own archive_dir), so
 the metadata comes from the destination.
@@ -55,6 +56,7 @@ from scenario import (
 )
 from servers import SshServer
 
+from rescue.backup.shardmap import SHARDS_FILE
 from rescue.backup.treecompare import compare_trees, difference_path
 from rescue.exact.records import SIDECAR_REL
 from rescue.exact.sizes import SIZES_REL
@@ -101,7 +103,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Itera
     for kind, dest in destinations.items():
         (work / f"backup-{kind}").mkdir()
         settings[kind] = scenario_settings(
-            work / f"backup-{kind}/rescue.toml", dest, root, work / f"backup-{kind}/cache"
+            work / f"backup-{kind}/rescue.toml",
+            dest,
+            root,
+            work / f"backup-{kind}/cache",
+            **({"shards": 2} if kind == "sftp" else {}),
         )
     with mounted_system(image, root):
         populate(root)
@@ -266,6 +272,10 @@ def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
         assert done.returncode == 0, done.stdout + done.stderr
         steps = {s["id"]: s for s in json.loads(done.stdout)["steps"]}
         assert 'initramfs rebuilt: asked for (initramfs = "always")' in steps["bootloader"]["done"]
+        # the backup it came from is in two shards, each with its own chain
+        shards = json.loads((scenario.work / "dest-sftp" / SHARDS_FILE).read_text())
+        assert [len(c["pieces"]) for c in shards["chains"]] == [2]
+        assert list((scenario.work / "dest-sftp/shard-1").glob("duplicity-inc.*.manifest.gpg"))
         compared = [line for line in steps["verify"]["done"] if "the whole backup" in line]
         assert len(compared) == 1 and compared[0].endswith("(verify = full), 0 differ"), compared
         assert int(compared[0].split()[3]) > 5_000, compared  # every file, not etc/ alone

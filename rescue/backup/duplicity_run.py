@@ -9,17 +9,26 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from rescue.backup import duplog, history
+from rescue.backup import duplog, history, remotedir, shardmap
 from rescue.backup.cache import cache_name, cached_status
-from rescue.backup.destinations import Target, prepare
+from rescue.backup.destinations import Target, display_url, prepare
 from rescue.backup.failures import classify
 from rescue.backup.lock import reading
 from rescue.backup.results import ProgressCallback
-from rescue.backup.sets import Status, parse_collection_status
+from rescue.backup.sets import BackupSet, Chain, Status, parse_collection_status
+from rescue.backup.shardmap import ShardedChain
 from rescue.config import Settings
-from rescue.errors import DuplicityError, LockedError, NoSpaceError, RescueError, StalledError
+from rescue.errors import (
+    CorruptVolumeError,
+    DuplicityError,
+    LockedError,
+    NoSpaceError,
+    RescueError,
+    StalledError,
+)
 from rescue.placement.fsops import free_bytes, fs_of, usage
 from rescue.placement.scratch import run_dir
 from rescue.process import execute, grandchildren, lifetime
@@ -182,3 +191,59 @@ class DuplicityRunner:
         parser = self._run(["collection-status", target.url], target)
         records = [r for r in parser.records if r.code == duplog.INFO_COLLECTION_STATUS]
         return parse_collection_status(records[-1].extra if records else [], target.display)
+
+    # -- shards (rescue.backup.shardmap) ------------------------------------------------------
+
+    def _sharded(self) -> dict[int, ShardedChain]:
+        """The destination's sharded chains by full time: none for a backup never sharded."""
+        try:
+            with remotedir.opened(self.settings, make=False) as folder:
+                return shardmap.read(folder)
+        except FileNotFoundError:  # no destination directory yet: nothing sharded either
+            return {}
+        except shardmap.ShardMapError as exc:
+            where = display_url(self.settings)
+            raise CorruptVolumeError(f"{exc} (at the destination {where})") from None
+
+    @staticmethod
+    def _shard_targets(target: Target, count: int) -> list[Target]:
+        """The targets of shards 0..count-1: shard 0 is the destination itself."""
+        return [
+            target
+            if k == 0
+            else replace(
+                target,
+                url=shardmap.shard_url(target.url, k),
+                display=f"{target.display.rstrip('/')}/{shardmap.shard_dir(k)}",
+            )
+            for k in range(count)
+        ]
+
+    @staticmethod
+    def _chain_of(
+        status: Status, backup_set: BackupSet, chains: dict[int, ShardedChain]
+    ) -> ShardedChain | None:
+        """The sharded chain backup_set belongs to, or None for a one-shard chain."""
+        return chains.get(status.chains[backup_set.chain - 1].start) if chains else None
+
+    @staticmethod
+    def _complete(status: Status, chains: dict[int, ShardedChain]) -> Status:
+        """status without the sets of sharded chains that not every shard completed: they
+        count as incomplete, and nothing is ever restored from them."""
+        if not chains:
+            return status
+        kept: list[Chain] = []
+        dropped = 0
+        for chain in status.chains:
+            sharded = chains.get(chain.start)
+            sets = [s for s in chain.sets if sharded is None or s.time in sharded.sets]
+            dropped += len(chain.sets) - len(sets)
+            if sets and sets[0].kind == "full":
+                kept.append(Chain(chain.index, sets))
+            else:
+                dropped += len(sets)
+        for number, chain in enumerate(kept, start=1):
+            chain.index = number
+            for s in chain.sets:
+                s.chain = number
+        return replace(status, chains=kept, incomplete=status.incomplete + dropped)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import PurePosixPath
 
 from rescue.backup import duplog
 from rescue.backup.destinations import Target
 from rescue.backup.duplicity_run import DuplicityRunner
 from rescue.backup.results import FileEntry, Version
-from rescue.backup.sets import pick_set
+from rescue.backup.sets import BackupSet, Status, pick_set
+from rescue.backup.shardmap import ShardedChain
 from rescue.backup.timespec import from_duplicity_time, iso
 from rescue.config import Settings
 from rescue.errors import NoBackupError, PathNotInBackupError
+from rescue.process.parallel import run_all
 
 
 class Listing(DuplicityRunner):
@@ -21,15 +24,41 @@ class Listing(DuplicityRunner):
         """What the set as of `at` holds under path; PathNotInBackupError when path is not in
         it (an empty answer would look like an empty directory)."""
         with self._target() as target:
-            status = self._status(target)
+            found = self._status(target)  # duplicity first: its failures are the clearest
+            chains = self._sharded()
+            status = self._complete(found, chains)
             backup_set = pick_set(status, at)
-            entries = self._list(target, backup_set.time, path)
+            entries = self._list_set(target, status, chains, backup_set, path)
             if path and not entries and relative_path(path, self.settings):
                 raise PathNotInBackupError(
                     f"{path} is not in the backup set of {iso(backup_set.time)}; "
                     "`rescue versions PATH` lists the sets that hold it"
                 )
             return entries
+
+    def _list_set(
+        self,
+        target: Target,
+        status: Status,
+        chains: dict[int, ShardedChain],
+        backup_set: BackupSet,
+        path: str | None,
+    ) -> list[FileEntry]:
+        """What backup_set holds under path: the union of its shards' listings, listed at once
+        (a directory above a shard's piece is in both: one entry, in duplicity's order)."""
+        chain = self._chain_of(status, backup_set, chains)
+        if chain is None:
+            return self._list(target, backup_set.time, path)
+        rel = relative_path(path, self.settings) if path else ""
+        shards = self._shard_targets(target, chain.count)
+        lists = run_all(
+            [partial(self._list, shards[k], backup_set.time, path) for k in chain.holders(rel)]
+        )
+        merged: dict[str, FileEntry] = {}
+        for entries in lists:
+            for entry in entries:
+                merged.setdefault(entry.path, entry)
+        return sorted(merged.values(), key=lambda e: e.path.split("/") if e.path != "." else [])
 
     def _list(self, target: Target, at: int, path: str | None) -> list[FileEntry]:
         # a listing is output, not log lines: thousands of them per call
@@ -53,15 +82,16 @@ class Listing(DuplicityRunner):
         """Every set at which path can be restored, and whether it changed in that set."""
         rel = relative_path(path, self.settings)
         with self._target() as target:
-            status = self._status(target)
+            found = self._status(target)  # duplicity first: its failures are the clearest
+            chains = self._sharded()
+            status = self._complete(found, chains)
             if not status.sets:
                 raise NoBackupError(f"no backup found at {target.display}")
             result: list[Version] = []
             previous: FileEntry | None = None
             for backup_set in status.sets:
-                entry = next(
-                    (e for e in self._list(target, backup_set.time, rel) if e.path == rel), None
-                )
+                listed = self._list_set(target, status, chains, backup_set, rel)
+                entry = next((e for e in listed if e.path == rel), None)
                 changed = entry is not None and (
                     previous is None or (entry.mtime, entry.type) != (previous.mtime, previous.type)
                 )

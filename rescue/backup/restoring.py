@@ -6,7 +6,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from rescue.backup import destlock, duplog, keptrecords
@@ -16,12 +17,14 @@ from rescue.backup.listing import relative_path
 from rescue.backup.results import Progress, RestoreSummary
 from rescue.backup.selection import literal
 from rescue.backup.sets import BackupSet, pick_set
+from rescue.backup.shardmap import ShardedChain
 from rescue.backup.timespec import iso
-from rescue.errors import DuplicityError
-from rescue.placement.fsops import remove_own, rename_noreplace
+from rescue.errors import DuplicityError, PathNotInBackupError
+from rescue.placement.fsops import move_into, remove_own, rename_noreplace
 from rescue.placement.guard import RestoreTarget, fresh
 from rescue.placement.place import place, staging
 from rescue.placement.scratch import private_dir
+from rescue.process.parallel import run_all
 from rescue.recovery import manifest
 
 
@@ -56,7 +59,9 @@ class Restoring(DuplicityRunner):
         """
         rel = relative_path(path, self.settings) if path else ""
         with self._target() as remote:
-            backup_set = self._pick(remote, at)
+            backup_set, chain = self._pick_chain(remote, at)
+            holders = chain.holders(rel) if chain else [0]
+            shards = self._shard_targets(remote, chain.count if chain else 1)
             action = ["restore", "-t", str(backup_set.time)]
             if excludes:
                 action += [f"--exclude={literal(x)}" for x in excludes]
@@ -71,14 +76,25 @@ class Restoring(DuplicityRunner):
             with staging(target.home) as staged:
                 into = staged / "restored"
                 item = into / rel if excludes and rel else into
-                with during(item) if during else nullcontext():
+                # one directory per shard that holds some of rel, all at once, then merged
+                intos = [into, *(staged / f"shard-{k}" for k in holders[1:])]
+
+                def run_shard(n: int) -> None:
                     self._run(
-                        [*action, remote.url, str(into)],
-                        target=remote,
+                        [*action, shards[holders[n]].url, str(intos[n])],
+                        target=shards[holders[n]],
                         verbosity="info" if self.progress else "notice",
                         on_record=self._restore_progress(progress) if self.progress else None,
                         local=staged,
                     )
+
+                with ExitStack() as watching:
+                    for each in intos:
+                        if during:
+                            watching.enter_context(during(each / rel if excludes and rel else each))
+                    self._run_holders(run_shard, len(holders))
+                for part in intos[1:]:
+                    _merge(part / rel if excludes and rel else part, item)
                 for rel_below in drop:
                     remove_own(item / PurePosixPath(rel_below).relative_to(rel or "."))
                 files, size = _totals(item)
@@ -106,41 +122,81 @@ class Restoring(DuplicityRunner):
             return self._pick(target, at)
 
     def _pick(self, target: Target, at: int | None) -> BackupSet:
-        # The cache is enough to pick the set, unless another cache wrote there since (or
-        # retention removed sets): the destination's own note of its sets tells.
+        return self._pick_chain(target, at)[0]
+
+    def _pick_chain(self, target: Target, at: int | None) -> tuple[BackupSet, ShardedChain | None]:
+        """The set for `at`, and its sharded chain (None: one stream). The cache is enough to
+        pick the set, unless another cache wrote there since (or retention removed sets): the
+        destination's own note of its sets tells."""
         status = self._cached(target)
         there = destlock.sets_there(self.settings)
         known = (status.sets[0].time, status.sets[-1].time) if status.sets else None
         if not status.sets or (there is not None and there != known):
             status = self._status(target)
-        return pick_set(status, at)
+        chains = self._sharded()
+        status = self._complete(status, chains)
+        backup_set = pick_set(status, at)
+        return backup_set, self._chain_of(status, backup_set, chains)
+
+    @staticmethod
+    def _run_holders(run: Callable[[int], None], count: int) -> None:
+        """Run the restores of the shards that hold a path at once. A shard that holds none
+        of it at that set (its pieces below the path were all deleted by then) adds nothing;
+        only when no shard holds it is the path not in the backup."""
+        missing: list[PathNotInBackupError] = []
+
+        def each(n: int) -> None:
+            try:
+                run(n)
+            except PathNotInBackupError as exc:
+                missing.append(exc)
+
+        run_all([partial(each, n) for n in range(count)])
+        if len(missing) == count:
+            raise missing[0]
 
     def verify(self, path: str, local: Path, at: int) -> tuple[int, list[str]]:
         """Compare local with path in the set at `at`, content included (duplicity verify
-        --compare-data). Returns the number of files compared and every difference found."""
+        --compare-data). Returns the number of files compared and every difference found.
+
+        A sharded set is verified by each shard that holds some of path, at once. duplicity
+        compares its backup with everything in local, so each shard also calls the files of
+        the others new: a "New file" counts only from the shard that backs that path up."""
         rel = relative_path(path, self.settings)
         with self._target() as target:
+            _, chain = self._pick_chain(target, at)
+            holders = chain.holders(rel) if chain else [0]
+            shards = self._shard_targets(target, chain.count if chain else 1)
             action = ["verify", "--compare-data", "-t", str(at)]
             if rel:
                 action.append(f"--path-to-restore={rel}")
-            differences: list[str] = []
-            compared = 0
+            found: list[list[str]] = [[] for _ in holders]
+            compared = [0] * len(holders)
 
-            def on_record(record: duplog.Record) -> None:
-                nonlocal compared
-                text = record.message
-                if text.startswith("Difference found:"):
-                    differences.append(text.removeprefix("Difference found:").strip())
-                found = re.search(r"Verify complete: (\d+) file", text)
-                if found:
-                    compared = int(found.group(1))
+            def run_shard(n: int) -> None:
+                def on_record(record: duplog.Record) -> None:
+                    text = record.message
+                    if text.startswith("Difference found:"):
+                        found[n].append(text.removeprefix("Difference found:").strip())
+                    total = re.search(r"Verify complete: (\d+) file", text)
+                    if total:
+                        compared[n] = int(total.group(1))
 
-            try:
-                self._run([*action, target.url, str(local)], target, on_record=on_record)
-            except DuplicityError:
-                if not differences:
-                    raise
-            return compared, differences
+                shard = shards[holders[n]]
+                try:
+                    self._run([*action, shard.url, str(local)], shard, on_record=on_record)
+                except DuplicityError:
+                    if not found[n]:
+                        raise
+                if chain is not None:
+                    others = [
+                        d for d in found[n] if not _anothers_new_file(d, rel, chain, holders[n])
+                    ]
+                    compared[n] -= len(found[n]) - len(others)
+                    found[n] = others
+
+            self._run_holders(run_shard, len(holders))
+            return sum(compared), [d for each in found for d in each]
 
     def restore_files(self, rels: list[str], dest: Path, at: int) -> list[str]:
         """Restore several files in ONE duplicity run (include patterns), each to dest/rel.
@@ -151,20 +207,30 @@ class Restoring(DuplicityRunner):
         rels the backup held; a rel it does not hold is simply absent.
         """
         with self._target() as target, staging(dest) as staged:
-            selection = [f"--include={literal(rel)}" for rel in rels]
-            self._run(
-                ["restore", "-t", str(at), *selection, "--exclude", "**", target.url,
-                 str(staged / "restored")],
-                target,
-            )  # fmt: skip
+            _, chain = self._pick_chain(target, at)
+            shards = self._shard_targets(target, chain.count if chain else 1)
+            by_shard: dict[int, list[str]] = {}
+            for rel in rels:  # a file is in one shard: the one whose piece holds it, else 0
+                by_shard.setdefault(chain.owner(rel) if chain else 0, []).append(rel)
+
+            def run_shard(shard: int) -> None:
+                selection = [f"--include={literal(rel)}" for rel in by_shard[shard]]
+                self._run(
+                    ["restore", "-t", str(at), *selection, "--exclude", "**", shards[shard].url,
+                     str(staged / f"restored-{shard}")],
+                    shards[shard],
+                )  # fmt: skip
+
+            run_all([partial(run_shard, k) for k in by_shard])
             found = []
-            for rel in rels:
-                got = staged / "restored" / rel
-                if got.is_file():
-                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                    rename_noreplace(got, dest / rel)
-                    found.append(rel)
-            return found
+            for shard, held in by_shard.items():
+                for rel in held:
+                    got = staged / f"restored-{shard}" / rel
+                    if got.is_file():
+                        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                        rename_noreplace(got, dest / rel)
+                        found.append(rel)
+            return [rel for rel in rels if rel in found]
 
     def load_manifest(self, at: int | None = None) -> manifest.Manifest:
         """The manifest stored in the backup as of `at`: the copy kept in the archive dir
@@ -212,3 +278,25 @@ def _totals(dest: Path) -> tuple[int, int]:
             if not os.path.isdir(os.path.join(dirpath, name)):
                 size += st.st_size
     return files, size
+
+
+def _merge(part: Path, item: Path) -> None:
+    """One shard's restored part into the tree the others made (see move_into); a part that
+    is the item's first content (the first holder found none of it) is moved whole."""
+    if not os.path.lexists(part):
+        return
+    if not os.path.lexists(item):
+        item.parent.mkdir(parents=True, exist_ok=True)
+        rename_noreplace(part, item)
+        return
+    move_into(part, item)
+
+
+def _anothers_new_file(difference: str, rel: str, chain: ShardedChain, shard: int) -> bool:
+    """Whether a difference is duplicity's "New file X" (relative to rel) for a path that
+    another shard than `shard` backs up: its own verify compares it."""
+    if not difference.startswith("New file "):
+        return False
+    name = difference.removeprefix("New file ")
+    full = rel if name == "." else str(PurePosixPath(rel) / name) if rel else name
+    return chain.owner(full) != shard

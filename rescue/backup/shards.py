@@ -27,12 +27,15 @@ import math
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from rescue.backup.selection import filter_args, literal
 from rescue.config import Selection
 from rescue.exact.records import under
 from rescue.exact.sizes import Sizes
+from rescue.layout.kernel import parse_mountinfo, read_text
+
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 # A subtree larger than this share of one shard's part is split further, when it can be.
 SPLIT_SHARE = 0.25
@@ -40,6 +43,10 @@ SPLIT_SHARE = 0.25
 # against every path of shard 0, so thousands of them would slow the walk they are there to share.
 PIECES_PER_SHARD = 16
 
+
+# shards = "auto": at most one shard per this many bytes of the selection, so that a small
+# backup is not split into chains whose start costs more than the parallel work saves.
+AUTO_SHARD_BYTES = 256 * 2**20
 
 # Names a group of small siblings may be cut by: their first character, in a glob's [...] set.
 INITIALS = string.ascii_letters + string.digits + "._+@,%=~"
@@ -246,3 +253,22 @@ def shard_args(
                 includes.append(str(include))
     cut = selection.model_copy(update={"include": includes})
     return filter_args(cut, extra_excludes) if includes else ["--exclude", "**"]
+
+
+def boundaries_below(root: Path, sizes: Sizes) -> list[str]:
+    """The mount points below root (relative) that the recorded walk went into: each a file
+    system of its own, usually a disk that can be read beside the others."""
+    found = []
+    for mount in parse_mountinfo(read_text(MOUNTINFO)):
+        point = PurePosixPath(mount.mountpoint)
+        if point == PurePosixPath(root) or not point.is_relative_to(root):
+            continue
+        rel = str(point.relative_to(root))
+        if rel in sizes.dirs:
+            found.append(rel)
+    return sorted(found)
+
+
+def auto_count(total: int, cores: int | None) -> int:
+    """shards = "auto": one per core, at most one per AUTO_SHARD_BYTES of the selection."""
+    return max(1, min(cores or 1, total // AUTO_SHARD_BYTES))

@@ -163,7 +163,7 @@ def status(app: App, as_json: bool, show_history: bool) -> None:
             for s in result.sets
         ]
         table(
-            f"{result.destination}: {len(result.sets)} sets in {len(result.chains)} chain(s)",
+            f"{result.destination}: {len(result.sets)} set(s) in {len(result.chains)} chain(s)",
             ["chain", "type", "date", "volumes", "size"],
             rows,
         )

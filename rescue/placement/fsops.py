@@ -38,6 +38,21 @@ def rename_noreplace(src: Path, dst: Path) -> None:
     raise OSError(code, os.strerror(code), str(src), None, str(dst))
 
 
+def move_into(src: Path, dest: Path) -> None:
+    """Move the tree src into the directory dest, both rescue's own staging on one file system
+    (the shards of one restore): a name dest lacks moves whole, a directory both hold is
+    merged in turn, and anything else stays in src (dest's copy wins: both came from one
+    source). Every directory dest had keeps its times, which the renames would change."""
+    st = os.lstat(dest)
+    for entry in os.scandir(src):
+        there = dest / entry.name
+        if not os.path.lexists(there):
+            rename_noreplace(Path(entry.path), there)
+        elif entry.is_dir(follow_symlinks=False) and is_dir(os.lstat(there)):
+            move_into(Path(entry.path), there)
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
 @dataclass(frozen=True)
 class Attrs:
     """What a merge changes on a directory it keeps: owner, mode, times and xattrs (ACLs

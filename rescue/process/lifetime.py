@@ -110,14 +110,20 @@ def live_children() -> list[int]:
     return list(_live)
 
 
+def signal_children(signum: int = signal.SIGTERM) -> None:
+    """Send every live child's group signum: what stops the runs of other threads (the shards
+    of one backup) when the main thread is interrupted; each run then reaps its own child."""
+    for pid in list(_live):
+        _kill_group(pid, signum)
+
+
 @contextlib.contextmanager
 def signals_stop_children() -> Iterator[None]:
     """While the body runs (in the main thread), SIGTERM and SIGHUP stop the children and
     raise Terminated."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        for pid in list(_live):
-            _kill_group(pid, signum)
+        signal_children(signum)
         raise Terminated(signum)
 
     previous = {}
@@ -188,13 +194,17 @@ def _group_io(pid: int) -> int:
 def duplicity_using(archive_dir: Path) -> list[tuple[int, str]]:
     """The duplicity processes (pid, command line) whose --archive-dir is archive_dir: one a
     killed run left behind, or one started by hand. duplicity would refuse to start beside it
-    with its own lock line; rescue says who holds it instead."""
+    with its own lock line; rescue says who holds it instead. This run's own children (the
+    other shards of one backup, each a chain of its own) are not counted."""
     import psutil  # see _group_io
 
     wanted = os.path.realpath(archive_dir)
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    mine = os.getpid()
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
         argv = proc.info["cmdline"] or []
+        if proc.info["ppid"] == mine:  # setpriv execs duplicity: this process is its parent
+            continue
         if not any(os.path.basename(a) == "duplicity" for a in argv[:3]):
             continue
         for flag, value in itertools.pairwise(argv):
