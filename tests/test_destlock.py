@@ -182,3 +182,19 @@ def test_a_lock_left_by_a_dead_host(tmp_path: Path) -> None:
     assert taken.code == 0, taken.err
     assert "taking over the lock" in (config.parent / "rescue.log").read_text()
     assert not (dest / "rescue.lock").exists()
+
+
+def test_a_lock_dir_without_its_record_is_stale_and_taken_over(tmp_path: Path) -> None:
+    """A run killed between making rescue.lock/ and writing its record (seen in CI: SIGKILL
+    at 0.76 s) leaves the directory alone; the next backup takes it over, as it does any lock
+    that names no holder, instead of refusing every run after it."""
+    source = _tree(tmp_path / "src")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "rescue.lock").mkdir()
+    config = symmetric_settings(tmp_path, source, {"method": "file", "path": str(dest)}, PASSPHRASE)
+    run = rescue(config, "backup")
+    assert run.code == 0, run.err
+    assert "taking over the lock" in (tmp_path / "rescue.log").read_text()
+    assert "it names no holder" in (tmp_path / "rescue.log").read_text()
+    assert not (dest / "rescue.lock").exists()

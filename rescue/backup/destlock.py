@@ -185,8 +185,12 @@ def _acquire(folder: RemoteDir, settings: Settings, me: Holder, here: Host) -> N
             folder.write(LOCK_FILE, _encode(me))
             return
         other = _holder_of(folder)
-        if other is None and LOCK_DIR not in folder.listing():
-            # the holder released it while this run looked: it was writing when this one came
+        if other is None and folder.make_dir(LOCK_DIR):
+            # The holder released it while this run looked: it was writing when this one came.
+            # (make_dir is the one test of a directory every protocol has; listing() names
+            # files only, so a lock dir whose holder was killed before it wrote its record
+            # was taken for this case, and refused every later run.)
+            folder.remove_dir(LOCK_DIR)
             raise LockedError(
                 f"{display_url(settings)} was locked by another backup, which has just ended; "
                 "run again to make the next backup"
