@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from rescue.backup.remotedir import RemoteDir
@@ -61,17 +60,18 @@ class ShardedChain:
         return 0
 
     def holders(self, rel: str) -> list[int]:
-        """The shards that hold something of rel ("" is everything): each shard with a piece
-        inside rel or holding it, and shard 0 unless a piece of another holds all of rel."""
-        found = []
-        inside_piece = False
-        for shard, pieces in enumerate(self.plan.pieces[1:], start=1):
-            if any(piece.holds(rel) for piece in pieces):
-                inside_piece = True
-                found.append(shard)
-            elif any(under(piece.path, rel) for piece in pieces):
-                found.append(shard)
-        return found if inside_piece else [0, *found]
+        """The shards that hold something of rel ("" is everything): the owner alone when a
+        piece holds all of rel (pieces never overlap), else shard 0 and each shard with a
+        piece inside rel."""
+        owner = self.owner(rel)
+        if owner:
+            return [owner]
+        below = [
+            shard
+            for shard, pieces in enumerate(self.plan.pieces[1:], start=1)
+            if any(under(piece.path, rel) for piece in pieces)
+        ]
+        return [0, *below]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -127,9 +127,3 @@ def write(folder: RemoteDir, chains: dict[int, ShardedChain]) -> None:
         return
     record = {"version": VERSION, "chains": [chains[t].as_dict() for t in sorted(chains)]}
     folder.write(SHARDS_FILE, (json.dumps(record, indent=1) + "\n").encode())
-
-
-def piece_rel(root: PurePosixPath, path: str) -> str:
-    """A path of the selection relative to its root, as the plan names it."""
-    p = PurePosixPath(path)
-    return "" if p == root else str(p.relative_to(root))
