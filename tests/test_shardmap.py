@@ -124,3 +124,4 @@ def test_auto_is_one_shard_per_core_and_none_for_a_small_selection() -> None:
     assert auto_count(600 * mib, 8) == 2
     assert auto_count(100_000 * mib, 2) == 2  # never more than the cores
     assert auto_count(100_000 * mib, None) == 1
+    assert auto_count(100_000 * mib, 64) == 8  # a large host: capped

@@ -47,6 +47,10 @@ PIECES_PER_SHARD = 16
 # shards = "auto": at most one shard per this many bytes of the selection, so that a small
 # backup is not split into chains whose start costs more than the parallel work saves.
 AUTO_SHARD_BYTES = 256 * 2**20
+# shards = "auto": at most this many, whatever the cores. Each shard is a duplicity process, a
+# gpg and a connection to the destination at once; past a handful, the destination's link and
+# disks, not the cores, set the pace, and a server of many cores also has other work to do.
+AUTO_MAX_SHARDS = 8
 
 # Names a group of small siblings may be cut by: their first character, in a glob's [...] set.
 INITIALS = string.ascii_letters + string.digits + "._+@,%=~"
@@ -270,5 +274,5 @@ def boundaries_below(root: Path, sizes: Sizes) -> list[str]:
 
 
 def auto_count(total: int, cores: int | None) -> int:
-    """shards = "auto": one per core, at most one per AUTO_SHARD_BYTES of the selection."""
-    return max(1, min(cores or 1, total // AUTO_SHARD_BYTES))
+    """shards = "auto": one per core, at most one per AUTO_SHARD_BYTES and AUTO_MAX_SHARDS."""
+    return max(1, min(cores or 1, total // AUTO_SHARD_BYTES, AUTO_MAX_SHARDS))

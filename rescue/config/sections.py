@@ -217,9 +217,9 @@ class Duplicity(Section):
         "a size-balanced part of the selection at the same time (file systems first, then "
         "subtrees; its incrementals keep that split), 1 to 64. Every command still sees one "
         'backup. "auto": one per core, and no more than one per 256 MB of the selection, '
-        "so that a small backup stays one chain. 2 made a full backup 0.60x as long and a "
-        "restore 0.70x on 2 cores (bench/shards.py); more than the cores gains nothing. A "
-        "change takes effect at the next full.",
+        "so that a small backup stays one chain, nor more than 8. 2 made a full backup "
+        "0.60x as long and a restore 0.70x on 2 cores (bench/shards.py); more than the "
+        "cores gains nothing. A change takes effect at the next full.",
         examples=["auto", 2],
     )
     retries: int = Field(
