@@ -109,7 +109,7 @@ class ChangedHostKeyError(RescueError):
 
 class UntrustedCertificateError(RescueError):
     exit_code = 24
-    meaning = "the FTPS server's TLS certificate is not trusted (see tls_ca_file)"
+    meaning = "the FTPS or S3 server's TLS certificate is not trusted (see tls_ca_file)"
 
 
 class OtherHostError(RescueError):
@@ -120,9 +120,24 @@ class OtherHostError(RescueError):
     meaning = "the destination holds another host's backups (give each host its own path)"
 
 
+class MissingBucketError(RescueError):
+    exit_code = 26
+    meaning = "the S3 bucket does not exist (create it: rescue config check --create-bucket)"
+
+
+class AccessDeniedError(RescueError):
+    exit_code = 27
+    meaning = "the storage denied access to the bucket or prefix (the keys' policy)"
+
+
 class NoBackupError(RescueError):
     exit_code = 30
     meaning = "no backup found at the destination (or none as old as the time asked for)"
+
+
+class StaleHostsError(RescueError):
+    exit_code = 35
+    meaning = "fleet status: a host's newest backup is older than --stale-after"
 
 
 class CorruptVolumeError(RescueError):

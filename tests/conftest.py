@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from loopdisks import require_loop_disks
+from rgw import RgwServer
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer, serving
 
 from rescue.backup.sampletree import make_sample_tree
@@ -34,8 +35,8 @@ VM_HELPERS = {"vm", "bootdisk", "isoimage", "machine"}  # QEMU (and the images i
 BESIDE_HELPERS = {"isoimage", "machine"}
 BESIDE_MODULES = {"test_recover_e2e.py"}
 ROOT_HELPERS = {"loopdisks", "sandbox", "scenario", "exacttree"}  # loop disks, mounts, chown
-NET_NAMES = {"SshServer", "FtpServer", "VsftpdServer"}  # servers a test starts itself
-NET_FIXTURES = {"sshd", "ftpd", "ftpsd"}
+NET_NAMES = {"SshServer", "FtpServer", "VsftpdServer", "RgwServer"}  # servers a test starts itself
+NET_FIXTURES = {"sshd", "ftpd", "ftpsd", "rgw"}
 ROOT_FIXTURES = {"host_identity"}  # swaps this machine's /etc/passwd and /etc/group
 TESTS = Path(__file__).resolve().parent
 # Root needs that the detection below cannot see (a chown, a mount, unshare, /etc/shadow, a
@@ -211,6 +212,15 @@ def ftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
 def ftpsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VsftpdServer]:
     """vsftpd with explicit FTPS required; `ftpsd.certfile` is its self-signed certificate."""
     with serving(VsftpdServer(tmp_path_factory.mktemp("ftpsd"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
+    """Ceph's RADOS Gateway (S3) on a throwaway one-node cluster (memstore): `rgw.endpoint`
+    (HTTP) and `rgw.tls_endpoint` (HTTPS, verified with `rgw.ca_file`); rgw.bucket() makes a
+    fresh bucket of the owner (`rgw.access_key`), rgw.user() another user."""
+    with serving(RgwServer(tmp_path_factory.mktemp("rgw"))) as server:
         yield server
 
 

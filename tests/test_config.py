@@ -191,14 +191,48 @@ BAD = [
         "bad-method",
         '[destination]\nmethod = "rsync"\npath = "/x"\n',
         2,
-        "destination.method: must be one of: file, ftp, ftps, sftp, scp",
+        "destination.method: must be one of: file, ftp, ftps, sftp, scp, s3",
     ),
     (
-        "s3",
-        '[destination]\nmethod = "s3"\npath = "bucket"\n',
-        2,
-        "method s3 (S3-compatible storage) is not supported yet",
+        "s3-with-path",
+        '[destination]\nmethod = "s3"\nbucket = "b1b"\npath = "bucket"\n',
+        4,
+        "destination.path: not used by method s3",
     ),
+    ("s3-no-bucket", '[destination]\nmethod = "s3"\n', 1, "destination.bucket: missing"),
+    (
+        "s3-bad-bucket",
+        '[destination]\nmethod = "s3"\nbucket = "My_Bucket"\n',
+        3,
+        "destination.bucket: must be an S3 bucket name",
+    ),
+    (
+        "s3-bad-prefix",
+        '[destination]\nmethod = "s3"\nbucket = "b1b"\nprefix = "a/../b"\n',
+        4,
+        "destination.prefix: must be names",
+    ),
+    (
+        "s3-endpoint-with-path",
+        '[destination]\nmethod = "s3"\nbucket = "b1b"\nendpoint_url = "http://h:1/b1b"\n',
+        4,
+        "destination.endpoint_url: must be http:// or https:// and a host",
+    ),
+    (
+        "s3-two-secrets",
+        '[destination]\nmethod = "s3"\nbucket = "b1b"\nsecret_access_key_env = "A"\n'
+        'secret_access_key_file = "/x"\n',
+        4,
+        "destination.secret_access_key_env: give only one of the three",
+    ),
+    (
+        "s3-ca-on-http",
+        '[destination]\nmethod = "s3"\nbucket = "b1b"\nendpoint_url = "http://h:1"\n'
+        'tls_ca_file = "/ca.pem"\n',
+        5,
+        "destination.tls_ca_file: only for an https:// endpoint_url",
+    ),
+    ("bucket-on-sftp", sftp('bucket = "b1b"'), 5, "destination.bucket: only for method s3"),
     (
         "missing-path",
         '# settings\n[destination]\nmethod = "file"\n',

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
@@ -31,7 +32,9 @@ from confighost import (
     make_host,
 )
 from redaction_corpus import corpus_module, plant
+from rgw import RgwServer
 from servers import FtpServer, GpgHome, SshServer, VsftpdServer
+from test_s3 import s3_destination
 
 from rescue.backup.treecompare import compare_trees
 from rescue.config import load_settings
@@ -695,12 +698,59 @@ def test_a_file_with_a_mount_over_it_is_refused(tmp_path: Path, host: Path) -> N
     assert (host / "etc/crontab").read_text() == "# edited\n"
 
 
+@dataclass
+class RemoteFiles:
+    """The destination's config-backups/ as a test reads it: a directory of the server's, or
+    the objects under the prefix in the S3 bucket."""
+
+    url: str  # how the destination's URL begins in rescue's messages
+    folder: Path | None = None
+    s3: tuple[RgwServer, str, str] | None = None  # server, bucket, key prefix
+
+    def read(self, name: str) -> bytes | None:
+        if self.s3 is not None:
+            rgw, bucket, prefix = self.s3
+            try:
+                return rgw.client().get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
+            except rgw.client().exceptions.NoSuchKey:
+                return None
+        assert self.folder is not None
+        path = self.folder / name
+        return path.read_bytes() if path.exists() else None
+
+    def names(self) -> list[str]:
+        if self.s3 is not None:
+            rgw, bucket, prefix = self.s3
+            listed = rgw.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+            return sorted(o["Key"].removeprefix(prefix) for o in listed.get("Contents", []))
+        assert self.folder is not None
+        return sorted(p.name for p in self.folder.iterdir()) if self.folder.is_dir() else []
+
+    def delete(self, name: str) -> None:
+        if self.s3 is not None:
+            rgw, bucket, prefix = self.s3
+            rgw.client().delete_object(Bucket=bucket, Key=prefix + name)
+        else:
+            assert self.folder is not None
+            (self.folder / name).unlink()
+
+
 def _remote(
-    tmp_path: Path, method: str, sshd: SshServer, server: FtpServer | VsftpdServer
-) -> tuple[dict[str, object], Path, dict[str, str] | None]:
-    """(the [destination] on a real server, its config-backups/ directory, the environment)."""
+    tmp_path: Path,
+    method: str,
+    sshd: SshServer,
+    server: FtpServer | VsftpdServer,
+    rgw: RgwServer | None = None,
+) -> tuple[dict[str, object], RemoteFiles, dict[str, str] | None]:
+    """(the [destination] on a real server, its config-backups/, the environment)."""
+    if method == "s3":
+        assert rgw is not None
+        bucket = rgw.bucket("cb")
+        where = RemoteFiles(rgw.endpoint, s3=(rgw, bucket, "web1/config-backups/"))
+        return s3_destination(rgw, tmp_path, bucket), where, None
     if method == "sftp":
-        return sshd.destination(tmp_path / "remote"), tmp_path / "remote/config-backups", None
+        where = RemoteFiles("sftp://", tmp_path / "remote/config-backups")
+        return sshd.destination(tmp_path / "remote"), where, None
     destination: dict[str, object] = {
         "method": method,
         "host": "127.0.0.1",
@@ -711,11 +761,11 @@ def _remote(
     }
     if method == "ftps":
         destination["tls_ca_file"] = str(server.certfile)
-    remote_dir = server.root / tmp_path.name / "remote/config-backups"
-    return destination, remote_dir, {"CB_FTP": server.password}
+    where = RemoteFiles(f"{method}://", server.root / tmp_path.name / "remote/config-backups")
+    return destination, where, {"CB_FTP": server.password}
 
 
-@pytest.mark.parametrize("method", ["sftp", "ftp", "ftps"])
+@pytest.mark.parametrize("method", ["sftp", "ftp", "ftps", "s3"])
 def test_copies_at_the_backup_destination(
     tmp_path: Path,
     host: Path,
@@ -723,10 +773,11 @@ def test_copies_at_the_backup_destination(
     sshd: SshServer,
     ftpd: FtpServer,
     ftpsd: VsftpdServer,
+    rgw: RgwServer,
 ) -> None:
     """copy_to_destination, list --remote, pull, push and delete --remote, on real servers."""
-    destination, remote_dir, env = _remote(
-        tmp_path, method, sshd, ftpd if method == "ftp" else ftpsd
+    destination, remote, env = _remote(
+        tmp_path, method, sshd, ftpd if method == "ftp" else ftpsd, rgw
     )
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
     run = rescue(
@@ -734,11 +785,11 @@ def test_copies_at_the_backup_destination(
         "--allow-unencrypted", env=env,
     )  # fmt: skip
     assert run.code == 0, run.err
-    assert f"copied to {method}://" in run.out
+    assert f"copied to {remote.url}" in run.out
     local = tmp_path / "store/copied.tar.gz"
     original = local.read_bytes()
-    assert (remote_dir / "copied.tar.gz").read_bytes() == original
-    assert [p.name for p in remote_dir.iterdir()] == ["copied.tar.gz"]  # no .part left
+    assert remote.read("copied.tar.gz") == original
+    assert remote.names() == ["copied.tar.gz"]  # no .part left
     listed = cb(config, "list", "--json").json()
     assert listed[0]["remote"].endswith("/config-backups/copied.tar.gz")
 
@@ -754,14 +805,14 @@ def test_copies_at_the_backup_destination(
     absent = cb(config, "pull", "nosuch.tar.gz", env=env)
     assert absent.code == 82 and "holds no nosuch.tar.gz" in absent.err
 
-    (remote_dir / "copied.tar.gz").unlink()  # the copy was lost: push it again
+    remote.delete("copied.tar.gz")  # the copy was lost: push it again
     pushed = cb(config, "push", "copied", "--allow-unencrypted", env=env)
     assert pushed.code == 0, pushed.err
-    assert (remote_dir / "copied.tar.gz").read_bytes() == original
+    assert remote.read("copied.tar.gz") == original
 
     gone = cb(config, "delete", "copied", "--remote", env=env)
     assert gone.code == 0, gone.err
-    assert not (remote_dir / "copied.tar.gz").exists() and not local.exists()
+    assert remote.read("copied.tar.gz") is None and not local.exists()
     assert cb(config, "list", "--remote", "--json", env=env).json() == []
 
 
@@ -903,11 +954,9 @@ def test_an_unencrypted_archive_with_secrets_warns_and_stays_local(
     """mode = "none": create names the secret-bearing files in one warning line; the copy to
     a real sftp/FTP destination is refused (exit 83, one line, nothing uploaded) until
     --allow-unencrypted; an archive without secrets, a bug report and an encrypted archive go."""
-    destination, remote_dir, env = _remote(tmp_path, method, sshd, ftpd)
+    destination, remote, env = _remote(tmp_path, method, sshd, ftpd)
     config = config_for(tmp_path, destination=destination, copy_to_destination=True)
-
-    def uploaded() -> list[str]:
-        return sorted(p.name for p in remote_dir.iterdir()) if remote_dir.is_dir() else []
+    uploaded = remote.names
 
     run = cb(config, "create", "--root", str(host), "--name", "plain", env=env)
     assert run.code == 83, run.err
@@ -937,9 +986,7 @@ def test_an_unencrypted_archive_with_secrets_warns_and_stays_local(
 
     pushed = cb(config, "push", "plain", "--allow-unencrypted", env=env)
     assert pushed.code == 0, pushed.err
-    assert (remote_dir / "plain.tar.gz").read_bytes() == (
-        tmp_path / "store/plain.tar.gz"
-    ).read_bytes()
+    assert remote.read("plain.tar.gz") == (tmp_path / "store/plain.tar.gz").read_bytes()
     allowed = cb(config, "create", "--root", str(host), "--name", "allowed",
                  "--allow-unencrypted", env=env)  # fmt: skip
     assert allowed.code == 0, allowed.err

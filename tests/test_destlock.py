@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from clirun import RESCUE, Run, rescue, symmetric_settings
+from rgw import RgwServer
 from servers import FtpServer, SshServer
 from test_roundtrip import FTP_PASSWORD_ENV
+from test_s3 import s3_destination
 
 from rescue.backup.treecompare import compare_trees
 
@@ -92,13 +94,19 @@ def test_two_caches_started_together_never_both_write(tmp_path: Path) -> None:
     assert len(status.json()["sets"]) == PAIRS  # one set per pair: one chain, unbroken
 
 
-@pytest.mark.parametrize("method", ["sftp", "ftp"])
+@pytest.mark.parametrize("method", ["sftp", "ftp", "s3"])
 def test_the_lock_holds_over_the_network(
-    tmp_path: Path, method: str, sshd: SshServer, ftpd: FtpServer
+    tmp_path: Path, method: str, sshd: SshServer, ftpd: FtpServer, rgw: RgwServer
 ) -> None:
+    """Two backups started together: one writes, one is refused. Over S3, the lock "directory"
+    is a conditional PUT (If-None-Match: *), the store's own create-if-absent."""
     source = _tree(tmp_path / "src")
     env = None
-    if method == "sftp":
+    if method == "s3":
+        bucket = rgw.bucket("lock")
+        dest = s3_destination(rgw, tmp_path, bucket, "host")
+        where = f"{rgw.endpoint}/{bucket}/host"
+    elif method == "sftp":
         dest = sshd.destination(tmp_path / "dest")
         where = f"sftp://{sshd.user}@127.0.0.1:{sshd.port}/{tmp_path}/dest"
     else:

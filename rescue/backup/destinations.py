@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from rescue.backup import s3
 from rescue.config import Settings
 from rescue.errors import (
     AuthenticationError,
@@ -50,6 +51,7 @@ class Target:
     display: str
     options: list[str] = field(default_factory=list)
     secret_env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # plain variables (S3: the CA bundle)
 
 
 def display_url(settings: Settings) -> str:
@@ -57,6 +59,8 @@ def display_url(settings: Settings) -> str:
     dest = settings.destination
     if dest.method == "file":
         return f"file://{dest.path}"
+    if dest.method == "s3":
+        return s3.place(settings).display
     user = f"{dest.user}@" if dest.user else ""
     port = f":{dest.port}" if dest.port else ""
     return f"{dest.method}://{user}{dest.host}{port}{_url_path(dest.path)}"
@@ -131,6 +135,8 @@ def duplicity_url(settings: Settings) -> str:
     dest = settings.destination
     if dest.method == "file":
         return f"file://{quote(dest.path)}"
+    if dest.method == "s3":
+        return s3.duplicity_url(settings)
     port = dest.port or DEFAULT_PORTS[dest.method]
     user = f"{quote(dest.user, safe='')}@" if dest.user else ""
     scheme = DUPLICITY_SCHEMES.get(dest.method, dest.method)
@@ -141,9 +147,19 @@ def duplicity_url(settings: Settings) -> str:
 def prepare(settings: Settings, *, check_host: bool = True) -> Iterator[Target]:
     """Yield the Target for settings; temporary files (known_hosts) live as long as the block."""
     dest = settings.destination
+    url = duplicity_url(settings)
+    if dest.method == "s3":
+        s3.check(settings)  # one line for a missing bucket, wrong keys, a refused prefix
+        yield Target(
+            url=url,
+            display=display_url(settings),
+            options=s3.duplicity_options(settings),
+            secret_env=s3.secret_env(settings),
+            env=s3.duplicity_env(settings),
+        )
+        return
     password = settings.destination_password()
     secret_env = {"FTP_PASSWORD": password} if password else {}
-    url = duplicity_url(settings)
     if dest.method == "file":
         Path(dest.path).mkdir(parents=True, exist_ok=True)
         yield Target(url=url, display=display_url(settings))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rescue.backup import history
+from rescue.backup import fleet, history
 from rescue.backup.engine import Engine
 from rescue.backup.listing import relative_path
 from rescue.backup.results import ProgressCallback
@@ -192,6 +192,7 @@ def run_configured(
             report = _configured(engine, path, keep, scratch, record)
         record.outcome = "identical" if report.identical else "different"
         record.differences = sum(len(d) for _, d in report.checks)
+    fleet.publish_drill(settings, record.outcome, record.differences, record.set_time)
     return report
 
 

@@ -138,7 +138,7 @@ class DuplicityRunner:
             ):
                 result = execute.run(
                     argv,
-                    env={**env, **shims},
+                    env={**env, **shims, **target.env},
                     secret_env=secrets,
                     on_logfd=on_logfd,
                     log_output=log_output,

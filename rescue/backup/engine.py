@@ -15,7 +15,16 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from rescue.backup import cadence, destlock, duplog, history, keptrecords, remotedir, shardmap
+from rescue.backup import (
+    cadence,
+    destlock,
+    duplog,
+    fleet,
+    history,
+    keptrecords,
+    remotedir,
+    shardmap,
+)
 from rescue.backup.cache import cache_name, cached_status
 from rescue.backup.destinations import Target, display_url, duplicity_url
 from rescue.backup.listing import Listing
@@ -162,6 +171,9 @@ class Engine(Listing, Restoring):
                 after = self._cached(target) if summary.removed_chains else after
             keptrecords.prune(self.archive_dir, target.url, [s.time for s in after.sets])
             lock.sets = (after.sets[0].time, after.sets[-1].time)  # for the caches of others
+            fleet.publish_backup(
+                self.settings, self._complete(after, chains), lock.hostname, lock.machine_id
+            )
             return summary
 
     def _full_destination(self, target: Target) -> NoSpaceError:

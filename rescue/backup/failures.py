@@ -12,11 +12,13 @@ import re
 
 from rescue.backup import duplog
 from rescue.errors import (
+    AccessDeniedError,
     AuthenticationError,
     ChangedHostKeyError,
     CorruptVolumeError,
     DuplicityError,
     GpgKeyError,
+    MissingBucketError,
     MissingVolumeError,
     NoBackupError,
     NoSpaceError,
@@ -56,7 +58,29 @@ _PATTERNS: list[tuple[re.Pattern[str], type[RescueError], str]] = [
             "the host key of {dest} does not match the pinned fingerprint",
         ),
         (
-            r"Certificate verification|certificate .*not trusted|Not trusted",
+            r"InvalidAccessKeyId|SignatureDoesNotMatch",
+            AuthenticationError,
+            "{dest} refused the keys (access_key_id or the secret access key)",
+        ),
+        (
+            r"NoSuchBucket|S3 bucket .* does not exist",
+            MissingBucketError,
+            "the bucket of {dest} does not exist (rescue config check --create-bucket makes it)",
+        ),
+        (
+            r"AccessDenied|\(403\) when calling the Head\w+ operation: Forbidden",
+            AccessDeniedError,
+            "access denied to {dest}: the keys' policy does not allow this bucket or prefix "
+            "(duplicity also needs s3:ListBucket on the bucket itself)",
+        ),
+        (
+            r"Could not connect to the endpoint URL",
+            UnreachableError,
+            "cannot reach {dest}",
+        ),
+        (
+            r"Certificate verification|certificate .*not trusted|Not trusted|"
+            r"CERTIFICATE_VERIFY_FAILED",
             UntrustedCertificateError,
             "the TLS certificate of {dest} is not trusted: {detail}; if it is the server's own, "
             "set tls_ca_file in [destination] to a copy of it (or of its CA)",

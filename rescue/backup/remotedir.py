@@ -1,5 +1,6 @@
 """A directory at the backup destination, for the few small files rescue keeps beside
 duplicity's volumes: the configuration archives, the destination lock and the host record.
+(S3's is rescue.backup.s3.S3Dir: a key prefix, whose objects appear whole by themselves.)
 
 Why not through duplicity: it only moves its own volumes. The same settings and the same safety
 apply: an SSH host must match its pinned key (checked on the very connection that is used),
@@ -23,6 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from rescue.backup import s3
 from rescue.backup.destinations import (
     CONNECT_TIMEOUT,
     DEFAULT_PORTS,
@@ -66,7 +68,12 @@ def opened(settings: Settings, sub: str = "", make: bool = True) -> Iterator[Rem
     a missing directory is FileNotFoundError instead (reading must not create anything)."""
     dest = settings.destination
     path = PurePosixPath(dest.path) / sub if sub else PurePosixPath(dest.path)
-    if dest.method == "file":
+    if dest.method == "s3":
+        folder = s3.S3Dir(s3.client(settings), s3.place(settings), sub)
+        if not make and not folder.exists():
+            raise FileNotFoundError(f"s3://{folder.bucket}/{folder.prefix}/")
+        yield folder
+    elif dest.method == "file":
         if not make and not Path(path).is_dir():
             raise FileNotFoundError(str(path))
         yield _LocalDir(Path(path))

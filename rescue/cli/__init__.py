@@ -22,6 +22,7 @@ COMMANDS = {
     "unlock": ("unlock_cmd", "unlock"),
     "verify": ("verify_cmd", "verify"),
     "drill": ("drill_cmd", "drill"),
+    "fleet": ("fleet_cmd", "fleet_group"),
     "manifest": ("manifest_cmd", "manifest_group"),
     "layout": ("layout_cmd", "layout_group"),
     "recover": ("recover_cmd", "recover"),

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import click
 
+from rescue.backup import s3
 from rescue.backup.cadence import window_of
-from rescue.backup.destinations import DEFAULT_PORTS, SSH_METHODS, fetch_host_key, ssh_fingerprint
+from rescue.backup.destinations import (
+    DEFAULT_PORTS,
+    SSH_METHODS,
+    display_url,
+    fetch_host_key,
+    ssh_fingerprint,
+)
 from rescue.backup.pinning import pin
 from rescue.config import (
     DEFAULT_CONFIG_PATH,
@@ -80,6 +87,8 @@ def _summary(settings: Settings) -> str:
     dest = settings.destination
     if dest.method == "file":
         where = dest.path
+    elif dest.method == "s3":
+        where = display_url(settings)
     else:
         user = f"{dest.user}@" if dest.user else ""
         port = f":{dest.port}" if dest.port else ""
@@ -121,11 +130,21 @@ def init(path: Path | None, force: bool) -> None:
 
 @config.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def check(path: Path | None) -> None:
+@click.option(
+    "--create-bucket",
+    is_flag=True,
+    help="s3: connect, and make the bucket if it does not exist (rescue never makes one "
+    "otherwise, unless create_bucket = true).",
+)
+def check(path: Path | None, create_bucket: bool) -> None:
     """Validate the settings file (default: the --config path) and the GPG key it names.
 
     An sftp or scp destination must have host_key_fingerprint (exit 22 without it, as the
     backup would): `rescue config trust-host` shows the server's key and pins it.
+
+    An s3 destination is checked offline, like the others; with --create-bucket, rescue also
+    connects with the keys, makes the bucket if it is missing, and checks that the prefix can
+    be listed (wrong keys: exit 21; access denied: 27; unreachable: 20).
 
     Secret files are read (and refused if others can read them); a secret environment variable
     that this shell lacks is only noted, as the backup may run with another environment.
@@ -138,11 +157,18 @@ def check(path: Path | None) -> None:
             f"{path}: destination.host_key_fingerprint is missing, and a {dest.method} backup "
             f"refuses a host whose key is not pinned; run: {_hint(path, 'trust-host')}"
         )
+    if create_bucket and dest.method != "s3":
+        raise ConfigError(f"{path}: --create-bucket is for method s3, not {dest.method}")
     check_gpg_key(settings)
     if settings.destination.password_file is not None:
         settings.destination_password()
+    if dest.method == "s3" and dest.secret_access_key_file is not None:
+        settings.s3_credentials()
     if settings.encryption.mode != "none" and settings.encryption.passphrase_file is not None:
         settings.passphrase()
+    if create_bucket:
+        made = s3.check(settings, create=True)
+        click.echo(f"bucket {dest.bucket}: {'created' if made else 'exists'}, and answers")
     click.echo(f"{path}: OK")
     click.echo(_summary(settings))
     click.echo(window_of(settings.schedule))

@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 import click
 
+from rescue.backup import s3
 from rescue.backup.destinations import DEFAULT_PORTS
 from rescue.cli.main import App
 from rescue.cli.render import emit_json, table
@@ -103,9 +104,12 @@ def check(app: App, host: str | None, port: int | None, timeout: float) -> None:
     """
     if host is None:
         dest = app.settings().destination
-        if dest.method == "file" or not dest.host:
+        if dest.method == "s3":
+            host, port = s3.endpoint_address(app.settings())
+        elif dest.method == "file" or not dest.host:
             raise UsageError("the destination is a local directory; give HOST PORT to check")
-        host, port = dest.host, dest.port or DEFAULT_PORTS[dest.method]
+        else:
+            host, port = dest.host, dest.port or DEFAULT_PORTS[dest.method]
     elif port is None:
         raise UsageError("give both HOST and PORT, or neither (the configured destination)")
     check_reachable(host, port, timeout, echo=click.echo)

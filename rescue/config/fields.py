@@ -13,13 +13,13 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-Method = Literal["file", "ftp", "ftps", "sftp", "scp"]
+Method = Literal["file", "ftp", "ftps", "sftp", "scp", "s3"]
 EncryptionMode = Literal["none", "symmetric", "gpg"]
 FullEvery = Literal["daily", "weekly", "monthly"]
 IncrementalEvery = Literal["hourly", "daily", "weekly"]
 DrillEvery = Literal["off", "daily", "weekly", "monthly"]
 
-REMOTE_METHODS = ("ftp", "ftps", "sftp", "scp")
+REMOTE_METHODS = ("ftp", "ftps", "sftp", "scp", "s3")
 SSH_METHODS = ("sftp", "scp")
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -36,11 +36,14 @@ def load_settings(path: Path | str) -> Settings:
 def _refuse_readable_secret(path: Path, data: Mapping[str, Any]) -> None:
     """An inline password in a file that group or others can read is a leak already."""
     dest = data.get("destination")
-    if not isinstance(dest, Mapping) or "password" not in dest:
+    if not isinstance(dest, Mapping):
         return
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise InsecureConfigError(
-            f"{path} is readable by group or others (mode {mode:04o}) and holds "
-            f"destination.password; run: chmod 600 {path}"
-        )
+    for key in ("password", "secret_access_key"):
+        if key not in dest:
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise InsecureConfigError(
+                f"{path} is readable by group or others (mode {mode:04o}) and holds "
+                f"destination.{key}; run: chmod 600 {path}"
+            )

@@ -59,8 +59,9 @@ def sample_settings() -> str:
         out.append(f"[{name}]")
         for key, info in model.model_fields.items():
             example = (info.examples or [""])[0]
-            if info.is_required():
-                out += _comment(f"{info.description} Required.")
+            extra = info.json_schema_extra
+            if info.is_required() or (isinstance(extra, dict) and extra.get("in_sample")):
+                out += _comment(f"{info.description}{'' if extra else ' Required.'}")
                 out.append(f"{key} = {toml_value(example)}")
                 continue
             out += _comment(info.description or "")

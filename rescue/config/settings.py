@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
-from rescue.config.destination import Destination
+from rescue.config.destination import S3_KEYS, Destination
 from rescue.config.encryption import Encryption
 from rescue.config.sections import ConfigBackup, Duplicity, Monitoring, Schedule, Selection
 from rescue.config.toml_file import Locator, config_error
@@ -67,6 +67,28 @@ class Settings(BaseModel):
             return remember(dest.password.get_secret_value())
         return self._secret("destination", "password", dest.password_file, dest.password_env)
 
+    def s3_credentials(self) -> tuple[str, str]:
+        """The access key ID and secret access key of method s3: the settings' own, else the
+        environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (boto's names)."""
+        dest = self.destination
+        key_id = dest.access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+        if dest.secret_access_key is not None:
+            secret: str | None = remember(dest.secret_access_key.get_secret_value())
+        else:
+            secret = self._secret(
+                "destination",
+                "secret_access_key",
+                dest.secret_access_key_file,
+                dest.secret_access_key_env,
+            ) or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if not key_id or not secret:
+            missing = "access_key_id" if not key_id else "secret_access_key"
+            raise ConfigError(
+                f"{self._where('destination', 'method')}destination.{missing}: not set, and "
+                f"AWS_{missing.upper()} is not in the environment (method s3 needs both keys)"
+            )
+        return key_id, remember(secret)
+
     def passphrase(self) -> str | None:
         """The encryption passphrase (symmetric, or the gpg secret key's); None when unset."""
         enc = self.encryption
@@ -95,7 +117,15 @@ class Settings(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """Everything as plain data, inline secrets as "***" (file and variable names stay)."""
-        return _plain(self.model_dump())
+        data = _plain(self.model_dump())
+        dest = data["destination"]
+        if self.destination.method == "s3":  # the prefix expanded: not a key to write back
+            del dest["path"]
+        else:  # defaults of keys only s3 reads: not keys to write back
+            for key in S3_KEYS:
+                if key not in self.destination.model_fields_set:
+                    dest.pop(key, None)
+        return data
 
 
 def _plain(value: Any) -> Any:
@@ -142,6 +172,7 @@ def missing_env(settings: Settings) -> list[tuple[str, str]]:
     """(key, variable) for each secret variable the settings name that this shell lacks."""
     pairs: Sequence[tuple[str, str | None]] = (
         ("destination.password_env", settings.destination.password_env),
+        ("destination.secret_access_key_env", settings.destination.secret_access_key_env),
         (
             "encryption.passphrase_env",
             settings.encryption.passphrase_env if settings.encryption.mode != "none" else None,

@@ -43,7 +43,16 @@ LOG_FD_ARG = "--log-fd=@"
 _secrets: set[str] = set()
 
 # The variables duplicity reads its secrets from: a child gets one only through secret_env.
-DUPLICITY_SECRET_VARIABLES = frozenset({"PASSPHRASE", "SIGN_PASSPHRASE", "FTP_PASSWORD"})
+DUPLICITY_SECRET_VARIABLES = frozenset(
+    {
+        "PASSPHRASE",
+        "SIGN_PASSPHRASE",
+        "FTP_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    }
+)
 # Variables the settings name as holding a secret (password_env, passphrase_env).
 _secret_variables: set[str] = set()
 

@@ -18,7 +18,7 @@ from rescue.errors import UsageError
 from rescue.prompts import Choice, Question
 
 PASSPHRASE_ENV = "RESCUE_RECOVER_PASSPHRASE"
-METHODS = ("file", "sftp", "scp", "ftps", "ftp")
+METHODS = ("file", "sftp", "scp", "ftps", "ftp", "s3")
 
 # How a question is put: Context.ask in a recovery. Taking the function, not the Context,
 # keeps this module below rescue.steps.context, which imports it.
@@ -45,7 +45,9 @@ def ask_settings(ask: Ask) -> tuple[Settings, str]:
         )
     )
     dest: dict[str, Any] = {"method": method}
-    if method != "file":
+    if method == "s3":
+        dest.update(_s3(ask))
+    elif method != "file":
         dest["host"] = _text(ask, "destination.host", "Backup host:")
         port = _text(ask, "destination.port", "Port:", str(DEFAULT_PORTS[method]))
         if not port.isdigit():
@@ -55,7 +57,8 @@ def ask_settings(ask: Ask) -> tuple[Settings, str]:
         password = ask(Question("destination.password", "password", "Password (empty: none):"))
         if password:
             dest["password"] = password
-    dest["path"] = _text(ask, "destination.path", "Directory of the backups:")
+    if method != "s3":
+        dest["path"] = _text(ask, "destination.path", "Directory of the backups:")
     if method in ("sftp", "scp"):
         key = fetch_host_key(dest["host"], dest["port"])
         fingerprint = ssh_fingerprint(key)
@@ -86,3 +89,19 @@ def ask_settings(ask: Ask) -> tuple[Settings, str]:
         )
         encryption["passphrase_env"] = PASSPHRASE_ENV
     return Settings.model_validate({"destination": dest, "encryption": encryption}), ""
+
+
+def _s3(ask: Ask) -> dict[str, Any]:
+    """An S3 destination: the endpoint, the bucket, the dead host's own prefix, and the keys
+    (the secret stays in the settings object, in memory)."""
+    dest: dict[str, Any] = {}
+    endpoint = _text(ask, "destination.endpoint_url", "S3 endpoint URL (empty: AWS S3):")
+    if endpoint:
+        dest["endpoint_url"] = endpoint
+    dest["bucket"] = _text(ask, "destination.bucket", "Bucket:")
+    dest["prefix"] = _text(ask, "destination.prefix", "Prefix of the lost host's backups:")
+    dest["access_key_id"] = _text(ask, "destination.access_key_id", "Access key ID:")
+    dest["secret_access_key"] = ask(
+        Question("destination.secret_access_key", "password", "Secret access key:")
+    )
+    return dest

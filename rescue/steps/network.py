@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rescue.backup import s3
 from rescue.backup.destinations import DEFAULT_PORTS, display_url, prepare
 from rescue.errors import UnreachableError
 from rescue.netconfig.reach import check_reachable, is_loopback
@@ -47,13 +48,17 @@ def run(ctx: Context) -> list[str]:
         if not os.access(dest.path, os.R_OK | os.X_OK):
             raise UnreachableError(f"the backup directory {dest.path} cannot be read")
         return [*mounted, f"{display_url(settings)} is a readable directory"]
-    host = str(dest.host)
+    host, port = (
+        s3.endpoint_address(settings)
+        if dest.method == "s3"
+        else (str(dest.host), dest.port or DEFAULT_PORTS[dest.method])
+    )
     lines: list[str] = []
     can_ask = ctx.answers.has(QUESTION.id) or ctx.answers.interactive
     if can_ask and not is_loopback(host) and not has_address():
         with ctx.quiet():
             lines += ask_and_bring_up(ctx.answers, echo=ctx.echo)
-    lines += check_reachable(host, dest.port or DEFAULT_PORTS[dest.method])
+    lines += check_reachable(host, port)
     with prepare(settings) as target:
         return [*mounted, *lines, f"reached {target.display}"]
 
