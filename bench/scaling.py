@@ -82,6 +82,10 @@ def measure(work: Path, source: Path, step: Step, env: dict[str, str]) -> None:
                         str(work / "out-raw")],
     }  # fmt: skip
     for name, argv in runs.items():
+        # what the step before left to write back (a removed tree of 800k files is minutes of
+        # journal) is written now, not during this run: it had made whichever restore came
+        # second look 2-3x slower
+        os.sync()
         seconds, rss = timed(argv, env)
         step.figures[f"{name} s"] = seconds
         step.figures[f"{name} peak MiB"] = rss / 1024

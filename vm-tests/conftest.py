@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from isoimage import extract, iso_for_tests
 from machine import accelerator
-from servers import SshServer
+from rgw import RgwServer
+from servers import SshServer, serving
 
 VM_TESTS = Path(__file__).resolve().parent
 
@@ -51,4 +52,11 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """OpenSSH sshd on 127.0.0.1, key-only root login: the backup server."""
     with SshServer(tmp_path_factory.mktemp("sshd")) as server:
         server.start()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
+    """Ceph's RADOS Gateway (S3) on 127.0.0.1: the backup server of the S3 scenario."""
+    with serving(RgwServer(tmp_path_factory.mktemp("rgw"))) as server:
         yield server

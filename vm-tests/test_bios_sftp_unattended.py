@@ -53,6 +53,8 @@ def test_bios_sftp_unattended(
     forwards = [Forward(22, sshd.port)]
 
     _, figures.seconds = backup_story(tmp_path, source, boot, accel=accel, forwards=forwards)
+    # auto shards: 2 vCPUs and more than 512 MB selected, so two chains, restored at once below
+    assert list((tmp_path / "backups/shard-1").glob("duplicity-inc.*.manifest.gpg"))
 
     target = tmp_path / "target.img"
     sh("truncate", "-s", f"{DISK_MIB}M", str(target))
