@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "image" / "build"
 PYTHON = ROOT / ".venv" / "bin" / "python"
-SCENARIOS = ("bios_sftp_unattended", "uefi_file_larger_disk", "guided")
+SCENARIOS = ("bios_sftp_unattended", "bios_s3_unattended", "uefi_file_larger_disk", "guided")
 
 
 def timed_build(cache: Path | None) -> tuple[float, Path]:

@@ -168,6 +168,29 @@ class RgwServer(ServerProcess):
         self._default_client.create_bucket(Bucket=name)
         return name
 
+    def grant_prefix(
+        self, bucket: str, uid: str, prefix: str, *, list_whole_bucket: bool = False
+    ) -> None:
+        """A bucket policy: user uid may get, put and delete the objects under prefix/, and
+        list the bucket: under prefix/ only, or all of it with list_whole_bucket."""
+        principal = {"AWS": [f"arn:aws:iam:::user/{uid}"]}
+        listing: dict[str, object] = {
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:aws:s3:::{bucket}"],
+        }
+        if not list_whole_bucket:
+            listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
+        objects = {
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+        }
+        policy = {"Version": "2012-10-17", "Statement": [objects, listing]}
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
     def stop_gateway(self) -> None:
         """Stop the gateway alone (the endpoints go down, the cluster keeps its data);
         start() brings it back on the same ports."""

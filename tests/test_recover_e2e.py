@@ -1,15 +1,14 @@
 """Bare-metal recovery end to end, on loop disks, proven by booting the result in QEMU.
 
 The story: a small bootable Debian (testsupport/bootdisk.py: GPT, BIOS boot partition, /boot, swap,
-/ last) is backed up (full, then changed, then incremental) to a file destination and to S3 (a
-real Ceph RGW on 127.0.0.1). Its disk is then lost: `rescue recover --plan` rebuilds it on a
-blank loop disk of the same size (from the file destination, killed mid-restore and resumed) and
-of a larger size (from S3, where the backup is in two shards: two duplicity chains written at
-once, restored at once and merged), and guided mode does it through a terminal. (Recovery from
-sftp is proven from the rescue ISO itself, in the VM scenario.) Each result is compared with
-the source tree (every path, type, size, numeric owner, mode, mtime, symlink target, hard-link
-group and the bytes of every file), and booted until its marker unit prints the hostname and
-the checksum of a file changed in the incremental.
+/ last) is backed up (full, then changed, then incremental) to a file destination and to sftp on
+127.0.0.1. Its disk is then lost: `rescue recover --plan` rebuilds it on a blank loop disk of the
+same size (from the file destination, killed mid-restore and resumed) and of a larger size (from
+sftp, where the backup is in two shards: two duplicity chains written at once, restored at once
+and merged), and guided mode does it through a terminal. Each result is compared with the source
+tree (every path, type, size, numeric owner, mode, mtime, symlink target, hard-link group and the
+bytes of every file), and booted until its marker unit prints the hostname and the checksum of a
+file changed in the incremental.
 
 Recovery runs as a new machine would: with an empty duplicity cache (its own archive_dir), so
 the metadata comes from the destination.
@@ -35,7 +34,6 @@ from bootdisk import HOSTNAME, boot_disk, mounted_system, source_image
 from clirun import rescue
 from exacttree import assert_exact_copy
 from loopdisks import loop_disk, require_loop_disks, sh
-from rgw import RgwServer
 from scenario import (
     CHANGED_MARKER,
     EXACT_REL,
@@ -56,7 +54,7 @@ from scenario import (
     untouched,
     write_plan,
 )
-from test_s3 import s3_destination
+from servers import SshServer
 
 from rescue.backup.shardmap import SHARDS_FILE
 from rescue.backup.treecompare import compare_trees, difference_path
@@ -81,14 +79,16 @@ class Scenario:
     work: Path
     source: Path  # the source disk image, as it was at the incremental backup
     file_settings: Path  # recovery settings: file destination, empty cache
-    s3_settings: Path  # recovery settings: S3 destination, empty cache
-    rgw: RgwServer
-    bucket: str
+    sftp_settings: Path  # recovery settings: sftp destination, empty cache
+
+
+def _sftp_destination(work: Path, sshd: SshServer) -> dict[str, object]:
+    return sshd.destination(work / "dest-sftp")
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory, rgw: RgwServer) -> Iterator[Scenario]:
-    """The source disk, backed up full + incremental to a file destination and to S3."""
+def scenario(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Iterator[Scenario]:
+    """The source disk, backed up full + incremental to a file destination and to sftp."""
     require_loop_disks(TOOLS)
     work = tmp_path_factory.mktemp("recover")
     image = work / "source.img"
@@ -97,7 +97,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, rgw: RgwServer) -> Iterat
     root.mkdir()
     destinations = {
         "file": {"method": "file", "path": str(work / "dest-file")},
-        "s3": s3_destination(rgw, work, bucket := rgw.bucket("recover"), "rescue-src"),
+        "sftp": _sftp_destination(work, sshd),
     }
     settings = {}
     for kind, dest in destinations.items():
@@ -107,7 +107,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, rgw: RgwServer) -> Iterat
             dest,
             root,
             work / f"backup-{kind}/cache",
-            **({"shards": 2} if kind == "s3" else {}),
+            **({"shards": 2} if kind == "sftp" else {}),
         )
     with mounted_system(image, root):
         populate(root)
@@ -125,7 +125,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, rgw: RgwServer) -> Iterat
         folder = work / f"recover-{kind}"
         folder.mkdir()
         recovery[kind] = scenario_settings(folder / "rescue.toml", dest, root, folder / "cache")
-    yield Scenario(work, image, recovery["file"], recovery["s3"], rgw, bucket)
+    yield Scenario(work, image, recovery["file"], recovery["sftp"])
 
 
 def _allowed(line: str) -> bool:
@@ -260,30 +260,22 @@ def test_same_size_disk_killed_mid_restore_resumes_and_boots(
     assert_boots(target, tmp_path)
 
 
-def test_larger_disk_from_s3_grows_the_last_partition_and_boots(
+def test_larger_disk_from_sftp_grows_the_last_partition_and_boots(
     scenario: Scenario, tmp_path: Path, host_identity: None
 ) -> None:
     target = tmp_path / "target.img"
     with loop_disk(target, "2048M"):
-        plan = write_plan(tmp_path, scenario.s3_settings, [target], initramfs="always")
+        plan = write_plan(tmp_path, scenario.sftp_settings, [target], initramfs="always")
         done = run_recover(
-            scenario.s3_settings, tmp_path, "--plan", str(plan), "--verify", "full", "--json"
+            scenario.sftp_settings, tmp_path, "--plan", str(plan), "--verify", "full", "--json"
         )
         assert done.returncode == 0, done.stdout + done.stderr
         steps = {s["id"]: s for s in json.loads(done.stdout)["steps"]}
         assert 'initramfs rebuilt: asked for (initramfs = "always")' in steps["bootloader"]["done"]
         # the backup it came from is in two shards, each with its own chain
-        bucket = scenario.rgw.client().list_objects_v2(Bucket=scenario.bucket)["Contents"]
-        stored = {o["Key"] for o in bucket}
-        record = scenario.rgw.client().get_object(
-            Bucket=scenario.bucket, Key=f"rescue-src/{SHARDS_FILE}"
-        )
-        shards = json.loads(record["Body"].read())
+        shards = json.loads((scenario.work / "dest-sftp" / SHARDS_FILE).read_text())
         assert [len(c["pieces"]) for c in shards["chains"]] == [2]
-        assert any(
-            k.startswith("rescue-src/shard-1/duplicity-inc.") and k.endswith(".manifest.gpg")
-            for k in stored
-        )
+        assert list((scenario.work / "dest-sftp/shard-1").glob("duplicity-inc.*.manifest.gpg"))
         compared = [line for line in steps["verify"]["done"] if "the whole backup" in line]
         assert len(compared) == 1 and compared[0].endswith("(verify = full), 0 differ"), compared
         assert int(compared[0].split()[3]) > 5_000, compared  # every file, not etc/ alone
@@ -295,7 +287,7 @@ def test_larger_disk_from_s3_grows_the_last_partition_and_boots(
     ]
     grown = table["partitions"][3]
     assert grown["start"] + grown["size"] > source["lastlba"] + 1000_000  # took the new 512 MiB
-    assert_same_system(scenario, target, tmp_path, scenario.s3_settings)
+    assert_same_system(scenario, target, tmp_path, scenario.sftp_settings)
     assert_boots(target, tmp_path)
 
 

@@ -111,6 +111,7 @@ def test_round_trip_symmetric_with_the_secret_in_a_file(
     assert status.code == 0, status.err
     sets = status.json()["sets"]
     assert [(s["kind"], s["chain"]) for s in sets] == [("full", 1), ("incremental", 1)]
+    assert all(s["bytes"] > 0 for s in sets)  # from the bucket's listing of the volumes
     table = rescue(config, "status")
     assert table.code == 0 and f"{rgw.endpoint}/{bucket}/srv/web1" in table.out
 
@@ -134,6 +135,8 @@ def test_round_trip_symmetric_with_the_secret_in_a_file(
     assert versions.code == 0, versions.err
     assert versions.json()
 
+    net = rescue(config, "net", "check")  # the endpoint's host and port
+    assert net.code == 0, net.err
     verified = rescue(config, "verify", "etc")
     assert verified.code == 0, verified.err + verified.out
     drill = rescue(config, "drill", "--json")
@@ -352,30 +355,10 @@ def test_a_host_limited_to_its_prefix(rgw: RgwServer, tmp_path: Path, sample_tre
     """A bucket policy gives a host's keys its own prefix only (and the listing of the bucket,
     which duplicity's start needs): its backups work; another prefix is one line, exit 27, and
     nothing is written there."""
-    import json
-
     bucket = rgw.bucket("policy")
     user = "web1-only"
     keys = rgw.user(user)
-    principal = {"AWS": [f"arn:aws:iam:::user/{user}"]}
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": principal,
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/hosts/web1/*"],
-            },
-            {
-                "Effect": "Allow",
-                "Principal": principal,
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-            },
-        ],
-    }
-    rgw.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    rgw.grant_prefix(bucket, user, "hosts/web1", list_whole_bucket=True)
     own = settings(tmp_path, sample_tree, s3_destination(rgw, tmp_path, bucket, "hosts/web1",
                                                          keys=keys))  # fmt: skip
     made = rescue(own, "backup")

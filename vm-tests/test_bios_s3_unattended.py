@@ -4,7 +4,7 @@ The source server backs itself up to a bucket on the RGW of tests/rgw.py, throug
 guestfwd relay (the guest sees it at http://10.0.2.100:7480), in two shards; its disk is lost;
 the rescue ISO boots with a plan whose settings name the bucket, the host's prefix and the keys
 (the secret on the plan disk, mode 0600), recovers unattended and powers off; the recovered disk
-boots and matches the source. Run by `vm-tests/run --all`.
+boots and matches the source. The scenario CI runs (pyproject.toml's testpaths).
 """
 
 from __future__ import annotations
