@@ -385,3 +385,31 @@ def test_a_host_limited_to_its_prefix(rgw: RgwServer, tmp_path: Path, sample_tre
         assert refused.err.count("rescue: error:") == 1 and "access denied" in refused.err
     assert keys_in(rgw, bucket) == before
     assert not (other_folder / "out").exists()
+
+
+def test_the_scheduled_backup_runs_over_s3(
+    rgw: RgwServer, tmp_path: Path, sample_tree: Path
+) -> None:
+    """`rescue schedule install` into a systemd-shaped root, then its service's command run as
+    systemd runs it (no environment of ours: the keys come from the settings' files): a full,
+    then the auto mode's incremental."""
+    import shlex
+    import subprocess
+
+    bucket = rgw.bucket("sched")
+    config = settings(tmp_path, sample_tree, s3_destination(rgw, tmp_path, bucket))
+    root = tmp_path / "root"
+    (root / "lib/systemd").mkdir(parents=True)
+    (root / "lib/systemd/systemd").write_text("")
+    installed = rescue(config, "schedule", "install", "--root", str(root))
+    assert installed.code == 0, installed.err
+    service = (root / "etc/systemd/system/rescue-backup.service").read_text()
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    command = shlex.split(exec_start.split("=", 1)[1])
+    clean = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    for kind in ("full", "incremental"):
+        done = subprocess.run(command, capture_output=True, text=True, env=clean, check=False)
+        assert done.returncode == 0, done.stderr
+        sets = rescue(config, "status", "--json").json()["sets"]
+        assert sets[-1]["kind"] == kind
+        time.sleep(1)
