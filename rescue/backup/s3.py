@@ -41,7 +41,7 @@ CHECKSUM_ENV = {
     "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
     "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
 }
-# What a person reads as the store: never a key.
+# S3's error codes, by what they mean to the admin.
 AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "403"}
 MISSING_CODES = {"NoSuchBucket", "404"}
@@ -171,7 +171,9 @@ def from_code(code: str, where: Place, detail: str) -> RescueError:
             f"access denied to {where.display} ({code}): the keys' policy does not allow this "
             "bucket or prefix"
         )
-    return RescueError(f"the storage at {where.display} failed: {detail}")
+    # a server's own failure (InternalError, SlowDown, ServiceUnavailable...): it is there but
+    # cannot serve now, which is what an admin does something about as "cannot reach"
+    return UnreachableError(f"the storage at {where.display} failed: {detail}")
 
 
 def _reason(exc: Exception) -> str:
