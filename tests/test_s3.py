@@ -413,3 +413,22 @@ def test_the_scheduled_backup_runs_over_s3(
         sets = rescue(config, "status", "--json").json()["sets"]
         assert sets[-1]["kind"] == kind
         time.sleep(1)
+
+
+def test_what_each_s3_error_code_means() -> None:
+    """The codes an S3 server answers with, as rescue's errors and exit codes."""
+    from rescue.backup.s3 import Place, from_code
+
+    where = Place("https://s3.example.org", "backups", "web1")
+    cases = {
+        "InvalidAccessKeyId": 21,
+        "SignatureDoesNotMatch": 21,
+        "NoSuchBucket": 26,
+        "AccessDenied": 27,
+        "InternalError": 20,  # the server's own failure: there, but not serving now
+        "SlowDown": 20,
+    }
+    for code, exit_code in cases.items():
+        error = from_code(code, where, f"An error occurred ({code})")
+        assert error.exit_code == exit_code, code
+        assert "https://s3.example.org" in str(error), code
