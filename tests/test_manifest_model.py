@@ -77,7 +77,7 @@ def _newer_top_key(data: dict[str, Any]) -> None:
 
 
 def _newer_nested_key(data: dict[str, Any]) -> None:
-    data["layout"]["disks"][0]["partitions"][3]["filesystem"]["subvolumes"] = ["@home"]
+    data["layout"]["disks"][0]["partitions"][3]["filesystem"]["quota_groups"] = ["0/5"]
 
 
 NEWER = {
@@ -88,7 +88,7 @@ NEWER = {
     ),
     "a new key in the layout": (
         _newer_nested_key,
-        "unknown key(s) manifest.layout.disks[0].partitions[3].filesystem.subvolumes",
+        "unknown key(s) manifest.layout.disks[0].partitions[3].filesystem.quota_groups",
     ),
 }
 

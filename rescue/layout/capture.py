@@ -17,13 +17,15 @@ Sources, and why each:
   (LVM2_member) on a recorded device, and MD (`/proc/mdstat`, `mdadm --detail --export`) only
   when the kernel lists an array built from one. LUKS containers are recorded as present (blkid
   crypto_LUKS), and an open one's mapping is found through sysfs holders.
+- btrfs subvolumes and the default subvolume (`btrfs subvolume list`, `get-default`) of every
+  btrfs file system that is mounted (rescue.layout.btrfs).
 
-What is proven where: the disks, partition tables, file systems, mounts and fstab matching are
-tested on loop disks on the build host. The LVM report parsing is tested on real lvm2 output from
-that host, including a live capture of a VG whose metadata was written without device-mapper
-(LVs inactive). The host kernel has no device-mapper and no md, so the file system of an active
-LV, MD arrays (`parse_mdstat`, `parse_mdadm_export`, only tested on text in the documented
-formats) and open LUKS mappings are proven only in a QEMU guest (vm-tests), later.
+What is proven where: the disks, partition tables, file systems, mounts, fstab matching and btrfs
+subvolumes are tested on loop disks on the build host. The LVM report parsing is tested on real
+lvm2 output from that host, including a live capture of a VG whose metadata was written without
+device-mapper (LVs inactive). The host kernel has no device-mapper and no md, so the file system
+of an active LV, MD arrays (`parse_mdstat`, `parse_mdadm_export`, only tested on text in the
+documented formats) and open LUKS mappings are proven only in a QEMU guest (vm-tests), later.
 
 All processes are started through rescue.process.execute.run. A missing tool raises
 CommandNotFoundError, a failing probe LayoutError: a layout that was only partly read must never
@@ -31,7 +33,7 @@ pass for a whole one.
 
 This module reads the disks and puts the layout together; each source has its own module:
 kernel (mountinfo, swaps, sysfs), tools (running the probes), blkid, identity (udev, sysfs,
-by-id), fstab, lvm and md.
+by-id), fstab, lvm, md and btrfs.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any
 from rescue.errors import CommandNotFoundError
 from rescue.layout import LayoutError
 from rescue.layout.blkid import filesystem_from_probe, probe
+from rescue.layout.btrfs import capture_subvolumes
 from rescue.layout.fstab import apply_fstab, parse_fstab
 from rescue.layout.identity import fill_identity
 from rescue.layout.kernel import (
@@ -316,5 +319,6 @@ def capture(devices: list[str] | None = None, fstab: Path = Path("/etc/fstab")) 
             )
         layout.lvm = capture_lvm(ours, mounts)
     _capture_luks(layout, mounts)
+    capture_subvolumes(layout)
     apply_fstab(layout, parse_fstab(read_text(fstab)))
     return layout

@@ -5,8 +5,10 @@ back by a possibly newer rescue on a blank machine, so the on-disk shape must be
 stable, and a damaged manifest must fail loudly instead of recreating the wrong disks. Each class
 refuses unknown keys and wrong types (no "1" for 1, no 1 for True), on construction and on
 loading; they stay dataclasses (positional construction, equality, mutation as capture fills them
-in). `layout_to_dict()` writes every field (None included); `layout_from_dict()` reads it back,
-and a round trip is exact: `layout_from_dict(layout_to_dict(layout)) == layout`.
+in). `layout_to_dict()` writes every field (None included; only a Filesystem's btrfs subvolume
+fields are left out while empty, so that a layout without them is written as before they
+existed); `layout_from_dict()` reads it back, and a round trip is exact:
+`layout_from_dict(layout_to_dict(layout)) == layout`.
 
 Where a file system lives (the one rule): a `Filesystem` is nested in the object that *is* the
 block device it sits on -- `Disk.filesystem` (a signature on the whole disk),
@@ -28,12 +30,31 @@ from collections.abc import Iterator
 from dataclasses import field
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from rescue.layout import LayoutError
 
 _STRICT = ConfigDict(strict=True, extra="forbid")
+
+
+@dataclass(config=_STRICT)
+class BtrfsSubvolume:
+    """One btrfs subvolume, so that recovery can make it again before the restore fills it.
+
+    `path` is relative to the file system's top level (id 5), as `subvol=` names it ("@",
+    "@home", "@/var/lib/machines", "@snapshots/1"); `id` its subvolume id (what `subvolid=`
+    names: recovery creates the subvolumes in id order to get the same ids back) and `parent_id`
+    the id of the subvolume it sits in (5 for the top level). `readonly` is the subvolume's ro
+    property. `snapshot` says it was made by `btrfs subvolume snapshot` (it has a parent UUID):
+    a snapshot holds a copy of other data, so recovery does not make it again.
+    """
+
+    path: str
+    id: int
+    parent_id: int = 5
+    readonly: bool = False
+    snapshot: bool = False
 
 
 @dataclass(config=_STRICT)
@@ -48,6 +69,11 @@ class Filesystem:
     LVM2 001, 2 for LUKS2) and BLOCK_SIZE (the block size of ext*, the sector size of xfs).
     `mountpoint` is where it was mounted at capture time ("[SWAP]" for active swap);
     `fstab_options` the options of the host's fstab entry that names it.
+
+    btrfs only: `subvolumes` are the file system's subvolumes (read from a mount of it at capture
+    time; empty when it was not mounted, or has none) and `default_subvolume` the path of the
+    one `btrfs subvolume set-default` chose (None: the top level, id 5). A btrfs file system on
+    several devices has one Filesystem per device; each records the same subvolumes.
     """
 
     type: str
@@ -60,6 +86,10 @@ class Filesystem:
     volume_id: str | None = None
     mountpoint: str | None = None
     fstab_options: str | None = None
+    # Written only when set: a manifest without them is byte for byte what rescue wrote before
+    # they existed, and an older rescue still reads it.
+    subvolumes: list[BtrfsSubvolume] = Field(default_factory=list, exclude_if=lambda v: not v)
+    default_subvolume: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 @dataclass(config=_STRICT)

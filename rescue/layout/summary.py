@@ -1,5 +1,5 @@
 """The human summary of a layout: one line per disk, VG, array, LUKS container and stacked file
-system.
+system, and under each btrfs one line of its subvolumes.
 
 Why a module of its own: `rescue layout show`, the recreate script's comments and the recovery
 all print a layout the same way.
@@ -38,9 +38,45 @@ def _fs_words(fs: Filesystem | None) -> list[str]:
     return words
 
 
-def layout_summary(layout: Layout) -> list[str]:
-    """Human lines, one per disk, VG, array, LUKS container and stacked file system."""
+def subvolume_line(fs: Filesystem) -> str | None:
+    """One indented line for a btrfs file system's subvolumes: each plain one (the default
+    marked), and the snapshots only counted (a host can keep hundreds)."""
+    if not fs.subvolumes:
+        return None
+    names = []
+    for subvol in fs.subvolumes:
+        if subvol.snapshot and subvol.path != fs.default_subvolume:
+            continue
+        marks = ["default"] if subvol.path == fs.default_subvolume else []
+        marks += ["ro"] if subvol.readonly else []
+        marks += ["snapshot"] if subvol.snapshot else []
+        names.append(subvol.path + (f" ({', '.join(marks)})" if marks else ""))
+    snapshots = sum(s.snapshot and s.path != fs.default_subvolume for s in fs.subvolumes)
+    words = f"btrfs subvolumes on {fs.device}: {', '.join(names) or 'none but snapshots'}"
+    if snapshots:
+        words += f"; {snapshots} snapshot{'s' if snapshots > 1 else ''}"
+    return f"  {words}"
+
+
+def _subvolume_lines(filesystems: list[Filesystem | None], seen: set[str]) -> list[str]:
+    """The subvolume lines of the btrfs among filesystems, once per file system (a btrfs on
+    several devices records its subvolumes on each)."""
     lines = []
+    for fs in filesystems:
+        if fs is None or (fs.uuid or fs.device) in seen:
+            continue
+        line = subvolume_line(fs)
+        if line:
+            seen.add(fs.uuid or fs.device)
+            lines.append(line)
+    return lines
+
+
+def layout_summary(layout: Layout) -> list[str]:
+    """Human lines, one per disk, VG, array, LUKS container and stacked file system, each
+    btrfs followed by a line of its subvolumes."""
+    lines = []
+    seen: set[str] = set()
     for disk in layout.disks:
         head = f"{disk.name} {human_size(disk.size_bytes)}"
         if disk.table:
@@ -58,12 +94,15 @@ def layout_summary(layout: Layout) -> list[str]:
             lines.append(f"{head} no partition table: {' '.join(_fs_words(disk.filesystem))}")
         else:
             lines.append(f"{head} blank")
+        fss = [disk.filesystem, *(part.filesystem for part in disk.partitions)]
+        lines += _subvolume_lines(fss, seen)
     for raid in layout.raids:
         words = [raid.name, raid.level or "inactive", f"metadata {raid.metadata}"]
         words.append(f"on {', '.join(raid.devices) or '?'}")
         if raid.spares:
             words.append(f"spares {', '.join(raid.spares)}")
         lines.append(" ".join(words + _fs_words(raid.filesystem)))
+        lines += _subvolume_lines([raid.filesystem], seen)
     if layout.lvm:
         for vg in layout.lvm.vgs:
             pvs = [pv.device for pv in layout.lvm.pvs if pv.vg == vg.name]
@@ -77,9 +116,12 @@ def layout_summary(layout: Layout) -> list[str]:
                 f"VG {vg.name}{size} on {', '.join(pvs)}"
                 f" (extent {human_size(vg.extent_size_bytes)}): {', '.join(lvs) or 'no LVs'}"
             )
+            fss = [lv.filesystem for lv in layout.lvm.lvs if lv.vg == vg.name]
+            lines += _subvolume_lines(fss, seen)
     for luks in layout.luks:
         opened = f", open as {luks.mapping}" if luks.mapping else ""
         lines.append(f"LUKS{luks.version or ''} on {luks.device} (UUID {luks.uuid}){opened}")
     for fs in layout.filesystems:
         lines.append(f"{fs.device}: {' '.join(_fs_words(fs))}")
+        lines += _subvolume_lines([fs], seen)
     return lines

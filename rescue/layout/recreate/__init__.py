@@ -19,7 +19,10 @@ differs from the one that was backed up. So every value is in the script itself,
    MBR); `partx -u` makes the kernel see it, and `rescue_part` waits for each partition's node
    (/dev/sdb2, /dev/nvme0n1p2, /dev/loop3p2, as the kernel names it).
 5. MD arrays, LUKS containers and LVM, in the order they stack.
-6. file systems, each with its original UUID and label (and vfat volume id and FAT size).
+6. file systems, each with its original UUID and label (and vfat volume id and FAT size); a
+   btrfs with its recorded subvolumes (parents first, in id order so that `subvolid=` still
+   matches; snapshots are not made, and named in a comment), its default subvolume and the
+   read-only flags, made on its top level mounted on a temporary directory.
 
 Re-runnable: every step also works on a half-made disk (wipefs first, `sfdisk --wipe always`,
 mkfs with force flags, removals guarded by existence checks), so a failed run is fixed and run
@@ -32,7 +35,8 @@ header; sfdisk aligns the end down to its 1 MiB grain). Everything else keeps it
 
 What is proven where: on loop disks on the build host (tests/test_layout_recreate.py) the
 partition tables (GPT, MBR with logical partitions, number gaps, odd names, an empty table, no
-table), growth, ext2/ext4, xfs, vfat, swap and btrfs on one device, two disks at once, the
+table), growth, ext2/ext4, xfs, vfat, swap and btrfs on one device (with subvolumes, nested ones,
+a skipped snapshot and a default: tests/test_layout_btrfs.py), two disks at once, the
 refusal of a mounted or swapped-on target, re-running over a half-made disk, a PV with its UUID
 and a VG without LVs, and a closed LUKS container with its UUID. This host's kernel has no md
 and no device-mapper, so MD arrays, lvcreate/lvchange, opening LUKS, releasing stacked devices
@@ -42,7 +46,8 @@ guest (vm-tests). shellcheck reads helpers.sh and generated scripts
 
 The modules, in the order a script is built: plan (source disk to target), script (the text,
 its quoting and header; helpers.sh, the shell functions every script starts with), partitions,
-stack_order and md_luks_lvm (MD, LUKS, LVM), filesystems, build (all of it), apply (running it).
+stack_order and md_luks_lvm (MD, LUKS, LVM), filesystems and subvolumes (btrfs), build (all of
+it), apply (running it).
 """
 
 from rescue.layout.recreate.apply import OUTPUT_NAME, SCRIPT_NAME, apply_script

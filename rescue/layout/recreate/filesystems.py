@@ -1,4 +1,5 @@
-"""The last step: every recorded file system made again with its UUID and label."""
+"""The last step: every recorded file system made again with its UUID and label (and a btrfs
+with its subvolumes: rescue.layout.recreate.subvolumes)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 from rescue.layout.model import Filesystem
 from rescue.layout.recreate.script import Script, comment_text, shell_word
+from rescue.layout.recreate.subvolumes import make_subvolumes
 
 # Signatures that the stacking steps write (pvcreate, mdadm, luksFormat), never a mkfs.
 STACK_TYPES = frozenset({"LVM2_member", "linux_raid_member", "crypto_LUKS"})
@@ -108,3 +110,5 @@ def make_filesystems(script: Script) -> None:
         tool, line = recipe
         script.tools.add(tool)
         script.emit(line)
+        if fs.type == "btrfs":
+            make_subvolumes(script, fs, devices)
