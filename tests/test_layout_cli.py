@@ -3,6 +3,7 @@ comes back from the backup's manifest onto blank loop disks, only after an expli
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from clirun import rescue, write_settings
 from loopdisks import loop_disk, partition, sh
+from manifests import with_layout
+from test_layout_recreate import debian_lvm_layout
 
 from rescue.layout.capture import capture
 
@@ -96,3 +99,28 @@ def test_a_too_small_target_is_refused(tmp_path: Path, backed_up_host: tuple[Pat
         assert r.code == 61, r.err
         assert small in r.err and "smaller" in r.err
         assert capture([small]).disks[0].partitions == []
+
+
+def test_grow_lv_is_checked_and_shown_in_the_plan(tmp_path: Path) -> None:
+    """--grow-lv: a malformed value, or an LV the recorded layout does not have, is one line
+    and exit 2 before anything is read or written; a good one puts its lvextend in the plan."""
+    if os.geteuid() != 0:
+        pytest.skip("loop disks need root")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(with_layout(debian_lvm_layout())))
+    log = ["--log-file", str(tmp_path / "rescue.log")]
+    bad = rescue(None, *log, "layout", "plan", "--manifest", str(manifest), "--grow-lv", "root")
+    assert bad.code == 2 and bad.err.splitlines()[0].startswith(
+        'rescue: error: --grow-lv: must be "none", "last" or VG/LV'
+    ), bad.err
+    with loop_disk(tmp_path / "target.img", "384M") as target:
+        plan = ["layout", "plan", "--manifest", str(manifest), "--target", target, "--grow-lv"]
+        missing = rescue(None, *log, *plan, "vg0/home")
+        assert missing.code == 2, missing.err
+        assert missing.err.splitlines()[0] == (
+            "rescue: error: grow_lv: the layout has no LV vg0/home (its LVs: vg0/root, vg0/swap_1)"
+        )
+        last = rescue(None, *log, *plan, "last")
+        assert last.code == 0, last.err
+        assert "    lvextend -l +100%FREE vg0/root\n" in last.out
+        assert capture([target]).disks[0].partitions == []  # a plan writes nothing

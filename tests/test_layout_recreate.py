@@ -35,7 +35,7 @@ from loopdisks import (
     sh,
 )
 
-from rescue.errors import DiskMappingError, LayoutApplyError
+from rescue.errors import DiskMappingError, LayoutApplyError, UsageError
 from rescue.layout import LayoutError
 from rescue.layout.capture import capture
 from rescue.layout.model import (
@@ -735,3 +735,182 @@ def test_probing_a_target_that_is_not_a_disk_fails_clearly(tmp_path: Path) -> No
     layout = stacked_layout()
     with pytest.raises(DiskMappingError, match="is not a whole block device"):
         build_script(layout, {"/dev/vda": str(tmp_path / "nothing")})
+
+
+# --- LVM on a larger disk: which LV takes the VG's new room (grow_lv) --------------------------
+
+
+def debian_lvm_layout(*lvs: LogicalVolume) -> Layout:
+    """The Debian installer's "entire disk with LVM" on a 256 MiB disk: BIOS boot, /boot, and a
+    PV holding vg0 (8 MiB extents, 88 MiB free) with root and swap_1, or the LVs given."""
+    root = LogicalVolume(
+        "root", "vg0", "lv1", 96 * 2**20, segtype="linear",
+        filesystem=Filesystem("ext4", "/dev/mapper/vg0-root", uuid="r00t"),
+    )  # fmt: skip
+    swap = LogicalVolume(
+        "swap_1", "vg0", "lv2", 32 * 2**20, segtype="linear",
+        filesystem=Filesystem("swap", "/dev/mapper/vg0-swap_1", uuid="sw4p"),
+    )  # fmt: skip
+    return Layout(
+        disks=[
+            Disk(
+                "vda", "/dev/vda", 256 * 2**20, table="gpt", table_id=GPT_ID,
+                first_lba=2048, last_lba=524254,
+                partitions=[
+                    Partition(1, "/dev/vda1", 2048, 2048, BIOS_BOOT),
+                    Partition(2, "/dev/vda2", 4096, 65536, LINUX,
+                              filesystem=Filesystem("ext4", "/dev/vda2", uuid="b00t")),
+                    Partition(3, "/dev/vda3", 69632, 452608, LINUX_LVM,
+                              filesystem=Filesystem("LVM2_member", "/dev/vda3", uuid="pv")),
+                ],
+            )
+        ],
+        lvm=LvmLayout(
+            pvs=[PhysicalVolume("/dev/vda3", "pvUUID", "vg0")],
+            vgs=[VolumeGroup("vg0", "vgUUID", 8 * 2**20, 216 * 2**20, 88 * 2**20)],
+            lvs=list(lvs) or [root, swap],
+        ),
+    )  # fmt: skip
+
+
+LARGER = [Disk("sdb", "/dev/sdb", 384 * 2**20)]
+SAME_SIZE = [Disk("sdb", "/dev/sdb", 256 * 2**20)]
+
+
+def lvm_script(grow_lv: str, targets: list[Disk] = LARGER, layout: Layout | None = None) -> str:
+    layout = layout or debian_lvm_layout()
+    return build_script(layout, {"/dev/vda": "/dev/sdb"}, grow_lv=grow_lv, targets=targets)
+
+
+def lvextends(script: str) -> list[str]:
+    return [ln.strip() for ln in script.splitlines() if ln.strip().startswith("lvextend")]
+
+
+def vg_title(script: str) -> str:
+    return next(ln for ln in script.splitlines() if re.match(r"# Step \d+: LVM volume group", ln))
+
+
+def test_grow_lv_none_leaves_the_new_room_free_and_says_how_much(tmp_path: Path) -> None:
+    script = lvm_script("none")
+    dash_parses(script, tmp_path)
+    tools = next(ln for ln in script.splitlines() if ln.startswith("for rescue_tool in"))
+    assert lvextends(script) == [] and " lvextend " not in tools
+    # 128 MiB more disk: the PV partition ends on sfdisk's 1 MiB grain on both disks.
+    assert vg_title(script) == (
+        "# Step 5: LVM volume group vg0 on /dev/vda3 (extent 8 MiB); LV sizes kept: the VG has"
+        " about 128 MiB more free after recreation: lvextend by hand"
+    )
+    hint = "# VG. To give it to an LV and its file system later: lvextend -r -l +100%FREE vg0/LV"
+    assert hint in script.splitlines()
+    # On a disk of the same size nothing is gained, and nothing is said.
+    same = lvm_script("none", SAME_SIZE)
+    assert vg_title(same).endswith("(extent 8 MiB)") and "lvextend" not in same
+
+
+def test_grow_lv_last_grows_the_last_lv_that_is_not_swap_before_its_mkfs(tmp_path: Path) -> None:
+    script = lvm_script("last")
+    dash_parses(script, tmp_path)
+    lines = script.splitlines()
+    assert lvextends(script) == ["lvextend -l +100%FREE vg0/root"]  # not swap_1, the last LV
+    assert vg_title(script).endswith(
+        "; vg0/root takes the VG's free space (about 216 MiB, 128 MiB of it new)"
+    )
+    guard = "if [ \"$(vgs --noheadings -o vg_free_count vg0 | awk '{print $1}')\" -gt 0 ]; then"
+    order = [
+        "lvcreate -y -W y -Z y -n root -L 100663296b vg0",
+        "lvcreate -y -W y -Z y -n swap_1 -L 33554432b vg0",
+        guard,
+        "    lvextend -l +100%FREE vg0/root",
+        "mkfs.ext4 -F -U r00t /dev/vg0/root",
+        "mkswap -f -U sw4p /dev/vg0/swap_1",
+    ]
+    positions = [lines.index(line) for line in order]
+    assert positions == sorted(positions)
+    assert (
+        lines.index("# Step 6: file systems, with their recorded UUIDs and labels") > positions[3]
+    )
+    tools = next(ln for ln in lines if ln.startswith("for rescue_tool in"))
+    assert " lvextend " in tools
+    # The same disk size: the LV still takes whatever the VG has free (the recorded 88 MiB).
+    assert lvextends(lvm_script("last", SAME_SIZE)) == ["lvextend -l +100%FREE vg0/root"]
+    assert vg_title(lvm_script("last", SAME_SIZE)).endswith("(about 88 MiB)")
+
+
+def test_grow_lv_names_one_lv_and_only_that_one_grows() -> None:
+    assert lvextends(lvm_script("vg0/swap_1")) == ["lvextend -l +100%FREE vg0/swap_1"]
+    assert lvextends(lvm_script("vg0/root")) == ["lvextend -l +100%FREE vg0/root"]
+
+
+def test_grow_lv_last_skips_swap_and_leaves_a_raid_lv_alone() -> None:
+    def lv(name: str, segtype: str, fs: str | None = None) -> LogicalVolume:
+        filesystem = Filesystem(fs, f"/dev/mapper/vg0-{name}", uuid=name) if fs else None
+        return LogicalVolume(name, "vg0", name, 8 * 2**20, segtype=segtype, filesystem=filesystem)
+
+    # No file system counts as "not swap": a bare LV at the end is the one that grows.
+    layout = debian_lvm_layout(
+        lv("a", "linear", "ext4"), lv("b", "striped"), lv("s", "linear", "swap")
+    )
+    assert lvextends(lvm_script("last", layout=layout)) == ["lvextend -l +100%FREE vg0/b"]
+    # The last LV that is not swap is a raid1 LV: nothing grows, and the script says why.
+    layout = debian_lvm_layout(
+        lv("a", "linear", "ext4"), lv("m", "raid1", "xfs"), lv("s", "linear", "swap")
+    )
+    script = lvm_script("last", layout=layout)
+    assert lvextends(script) == []
+    assert "vg0/m, the last LV that is not swap, is a raid1 LV, which does not grow" in " ".join(
+        ln.lstrip("# ") for ln in script.splitlines() if ln.startswith("# ")
+    )
+    assert "more free after recreation: lvextend by hand" in vg_title(script)
+    # Only swap: nothing grows.
+    assert lvextends(lvm_script("last", layout=debian_lvm_layout(lv("s", "linear", "swap")))) == []
+
+
+@pytest.mark.parametrize(
+    ("grow_lv", "message"),
+    [
+        ("vg0/nope", "grow_lv: the layout has no LV vg0/nope (its LVs: vg0/root, vg0/m, vg0/t)"),
+        ("vg1/root", "grow_lv: the layout has no LV vg1/root"),
+        (
+            "vg0/m",
+            "grow_lv: vg0/m is a raid1 LV, which cannot grow; only linear and striped LVs do",
+        ),
+        ("vg0/t", "grow_lv: vg0/t is a thin-pool LV, which cannot grow; only linear and striped"),
+    ],
+)
+def test_grow_lv_naming_a_missing_raid_or_thin_lv_is_refused(grow_lv: str, message: str) -> None:
+    layout = debian_lvm_layout(
+        LogicalVolume("root", "vg0", "1", 2**20, segtype="linear"),
+        LogicalVolume("m", "vg0", "2", 2**20, segtype="raid1"),
+        LogicalVolume("t", "vg0", "3", 2**20, segtype="thin-pool"),
+    )
+    with pytest.raises(UsageError, match=re.escape(message)) as err:
+        lvm_script(grow_lv, layout=layout)
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def test_grow_lv_naming_an_lv_whose_disk_has_no_target_is_refused() -> None:
+    layout = stacked_layout()
+    layout.disks[0].partitions[1].filesystem = None
+    layout.raids[0].devices = ["/dev/vdb2"]  # vg0 is wholly on vdb, which is not mapped
+    with pytest.raises(UsageError, match="grow_lv: vg0/root is not recreated: its disks have no"):
+        build_script(layout, {"/dev/vda": "/dev/sdb"}, grow_lv="vg0/root", targets=TARGETS)
+
+
+def test_the_new_room_of_a_vg_on_a_mirror_or_luks_is_what_its_devices_gain() -> None:
+    # The stacked layout's RAID1 has one member on a larger disk: the array does not grow.
+    script = build_script(stacked_layout(), MAPPING, targets=TARGETS)
+    assert vg_title(script).endswith("(extent 4 MiB)")  # nothing gained, nothing said
+    grown = build_script(stacked_layout(), MAPPING, grow_lv="vg0/root", targets=TARGETS)
+    assert vg_title(grown).endswith("; vg0/root takes the VG's free space (none expected)")
+    # Both members on larger disks: it grows by the smaller member's growth (the members end
+    # 0.9 GiB before the end of their 20 GiB disks: the one on 25 GiB gains 5.9 GiB).
+    both = [TARGETS[1], Disk("sdb", "/dev/sdb", 25 * 1024**3)]
+    script = build_script(stacked_layout(), MAPPING, targets=both)
+    assert "the VG has about 5.9 GiB more free after recreation" in vg_title(script)
+    # A PV inside LUKS on the grown partition: the container grows with it.
+    layout = debian_lvm_layout()
+    assert layout.lvm is not None
+    layout.luks = [LuksContainer("/dev/vda3", "l1", "2", "cr")]
+    layout.lvm.pvs[0].device = "/dev/mapper/cr"
+    script = lvm_script("none", layout=layout)
+    assert "the VG has about 128 MiB more free after recreation" in vg_title(script)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from loopdisks import need
-from test_layout_recreate import MAPPING, TARGETS, stacked_layout
+from test_layout_recreate import LARGER, MAPPING, TARGETS, debian_lvm_layout, stacked_layout
 
 from rescue.layout.model import Disk, Filesystem, Layout, Partition
 from rescue.layout.recreate import build_script
@@ -66,18 +66,22 @@ def test_helpers_sh_passes_shellcheck() -> None:
 
 
 @pytest.mark.parametrize(
-    ("layout", "mapping"),
+    ("layout", "mapping", "grow_lv", "targets"),
     [
-        (stacked_layout(), MAPPING),  # GPT on two disks, MD, LVM with LVs, LUKS in an LV
-        (mbr_layout(), {"/dev/vda": "/dev/sdb"}),
+        # GPT on two disks, MD, LVM with LVs, LUKS in an LV
+        (stacked_layout(), MAPPING, "none", TARGETS),
+        (mbr_layout(), {"/dev/vda": "/dev/sdb"}, "none", TARGETS),
+        # LVM on a larger disk: the new room left free, and given to the root LV
+        (debian_lvm_layout(), {"/dev/vda": "/dev/sdb"}, "none", LARGER),
+        (debian_lvm_layout(), {"/dev/vda": "/dev/sdb"}, "last", LARGER),
     ],
-    ids=["gpt-md-lvm-luks", "mbr-logical"],
+    ids=["gpt-md-lvm-luks", "mbr-logical", "lvm-larger-room-free", "lvm-larger-grow-root"],
 )
 def test_a_generated_script_passes_shellcheck(
-    layout: Layout, mapping: dict[str, str], tmp_path: Path
+    layout: Layout, mapping: dict[str, str], grow_lv: str, targets: list[Disk], tmp_path: Path
 ) -> None:
     script = tmp_path / "layout-recreate.sh"
-    script.write_text(build_script(layout, mapping, targets=TARGETS))
+    script.write_text(build_script(layout, mapping, grow_lv=grow_lv, targets=targets))
     result = shellcheck(script)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     # The same flags do report a finding: a variable that is never set (SC2154).

@@ -36,6 +36,7 @@ def test_lvm_and_raid_round_trips_in_a_guest(tmp_path: Path) -> None:
         "lvm-source": "PASS",
         "lvm-same-size": "PASS",
         "lvm-larger": "PASS",
+        "lvm-larger-grow-root": "PASS",
         "raid1-source": "PASS",
         "raid1-same-size": "PASS",
         "raid1-larger": "PASS",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from clirun import rescue
+from manifests import with_layout
+from test_layout_recreate import LARGER, debian_lvm_layout
 
-from rescue.errors import PlanError, UnansweredQuestionError
+from rescue.cli.main import App
+from rescue.cli.recover_cmd import _options
+from rescue.errors import PlanError, UnansweredQuestionError, UsageError
 from rescue.layout.devices import mount_entries, partition_node
 from rescue.layout.model import Disk, Filesystem, FstabEntry, Layout, Partition
+from rescue.layout.recreate import build
 from rescue.prompts import Answers, Choice, Question
-from rescue.recovery.recovery_plan import load_plan
+from rescue.recovery.recovery_plan import RecoveryPlan, load_plan
+from rescue.steps import recreate_layout
+from rescue.steps.context import Context, Options
 from rescue.steps.fix_fstab import Renames, rewrite
 from rescue.steps.restore_identity import merge
 
@@ -32,6 +40,7 @@ settings = "rescue.toml"
 time = "3D"
 target_root = "/mnt/t"
 grow = false
+grow_lv = "vg0/root"
 after = "poweroff"
 initramfs = "always"
 verify = "full"
@@ -52,7 +61,7 @@ map = { "/dev/vda" = "serial:QM1" }
         False,
         "poweroff",
     )
-    assert (plan.initramfs, plan.verify) == ("always", "full")
+    assert (plan.initramfs, plan.verify, plan.grow_lv) == ("always", "full", "vg0/root")
     assert plan.targets == ["serial:QM1", "file:/var/tmp/d.img"]
     assert plan.map == {"/dev/vda": "serial:QM1"}
     assert plan.mounts == {"/backup": "label:BACKUPS"}
@@ -65,6 +74,13 @@ map = { "/dev/vda" = "serial:QM1" }
         ('tme = "3D"', "tme: unknown key (did you mean time?)"),
         ('after = "explode"', "after: must be one of reboot, poweroff, shell, none"),
         ("grow = 1", "grow: must be true or false, not 1"),
+        ('grow_lv = "all"', 'grow_lv: must be "none", "last" or VG/LV (e.g. "vg0/root"), not'),
+        (
+            'grow_lv = "vg0"',
+            """grow_lv: must be "none", "last" or VG/LV (e.g. "vg0/root"), not 'vg0'""",
+        ),
+        ('grow_lv = "vg0/-x"', "grow_lv: must be"),
+        ("grow_lv = true", "grow_lv: must be"),
         ('initramfs = "never"', "initramfs: must be one of auto, always"),
         ('verify = "some"', "verify: must be one of records, sample, full"),
         ("verify = 1", "verify: must be a string, not 1"),
@@ -89,6 +105,11 @@ def test_plan_errors_name_the_file_and_key(tmp_path: Path, text: str, message: s
     [
         ('time = "now"\n\ngrow = 1\n', 3, "grow: must be true or false, not 1"),
         (
+            'time = "now"\ngrow_lv = "root"\n',
+            2,
+            """grow_lv: must be "none", "last" or VG/LV (e.g. "vg0/root"), not 'root'""",
+        ),
+        (
             '# web1\ntime = "now"\n\n[disks]\ntargets = ["serial:QM1"]\n\n[mounts]\n'
             '"/backup" = "sdb1"\n',
             8,
@@ -111,6 +132,61 @@ def test_recover_with_a_bad_plan_says_file_line_and_key(
     run = rescue(None, "--log-file", str(tmp_path / "rescue.log"), "recover", "--plan", str(plan))
     assert run.code == 8, run.err
     assert run.err.splitlines()[0] == f"rescue: error: {plan}:{line}: {message}"
+
+
+def test_a_bad_grow_lv_on_the_command_line_is_one_line_exit_2(tmp_path: Path) -> None:
+    run = rescue(
+        None, "--log-file", str(tmp_path / "rescue.log"), "recover", "--grow-lv", "vg0/root/x"
+    )
+    assert run.code == 2, run.err
+    assert run.err.splitlines()[0] == (
+        """rescue: error: --grow-lv: must be "none", "last" or VG/LV (e.g. "vg0/root"),"""
+        " not 'vg0/root/x'"
+    )
+    assert "--grow-lv none|last|VG/LV" in rescue(None, "recover", "--help").out
+
+
+def test_grow_lv_comes_from_the_command_line_else_the_plan_else_none(tmp_path: Path) -> None:
+    app = App(config_path=tmp_path / "rescue.toml")
+    plan = load_plan(write(tmp_path, 'settings = "rescue.toml"\ngrow_lv = "last"\n'))
+
+    def grow_lv(given: str | None, plan: RecoveryPlan | None) -> str:
+        options = _options(
+            app, plan, tmp_path, None, when=None, grow=True, grow_lv=given, after=None,
+            initramfs=None, verify=None, yes=False, targets=(),
+        )  # fmt: skip
+        return options.grow_lv
+
+    assert grow_lv("vg0/root", plan) == "vg0/root"
+    assert grow_lv(None, plan) == "last"
+    assert grow_lv(None, None) == "none"
+    assert Options().grow_lv == "none"  # and a state file from before grow_lv resumes with it
+
+
+def test_the_recreate_layout_plan_says_where_a_vgs_new_room_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery's plan lines are the script's step titles: the VG's says whether the new
+    room stays free (and about how much) or which LV takes it."""
+    monkeypatch.setattr(build, "probe_target", lambda path: LARGER[0])
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(with_layout(debian_lvm_layout())))
+
+    def plan_lines(grow_lv: str) -> list[str]:
+        options = Options(work_dir=str(tmp_path / "w"), grow_lv=grow_lv)
+        ctx = Context(options, Answers({}, interactive=False))
+        ctx.facts.manifest_file = str(manifest)
+        ctx.facts.mapping = {"/dev/vda": "/dev/sdb"}
+        return recreate_layout.plan(ctx)
+
+    vg = "Step 5: LVM volume group vg0 on /dev/vda3 (extent 8 MiB); "
+    free = "the VG has about 128 MiB more free after recreation: lvextend by hand"
+    taken = "takes the VG's free space (about 216 MiB, 128 MiB of it new)"
+    assert f"{vg}LV sizes kept: {free}" in plan_lines("none")
+    assert f"{vg}vg0/root {taken}" in plan_lines("last")
+    assert f"{vg}vg0/swap_1 {taken}" in plan_lines("vg0/swap_1")
+    with pytest.raises(UsageError, match=r"grow_lv: the layout has no LV vg0/home \(its LVs: vg0/"):
+        plan_lines("vg0/home")
 
 
 def test_missing_plan() -> None:

@@ -25,6 +25,7 @@ from rescue.errors import UsageError
 from rescue.layout import plan as service
 from rescue.layout.mapping import read_mapping_file
 from rescue.layout.recreate import SCRIPT_NAME
+from rescue.layout.recreate.plan import GROW_LV_HELP, GROW_LV_NONE, grow_lv_problem
 from rescue.layout.summary import layout_summary
 from rescue.prompts import Answers
 
@@ -54,6 +55,7 @@ class PlanRequest:
     targets: tuple[str, ...]
     mapping_file: Path | None
     grow: bool
+    grow_lv: str
 
 
 def _source(app: App, request: PlanRequest) -> service.Source:
@@ -69,6 +71,9 @@ def _source(app: App, request: PlanRequest) -> service.Source:
 
 
 def _plan(app: App, request: PlanRequest) -> service.LayoutPlan:
+    problem = grow_lv_problem(request.grow_lv)
+    if problem:
+        raise UsageError(f"--grow-lv: {problem}")
     source = _source(app, request)
     state = service.target_state(app.settings() if request.from_backup else None)
     return service.plan_layout(
@@ -78,6 +83,7 @@ def _plan(app: App, request: PlanRequest) -> service.LayoutPlan:
         warn=lambda text: click.echo(f"WARNING: {text}", err=True),
         explicit=read_mapping_file(request.mapping_file) if request.mapping_file else None,
         grow=request.grow,
+        grow_lv=request.grow_lv,
     )
 
 
@@ -111,6 +117,13 @@ def _layout_options(command: Callable[..., None]) -> Callable[..., None]:
             default=True,
             show_default=True,
             help="On a larger disk, let the last partition take the extra space.",
+        ),
+        click.option(
+            "--grow-lv",
+            metavar="none|last|VG/LV",
+            default=GROW_LV_NONE,
+            show_default=True,
+            help=GROW_LV_HELP,
         ),
     ]
     fields = [f.name for f in dataclasses.fields(PlanRequest)]

@@ -22,6 +22,7 @@ from rescue.cli.main import App, dir_option
 from rescue.cli.render import emit_json, human_seconds, paused, progress
 from rescue.cli.status_cmd import TIME_OPTION
 from rescue.errors import IncompleteRestoreError, PlanError, UsageError
+from rescue.layout.recreate.plan import GROW_LV_HELP, GROW_LV_NONE, grow_lv_problem
 from rescue.placement.fsops import remove_own
 from rescue.process import guardian
 from rescue.prompts import QUESTIONS, Answers
@@ -61,6 +62,7 @@ def _options(
     *,
     when: str | None,
     grow: bool,
+    grow_lv: str | None,
     after: str | None,
     initramfs: str | None,
     verify: str | None,
@@ -85,6 +87,7 @@ def _options(
         plan_file=os.path.abspath(plan.path) if plan else None,
         time=when or (plan.time if plan else None),
         grow=grow if plan is None or plan.grow is None else plan.grow,
+        grow_lv=grow_lv or (plan.grow_lv if plan else None) or GROW_LV_NONE,
         after=after or (plan.after if plan else None),
         initramfs=initramfs or (plan.initramfs if plan else None) or "auto",
         verify=verify or (plan.verify if plan else None) or "sample",
@@ -163,6 +166,11 @@ def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     show_default=True,
     help="Let the last partition fill a larger disk.",
 )
+@click.option(
+    "--grow-lv",
+    metavar="none|last|VG/LV",
+    help=f"{GROW_LV_HELP} [default: none, or the plan's grow_lv]",
+)
 @click.option("--after", type=click.Choice(AFTER_CHOICES), help="What to do when done.")
 @click.option(
     "--initramfs",
@@ -194,6 +202,7 @@ def recover(
     work_dir: Path,
     yes: bool,
     grow: bool,
+    grow_lv: str | None,
     after: str | None,
     initramfs: str | None,
     verify: str | None,
@@ -220,8 +229,11 @@ def recover(
         raise UsageError("give only one of --resume, --restart and --dry-run")
     if from_step and only:
         raise UsageError("give either --from or --only, not both")
-    if resume and (plan_file or targets or when or initramfs or verify):
+    if resume and (plan_file or targets or when or grow_lv or initramfs or verify):
         raise UsageError("--resume continues with the recorded plan and options; give no others")
+    problem = grow_lv_problem(grow_lv) if grow_lv is not None else None
+    if problem:
+        raise UsageError(f"--grow-lv: {problem}")
     for name in (from_step, only):
         if name and name not in step_ids(RECOVER):
             raise UsageError(f"no step {name!r}; the steps are: {', '.join(step_ids(RECOVER))}")
@@ -231,6 +243,7 @@ def recover(
     if continuing:
         options = Options(**State.load(state_path).options)
         # --from/--only may run a step again another way (--only verify --verify full).
+        options.grow_lv = grow_lv or options.grow_lv
         options.initramfs = initramfs or options.initramfs
         options.verify = verify or options.verify
         options.log_file = os.path.abspath(app.log_path) if app.log_path else options.log_file
@@ -238,8 +251,8 @@ def recover(
             plan = load_plan(Path(options.plan_file))
     else:
         options = _options(
-            app, plan, work_dir, target_root, when=when, grow=grow, after=after,
-            initramfs=initramfs, verify=verify, yes=yes, targets=targets,
+            app, plan, work_dir, target_root, when=when, grow=grow, grow_lv=grow_lv,
+            after=after, initramfs=initramfs, verify=verify, yes=yes, targets=targets,
         )  # fmt: skip
     answers = Answers(plan.answers if plan else {}, interactive=False if plan else None)
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo

@@ -23,6 +23,7 @@ from rescue.layout.capture import capture, identify_disks, lsblk
 from rescue.layout.mapping import describe_mapping, map_disks, unsafe_reason
 from rescue.layout.model import Disk, Layout
 from rescue.layout.recreate import LUKS_PASSPHRASE_VAR, apply_script, build_script
+from rescue.layout.recreate.plan import GROW_LV_NONE
 from rescue.layout.stable_ids import resolve_stable_id
 from rescue.layout.system_state import SystemState, read_system_state
 from rescue.prompts import Question
@@ -171,10 +172,14 @@ def mapping_lines(source: Source, targets: list[Disk], mapping: Mapping[str, str
     return describe_mapping(source.layout, targets, dict(mapping), source.excluded)
 
 
-def script_for(layout: Layout, mapping: Mapping[str, str], *, grow: bool = True) -> str:
+def script_for(
+    layout: Layout, mapping: Mapping[str, str], *, grow: bool = True, grow_lv: str = GROW_LV_NONE
+) -> str:
     """The script that recreates layout on the mapped targets (read from sysfs, so a resumed
-    recovery that kept only the mapping builds the same script)."""
-    return build_script(layout, mapping, grow=grow)
+    recovery that kept only the mapping builds the same script). grow: the last partition
+    takes a larger disk's rest; grow_lv: which LV takes its VG's free space ("none", "last" or
+    "VG/LV"; UsageError if the layout has no such LV to grow)."""
+    return build_script(layout, mapping, grow=grow, grow_lv=grow_lv)
 
 
 @dataclass
@@ -185,12 +190,13 @@ class LayoutPlan:
     targets: list[Disk]
     mapping: dict[str, str]
     grow: bool = True
+    grow_lv: str = GROW_LV_NONE
 
     def lines(self) -> list[str]:
         return mapping_lines(self.source, self.targets, self.mapping)
 
     def script(self) -> str:
-        return script_for(self.source.layout, self.mapping, grow=self.grow)
+        return script_for(self.source.layout, self.mapping, grow=self.grow, grow_lv=self.grow_lv)
 
 
 def plan_layout(
@@ -201,10 +207,13 @@ def plan_layout(
     warn: Warn,
     explicit: Mapping[str, str] | None = None,
     grow: bool = True,
+    grow_lv: str = GROW_LV_NONE,
 ) -> LayoutPlan:
-    """The unattended plan: find the targets (idents, or every real disk), map, keep grow."""
+    """The unattended plan: find the targets (idents, or every real disk), map, keep grow and
+    grow_lv."""
     targets = find_targets(idents, state, warn)
-    return LayoutPlan(source, targets, map_layout(source, targets, state, explicit), grow)
+    mapping = map_layout(source, targets, state, explicit)
+    return LayoutPlan(source, targets, mapping, grow, grow_lv)
 
 
 # -- applying it -----------------------------------------------------------------------------

@@ -9,6 +9,8 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
     time = "now"                           # or 3D, 2026-11-01, ...
     target_root = "/mnt/rescue-target"
     grow = true                            # a larger disk: the last partition takes the rest
+    grow_lv = "none"                       # which LV takes its VG's free space: none, last
+                                           # (each VG's last non-swap LV) or "VG/LV"
     after = "reboot"                       # reboot, poweroff, shell or none
     initramfs = "auto"                     # or "always": rebuild it even when it still fits
     verify = "sample"                      # or "records" (no backup read) or "full" (every byte)
@@ -32,12 +34,14 @@ from typing import Any
 
 from rescue.config.toml_file import read_toml, unknown_key
 from rescue.errors import PlanError
+from rescue.layout.recreate.plan import grow_lv_problem
 from rescue.recovery.initramfs import CHOICES as INITRAMFS_CHOICES
 
 AFTER_CHOICES = ("reboot", "poweroff", "shell", "none")
 VERIFY_CHOICES = ("records", "sample", "full")
 CHOICE_KEYS = {"after": AFTER_CHOICES, "initramfs": INITRAMFS_CHOICES, "verify": VERIFY_CHOICES}
-TOP_KEYS = {"settings", "time", "target_root", "grow", "disks", "mounts", "answers", *CHOICE_KEYS}
+TOP_KEYS = {"settings", "time", "target_root", "grow", "grow_lv", "disks", "mounts", "answers"}
+TOP_KEYS |= set(CHOICE_KEYS)
 DISK_KEYS = {"targets", "map"}
 
 
@@ -50,6 +54,7 @@ class RecoveryPlan:
     time: str | None = None
     target_root: Path | None = None
     grow: bool | None = None
+    grow_lv: str | None = None
     after: str | None = None
     initramfs: str | None = None
     verify: str | None = None
@@ -89,6 +94,11 @@ def load_plan(path: Path) -> RecoveryPlan:
         plan.target_root = Path(root)
     if "grow" in data:
         plan.grow = _expect(data["grow"], bool, at("grow"), "true or false")
+    if "grow_lv" in data:
+        problem = grow_lv_problem(data["grow_lv"])
+        if problem:
+            raise PlanError(f"{at('grow_lv')}: {problem}")
+        plan.grow_lv = data["grow_lv"]
     for key, choices in CHOICE_KEYS.items():
         if key in data:
             value = _expect(data[key], str, at(key), "a string")

@@ -47,6 +47,7 @@ class Options:
     plan_file: str | None = None
     time: str | None = None
     grow: bool = True
+    grow_lv: str = "none"  # which LV takes its VG's free space: none, last or VG/LV
     after: str | None = None
     initramfs: str = "auto"  # auto: rebuilt only when it no longer fits (rescue.recovery.initramfs)
     verify: str = "sample"  # records, sample or full: how much content the verify step reads

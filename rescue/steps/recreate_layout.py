@@ -16,7 +16,10 @@ REDO_ON_RESUME = False
 
 
 def _script(ctx: Context) -> str:
-    return service.script_for(ctx.layout(), ctx.facts.mapping, grow=ctx.options.grow)
+    options = ctx.options
+    return service.script_for(
+        ctx.layout(), ctx.facts.mapping, grow=options.grow, grow_lv=options.grow_lv
+    )
 
 
 def _sections(script: str) -> list[str]:

@@ -1,11 +1,12 @@
 """Runs INSIDE the QEMU test guest (tests/test_layout_stacked.py starts it): the LVM-on-GPT and
 MD RAID1 round trips that the host kernel cannot do (it has no device-mapper and no md).
 
-Disks (virtio): vdb LVM source, vdc blank of the same size, vdd blank and larger; vde+vdf RAID1
-source members, vdg+vdh blank targets of the same size, vdi+vdj larger blank targets. Each round
-trip: build the source, capture it, take the source away (as a lost machine's disks are),
-recreate on the blank disks with the generated script, capture again and compare. Prints
-`RESULT name PASS` or `RESULT name FAIL: reason`.
+Disks (virtio): vdb LVM source, vdc blank of the same size, vdd blank and larger (used twice:
+the VG's new room left free, then given to the root LV with grow_lv); vde+vdf RAID1 source
+members, vdg+vdh blank targets of the same size, vdi+vdj larger blank targets. Each round trip:
+build the source, capture it, take the source away (as a lost machine's disks are), recreate on
+the blank disks with the generated script, capture again and compare. Prints `RESULT name PASS`
+or `RESULT name FAIL: reason`.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def drop_vg(disk: str) -> None:
     sh(f"vgchange -an vg0 && vgremove -ff -y vg0 && wipefs -a {disk}3 {disk}")
 
 
-def recreate(source: Layout, mapping: dict[str, str], grow: bool, log: str) -> Layout:
-    apply_script(build_script(source, mapping, grow=grow), Path(log))
+def recreate(
+    source: Layout, mapping: dict[str, str], grow: bool, log: str, grow_lv: str = "none"
+) -> Layout:
+    apply_script(build_script(source, mapping, grow=grow, grow_lv=grow_lv), Path(log))
     targets = sorted(mapping.values())
     return capture(targets)
 
@@ -104,12 +107,64 @@ def lvm_same_size(source: Layout) -> None:
     drop_vg("/dev/vdc")
 
 
-def lvm_larger(source: Layout) -> None:
-    got = recreate(source, {"/dev/vdb": "/dev/vdd"}, True, "/tmp/lvm-larger")
-    assert lvm_view(got) == lvm_view(source), (lvm_view(got), lvm_view(source))
+def pv_growth(source: Layout, got: Layout) -> int:
+    """Bytes the PV partition (the last) gained; the others keep their sizes exactly."""
     src_parts, got_parts = source.disks[0].partitions, got.disks[0].partitions
     assert [p.size_sectors for p in got_parts[:-1]] == [p.size_sectors for p in src_parts[:-1]]
     assert got_parts[-1].size_sectors > src_parts[-1].size_sectors, "the PV partition grew"
+    return (got_parts[-1].size_sectors - src_parts[-1].size_sectors) * 512
+
+
+def vg_free() -> int:
+    return int(sh("vgs --noheadings --units b --nosuffix -o vg_free vg0").strip())
+
+
+def lv_sizes(layout: Layout) -> dict[str, int]:
+    assert layout.lvm is not None
+    return {lv.name: lv.size_bytes for lv in layout.lvm.lvs}
+
+
+def ext4_bytes(device: str) -> int:
+    """The size of the ext4 file system on device, from its superblock."""
+    fields = dict(
+        line.split(":", 1)
+        for line in sh(f"dumpe2fs -h {device} 2>/dev/null").splitlines()
+        if ":" in line
+    )
+    return int(fields["Block count"]) * int(fields["Block size"])
+
+
+def lvm_larger(source: Layout) -> None:
+    """grow_lv = "none": every LV keeps its size, the new room stays free in the VG."""
+    got = recreate(source, {"/dev/vdb": "/dev/vdd"}, True, "/tmp/lvm-larger")
+    assert lvm_view(got) == lvm_view(source), (lvm_view(got), lvm_view(source))
+    extent = 8 * 2**20
+    free, growth = vg_free(), pv_growth(source, got)
+    print(f"lvm-larger: the PV partition gained {growth} bytes, the VG has {free} free", flush=True)
+    assert free >= growth - extent, f"the VG has only {free} bytes free"
+    drop_vg("/dev/vdd")
+
+
+def lvm_larger_grow_root(source: Layout) -> None:
+    """grow_lv = "last": root (swap is the last LV) takes every free extent, and its ext4,
+    made after the lvextend, fills it; swap keeps its size."""
+    got = recreate(source, {"/dev/vdb": "/dev/vdd"}, True, "/tmp/lvm-grow-root", "last")
+    was, now = lv_sizes(source), lv_sizes(got)
+    assert now["swap"] == was["swap"], (now, was)
+    extent = 8 * 2**20
+    growth = pv_growth(source, got)
+    print(f"lvm-larger-grow-root: LV sizes {was} -> {now}, ext4 on root", end=" ", flush=True)
+    print(f"{ext4_bytes('/dev/vg0/root')} bytes; the PV partition gained {growth}", flush=True)
+    assert now["root"] - was["root"] >= growth - extent, (now, was)
+    assert vg_free() == 0, f"{vg_free()} bytes left free in the VG"
+    assert ext4_bytes("/dev/vg0/root") == now["root"], (ext4_bytes("/dev/vg0/root"), now)
+    # Everything else as recorded: partitions, PV UUID, VG, the file systems' ids.
+    view, expected = lvm_view(got), lvm_view(source)
+    for key in ("parts", "pvs", "vgs", "boot_fs"):
+        assert view[key] == expected[key], (key, view[key], expected[key])
+    assert got.lvm is not None and source.lvm is not None
+    ids = {lv.name: fs_view(lv.filesystem) for lv in got.lvm.lvs}
+    assert ids == {lv.name: fs_view(lv.filesystem) for lv in source.lvm.lvs}, ids
     drop_vg("/dev/vdd")
 
 
@@ -157,6 +212,7 @@ def main() -> int:
     if results[0]:
         results.append(run("lvm-same-size", lambda: lvm_same_size(holder["lvm"])))
         results.append(run("lvm-larger", lambda: lvm_larger(holder["lvm"])))
+        results.append(run("lvm-larger-grow-root", lambda: lvm_larger_grow_root(holder["lvm"])))
 
     def raid_source() -> None:
         holder["raid"] = make_raid_source()

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from rescue.errors import DiskMappingError
+from rescue.errors import DiskMappingError, UsageError
 from rescue.layout import LayoutError
 from rescue.layout.model import Disk, Layout, LuksContainer, RaidArray, VolumeGroup
 from rescue.layout.recreate.filesystems import make_filesystems
-from rescue.layout.recreate.md_luks_lvm import make_luks, make_orphan_pv, make_raid, make_vg
+from rescue.layout.recreate.md_luks_lvm import (
+    check_grow_lv,
+    make_luks,
+    make_orphan_pv,
+    make_raid,
+    make_vg,
+)
 from rescue.layout.recreate.partitions import partition_disk
-from rescue.layout.recreate.plan import DiskPlan, plan_disk, probe_target
+from rescue.layout.recreate.plan import (
+    GROW_LV_LAST,
+    GROW_LV_NONE,
+    DiskPlan,
+    plan_disk,
+    probe_target,
+)
 from rescue.layout.recreate.script import (
     LUKS_PASSPHRASE_VAR,
     Script,
@@ -28,6 +40,7 @@ def build_script(
     mapping: Mapping[str, str],
     *,
     grow: bool = True,
+    grow_lv: str = GROW_LV_NONE,
     targets: Iterable[Disk] | None = None,
 ) -> str:
     """The shell script that recreates the mapped disks of layout on their targets.
@@ -35,8 +48,11 @@ def build_script(
     mapping is {source disk path: target disk path}; disks not in it are left alone. targets
     describes the target disks (size, sector size), e.g. as captured by the mapping step; a
     target not in it is read from sysfs. With grow=True the last partition of a disk grows when
-    its target is larger. Nothing is run here: see apply_script.
+    its target is larger. grow_lv ("none", "last" or "VG/LV") says which LV of a VG takes the
+    VG's free space (see md_luks_lvm); UsageError if it names an LV that is not recreated or
+    cannot grow. Nothing is run here: see apply_script.
     """
+    check_grow_lv(layout, grow_lv)
     sources: dict[str, Disk] = {}
     for disk in layout.disks:
         if disk.path in sources:
@@ -71,9 +87,11 @@ def build_script(
         elif isinstance(stack.obj, LuksContainer):
             make_luks(body, stack.obj)
         elif isinstance(stack.obj, VolumeGroup):
-            make_vg(body, stack.obj)
+            make_vg(body, stack.obj, grow_lv)
         else:
             make_orphan_pv(body, stack.obj)
+    if grow_lv not in (GROW_LV_NONE, GROW_LV_LAST) and f"/dev/{grow_lv}" not in body.devices:
+        raise UsageError(f"grow_lv: {grow_lv} is not recreated: its disks have no target")
     make_filesystems(body)
     if body.notes:
         body.section("what is not recreated")

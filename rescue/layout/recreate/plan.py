@@ -1,9 +1,11 @@
-"""Which target takes which source disk, and whether its table fits: checked before a line of
-the script is written, so a too-small target or other sector size is refused up front."""
+"""Which target takes which source disk, whether its table fits, and what grows on a larger one:
+checked before a line of the script is written, so a too-small target, another sector size or a
+bad grow_lv setting is refused up front."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,29 @@ from rescue.layout.model import MBR_EXTENDED_TYPES, Disk, Partition
 from rescue.units import human_size
 
 SYS_CLASS_BLOCK = Path("/sys/class/block")
+# sfdisk aligns the end of a partition written without a size down to this grain.
+GRAIN_BYTES = 1024**2
+
+# What the grow_lv setting takes: which LV of a VG takes the VG's free space after recreation.
+GROW_LV_NONE = "none"  # every LV keeps its recorded size; the free space stays in the VG
+GROW_LV_LAST = "last"  # in each VG, the last LV (recorded order) that does not hold swap
+GROW_LV_HELP = (
+    "Which LV takes its VG's free space (a larger disk's new room): none (it stays free), "
+    "last (each VG's last non-swap LV) or VG/LV."
+)
+# An LVM name: letters, digits and + _ . -, not starting with a hyphen.
+_LVM_NAME = r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*"
+
+
+def grow_lv_problem(value: object) -> str | None:
+    """Why value is not a grow_lv setting, or None if it is one. Only its form is checked
+    here, where it is given; whether the layout has that LV is checked when the script is
+    built (rescue.layout.recreate.md_luks_lvm.check_grow_lv)."""
+    if value in (GROW_LV_NONE, GROW_LV_LAST):
+        return None
+    if isinstance(value, str) and re.fullmatch(f"{_LVM_NAME}/{_LVM_NAME}", value):
+        return None
+    return f'must be "none", "last" or VG/LV (e.g. "vg0/root"), not {value!r}'
 
 
 def probe_target(path: str) -> Disk:
@@ -42,6 +67,14 @@ def _gpt_last_usable(size_bytes: int, sector_size: int) -> int:
     return total - 2 - entry_sectors
 
 
+def _last_usable(target: Disk, table: str) -> int:
+    """The last sector a partition of a new table of that kind may use on target."""
+    sector = target.logical_sector_size
+    if table == "gpt":
+        return _gpt_last_usable(target.size_bytes, sector)
+    return target.size_bytes // sector - 1
+
+
 @dataclass
 class DiskPlan:
     """One source disk, its target and the shell names the script gives them."""
@@ -53,6 +86,16 @@ class DiskPlan:
 
     def part_var(self, part: Partition) -> str:
         return f"{self.var}P{part.number}"
+
+    def growth_bytes(self, part: Partition) -> int:
+        """About how many bytes part gains on the target: for a grown partition its end moves
+        to the last usable sector, aligned down to sfdisk's grain; 0 for any other."""
+        if part.number not in self.grown:
+            return 0
+        sector = self.target.logical_sector_size
+        end = _last_usable(self.target, self.source.table or "") + 1
+        end -= end % max(GRAIN_BYTES // sector, 1)
+        return max(end - part.start_sector - part.size_sectors, 0) * sector
 
 
 def is_extended(disk: Disk, part: Partition) -> bool:
@@ -88,11 +131,7 @@ def plan_disk(var: str, source: Disk, target: Disk, grow: bool) -> DiskPlan:
         )
     if grow and target.size_bytes > source.size_bytes:
         plan.grown = _grown_partitions(source)
-    sector = target.logical_sector_size
-    if source.table == "gpt":
-        last_usable = _gpt_last_usable(target.size_bytes, sector)
-    else:
-        last_usable = target.size_bytes // sector - 1
+    last_usable = _last_usable(target, source.table)
     for part in source.partitions:
         end = part.start_sector + part.size_sectors - 1
         if part.number in plan.grown:
