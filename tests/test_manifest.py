@@ -204,7 +204,12 @@ def test_bootloader_kind_and_disk(tmp_path: Path) -> None:
     root_only = Layout(fstab=[FstabEntry("/dev/sda1", "/", "ext4")])
     assert manifest.boot_mode(bios_root, root_only) == "bios"
     found = manifest.bootloader(bios_root, "bios", [str(blank), str(disk)])
-    assert (found.kind, found.disk) == ("grub-pc", str(disk))
+    assert (found.kind, found.disk, found.disks) == ("grub-pc", str(disk), [str(disk)])
+    # An MD RAID1's members each hold GRUB: all are recorded, so all get it back.
+    mirror = tmp_path / "mirror.img"
+    mirror.write_bytes(disk.read_bytes())
+    found = manifest.bootloader(bios_root, "bios", [str(disk), str(blank), str(mirror)])
+    assert (found.disk, found.disks) == (str(disk), [str(disk), str(mirror)])
     assert manifest.bootloader(tmp_path / "none", "bios", []).kind == "unknown"
 
 

@@ -247,16 +247,17 @@ def hardlink_groups(
     return capture(Path(root), includes or [str(root)], excludes, Discard()).hardlinks
 
 
-def grub_disk(disks: Iterable[str]) -> str | None:
-    """The disk whose boot sector holds GRUB's boot code (as ReaR finds it), or None."""
+def grub_disks(disks: Iterable[str]) -> list[str]:
+    """The disks whose boot sector holds GRUB's boot code (as ReaR finds it)."""
+    found = []
     for disk in disks:
         try:
             with open(disk, "rb") as device:
                 if b"GRUB" in device.read(512):
-                    return disk
+                    found.append(disk)
         except OSError:
             continue
-    return None
+    return found
 
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -287,7 +288,8 @@ def bootloader(
     if boot_mode == "uefi":
         return Bootloader(kind="grub-efi", disk=esp_disk(layout, root))
     if (root / "boot/grub/i386-pc").is_dir():
-        return Bootloader(kind="grub-pc", disk=grub_disk(disks))
+        found = grub_disks(disks)
+        return Bootloader(kind="grub-pc", disk=found[0] if found else None, disks=found)
     return Bootloader(kind="unknown", disk=None)
 
 

@@ -45,10 +45,15 @@ class Host(_Strict):
 
 
 class Bootloader(_Strict):
-    """What boots the host, and the disk it is installed on (None when none was found)."""
+    """What boots the host, and the disk it is installed on (None when none was found).
+
+    `disks` are all the disks whose boot sector holds GRUB (grub-pc), `disk` the first of them:
+    the members of an MD RAID1 each hold it, so that either disk boots alone."""
 
     kind: Literal["grub-efi", "grub-pc", "unknown"]
     disk: str | None
+    # Written only when set: a manifest without it is byte for byte what rescue wrote before.
+    disks: list[str] = Field(default_factory=list, exclude_if=lambda v: not v)
 
 
 class ExcludedEntry(_Strict):

@@ -33,16 +33,20 @@ BY_UUID = Path("/dev/disk/by-uuid")
 CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _boot_disk(ctx: Context) -> tuple[str, str]:
+def _boot_disks(ctx: Context) -> tuple[str, list[str]]:
+    """The bootloader's kind and the targets of the disks it was on: every disk whose boot
+    sector held GRUB (both members of an MD RAID1, so either boots alone), or the only target."""
     boot = ctx.manifest().bootloader
-    kind, source = boot.kind, boot.disk
+    kind = boot.kind
     mapping = ctx.facts.mapping
-    if source and source in mapping:
-        return kind, mapping[source]
+    sources = boot.disks or ([boot.disk] if boot.disk else [])
+    mapped = [mapping[source] for source in sources if source in mapping]
+    if mapped:
+        return kind, mapped
     if len(mapping) == 1:
-        return kind, next(iter(mapping.values()))
+        return kind, [next(iter(mapping.values()))]
     raise RecoveryStepError(
-        f"the manifest does not say which disk boots ({source or 'none recorded'}); install "
+        f"the manifest does not say which disk boots ({boot.disk or 'none recorded'}); install "
         "the bootloader by hand in a chroot and resume with --from verify"
     )
 
@@ -51,14 +55,14 @@ INITRAMFS = ["update-initramfs", "-u", "-k", "all"]
 UPDATE_GRUB = ["update-grub"]
 
 
-def _installs(kind: str, disk: str, efi_vars: bool) -> list[list[str]]:
+def _installs(kind: str, disks: list[str], efi_vars: bool) -> list[list[str]]:
     if kind != "grub-pc":
         install = ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--recheck"]
         # The removable path (EFI/BOOT/BOOTX64.EFI) always: new hardware, a reset NVRAM or
         # a disk moved to another machine still boots. With efivars, a boot entry as well.
         removable = [*install, "--no-nvram", "--removable"]
         return [install, removable] if efi_vars else [removable]
-    return [["grub-install", "--target=i386-pc", "--recheck", disk]]
+    return [["grub-install", "--target=i386-pc", "--recheck", disk] for disk in disks]
 
 
 def plan(ctx: Context) -> list[str]:
@@ -70,10 +74,10 @@ def plan(ctx: Context) -> list[str]:
     rebuild = f"update-initramfs: {when}"
     if not ctx.facts.mapping:
         return ["grub-install on the boot disk and update-grub in a chroot", rebuild]
-    kind, disk = _boot_disk(ctx)
+    kind, disks = _boot_disks(ctx)
     if kind == "unknown":
         return ["the manifest names no known bootloader: nothing is installed"]
-    installs = [f"chroot {ctx.target_root}: {' '.join(c)}" for c in _installs(kind, disk, True)]
+    installs = [f"chroot {ctx.target_root}: {' '.join(c)}" for c in _installs(kind, disks, True)]
     return [*installs, rebuild, f"chroot {ctx.target_root}: {' '.join(UPDATE_GRUB)}"]
 
 
@@ -150,7 +154,7 @@ def fix_grub_cfg(path: Path, uuid_of: dict[str, str]) -> int:
 
 
 def run(ctx: Context) -> list[str]:
-    kind, disk = _boot_disk(ctx)
+    kind, disks = _boot_disks(ctx)
     if kind == "unknown":
         ctx.warn("the manifest names no known bootloader: none was installed")
         return ["no bootloader installed"]
@@ -163,7 +167,7 @@ def run(ctx: Context) -> list[str]:
         for source, point in zip(("/dev", "/proc", "/sys"), points, strict=True):
             bind(source, point)
         links = _uuid_links(uuid_of)
-        for argv in _installs(kind, disk, efi_vars):
+        for argv in _installs(kind, disks, efi_vars):
             _chroot(ctx, argv)
             done.append(" ".join(argv))
         verdict = _initramfs_verdict(ctx)
