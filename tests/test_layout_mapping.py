@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +26,10 @@ from rescue.layout.mapping import (
     describe_mapping,
     left_out_disks,
     map_disks,
+    mirror_twins,
     read_mapping_file,
 )
-from rescue.layout.model import Disk, Filesystem, Layout, Partition
+from rescue.layout.model import Disk, Filesystem, Layout, Partition, RaidArray
 from rescue.layout.system_state import SystemState, read_in_use, read_system_state
 
 GiB = 1024**3
@@ -374,6 +375,244 @@ def test_describe_mapping() -> None:
         "/dev/vdc (5.0 GiB) -> /dev/sdd (5.0 GiB): same size; logical sectors 512 -> 4096 bytes",
         "/dev/vdd (1.0 GiB): blank in the backup, nothing is written for it",
     ]
+
+
+# --- mirror twins ---------------------------------------------------------------------------
+
+RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E"
+BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+TWINS = "mirror twins: any order is the same"
+
+
+def member(name: str, number: int, start: int, size: int = 2048, kind: str = RAID) -> Partition:
+    """A partition holding an MD member, with a partition UUID of its own (twins differ there)."""
+    path = f"/dev/{name}{number}"
+    fs = Filesystem("linux_raid_member", path, uuid="md-uuid", uuid_sub=f"{name}-{number}")
+    return Partition(number, path, start, size, kind, uuid=f"{name}-part{number}", filesystem=fs)
+
+
+def mirror(*names: str, size: int = 20 * GiB, arrays: int = 2) -> Layout:
+    """The Debian installer's RAID1: disks partitioned alike, partition n of each a member of
+    md{n-1}."""
+    disks = [
+        Disk(
+            name=name,
+            path=f"/dev/{name}",
+            size_bytes=size,
+            table="gpt",
+            partitions=[member(name, n, 2048 * n) for n in range(1, arrays + 1)],
+        )
+        for name in names
+    ]
+    raids = [
+        RaidArray(f"md{n}", f"/dev/md{n}", "raid1", uuid=f"u:{n}", devices=[])
+        for n in range(arrays)
+    ]
+    for d in disks:
+        for part in d.partitions:
+            raids[part.number - 1].devices.append(part.path)
+    return Layout(disks=disks, raids=raids)
+
+
+def test_mirror_twins_take_equal_targets_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    """Two halves of the same mirrors on two new disks of one size: any order gives the same
+    machine, so the twins take the targets in path order instead of stopping the recovery."""
+    source = mirror("vdb", "vda")
+    assert mirror_twins(source) == {
+        "/dev/vda": ["/dev/vda", "/dev/vdb"],
+        "/dev/vdb": ["/dev/vda", "/dev/vdb"],
+    }
+    caplog.set_level("INFO", logger="rescue.layout")
+    exact = [disk("sdc", 20 * GiB), disk("sdb", 20 * GiB)]
+    assert map_disks(source, exact, state=SAFE) == {"/dev/vdb": "/dev/sdc", "/dev/vda": "/dev/sdb"}
+    assert f"/dev/vda -> /dev/sdb ({TWINS})" in caplog.text
+    assert f"/dev/vdb -> /dev/sdc ({TWINS})" in caplog.text
+    # The smallest that fit, a few MiB apart, are just as interchangeable; the bigger one is
+    # not a candidate and is left alone.
+    fits = [disk("sde", 64 * GiB), disk("sdd", 32 * GiB - 4 * MiB), disk("sdc", 32 * GiB)]
+    assert map_disks(source, fits, state=SAFE) == {"/dev/vdb": "/dev/sdd", "/dev/vda": "/dev/sdc"}
+    # A three-way mirror on three equal disks.
+    three = mirror("vda", "vdb", "vdc", arrays=1)
+    targets = [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB), disk("sdd", 20 * GiB)]
+    assert map_disks(three, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdb": "/dev/sdc",
+        "/dev/vdc": "/dev/sdd",
+    }
+
+
+def test_whole_disk_members_and_empty_partitions_make_twins() -> None:
+    """Disks without a table that are members of one array are twins; so are disks whose
+    partitions are members or hold nothing at all (the BIOS boot partition of GPT RAID1)."""
+    whole = [
+        Disk(
+            name=n,
+            path=f"/dev/{n}",
+            size_bytes=20 * GiB,
+            filesystem=Filesystem("linux_raid_member", f"/dev/{n}", uuid="md-uuid"),
+        )
+        for n in ("vda", "vdb")
+    ]
+    raid = RaidArray("md0", "/dev/md0", "raid1", uuid="u:0", devices=["/dev/vda", "/dev/vdb"])
+    whole_layout = Layout(disks=whole, raids=[raid])
+    targets = [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB)]
+    assert map_disks(whole_layout, targets, state=SAFE) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdb": "/dev/sdc",
+    }
+    boot = mirror("vda", "vdb", arrays=1)
+    for d in boot.disks:
+        bios = Partition(1, f"/dev/{d.name}1", 34, 2014, BIOS_BOOT, uuid=f"{d.name}-bios")
+        d.partitions = [bios, member(d.name, 2, 4096)]
+    boot.raids[0].devices = ["/dev/vda2", "/dev/vdb2"]
+    assert mirror_twins(boot)["/dev/vda"] == ["/dev/vda", "/dev/vdb"]
+    assert map_disks(boot, targets, state=SAFE) == {"/dev/vda": "/dev/sdb", "/dev/vdb": "/dev/sdc"}
+    # A spare of the same array counts as a member.
+    boot.raids[0].devices, boot.raids[0].spares = ["/dev/vda2"], ["/dev/vdb2"]
+    assert mirror_twins(boot)["/dev/vdb"] == ["/dev/vda", "/dev/vdb"]
+
+
+def _other_size(src: Layout) -> None:
+    src.disks[1].size_bytes -= MiB
+
+
+def _other_sectors(src: Layout) -> None:
+    src.disks[1].logical_sector_size = 4096
+
+
+def _other_table(src: Layout) -> None:
+    src.disks[1].table = "dos"
+
+
+def _other_start(src: Layout) -> None:
+    src.disks[1].partitions[1].start_sector += 2048
+
+
+def _other_type(src: Layout) -> None:
+    src.disks[1].partitions[1].type = LINUX
+
+
+def _other_array(src: Layout) -> None:
+    """vdb2 is in an array of its own (md2), not in vda2's md1."""
+    src.raids[1].devices.remove("/dev/vdb2")
+    src.raids.append(RaidArray("md2", "/dev/md2", "raid1", uuid="u:2", devices=["/dev/vdb2"]))
+
+
+def _crossed_arrays(src: Layout) -> None:
+    """vdb1 is in md1 and vdb2 in md0: the same arrays, but not partition by partition."""
+    src.raids[0].devices = ["/dev/vda1", "/dev/vdb2"]
+    src.raids[1].devices = ["/dev/vda2", "/dev/vdb1"]
+
+
+def _a_file_system_outside(src: Layout) -> None:
+    """An ESP on each disk, outside any array: which of them /boot/efi was matters."""
+    for d in src.disks:
+        fs = Filesystem("vfat", f"/dev/{d.name}3", mountpoint="/boot/efi")
+        d.partitions.append(Partition(3, f"/dev/{d.name}3", 8192, 2048, LINUX, filesystem=fs))
+
+
+def _no_arrays(src: Layout) -> None:
+    """Two disks alike, each partition its own file system: not a mirror at all."""
+    src.raids = []
+    for d in src.disks:
+        for part in d.partitions:
+            part.filesystem = Filesystem("ext4", part.path)
+
+
+def _other_boot_flag(src: Layout) -> None:
+    src.disks[0].partitions[0].bootable = True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _other_size,
+        _other_sectors,
+        _other_table,
+        _other_start,
+        _other_type,
+        _other_array,
+        _crossed_arrays,
+        _a_file_system_outside,
+        _no_arrays,
+        _other_boot_flag,
+    ],
+    ids=lambda f: f.__name__.strip("_").replace("_", " "),
+)
+def test_disks_that_are_not_twins_are_still_never_guessed(
+    change: Callable[[Layout], None],
+) -> None:
+    source = mirror("vda", "vdb")
+    change(source)
+    assert mirror_twins(source) == {}
+    targets = [disk("sdb", 32 * GiB), disk("sdc", 32 * GiB)]
+    with pytest.raises(DiskMappingError, match="rescue does not guess") as info:
+        map_disks(source, targets, state=SAFE)
+    assert info.value.exit_code == 61
+
+
+def test_mirror_twins_get_no_more_than_the_strict_rules_allow() -> None:
+    source = mirror("vda", "vdb")
+    equal = [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB), disk("sdd", 20 * GiB)]
+    # More equal candidates than twins: which disk is spared would be a guess.
+    with pytest.raises(DiskMappingError, match=r"3 same-size target disks.*does not guess"):
+        map_disks(source, equal, state=SAFE)
+    # One twin placed explicitly: the other still has two candidates to choose between.
+    with pytest.raises(DiskMappingError, match=r"^/dev/vdb .*2 same-size target disks"):
+        map_disks(source, equal, {"/dev/vda": "/dev/sdb"}, state=SAFE)
+    # An explicit mapping is honoured as it is, in any order.
+    explicit = {"/dev/vda": "/dev/sdc", "/dev/vdb": "/dev/sdb"}
+    assert map_disks(source, equal[:2], explicit, state=SAFE) == explicit
+    # An unsafe disk is no candidate: the two safe ones are taken, the mounted one left alone.
+    mounted = SystemState(mounted={"/dev/sdc": ["/srv"]})
+    assert map_disks(source, equal, state=mounted) == {
+        "/dev/vda": "/dev/sdb",
+        "/dev/vdb": "/dev/sdd",
+    }
+    # With one safe disk for two twins, the second twin has no target, and is told why.
+    with pytest.raises(DiskMappingError, match=r"no safe target disk for /dev/vdb.*mounted at"):
+        map_disks(source, equal[:2], state=mounted)
+    # A twin back by serial keeps its own disk; the other takes the one left.
+    source.disks[1].serial = "S1"
+    equal[2].serial = "S1"
+    assert map_disks(source, equal[1:], state=SAFE) == {
+        "/dev/vda": "/dev/sdc",
+        "/dev/vdb": "/dev/sdd",
+    }
+
+
+def test_twins_are_placed_before_a_disk_that_can_go_elsewhere() -> None:
+    """A plain disk of the twins' size, listed first, does not take one of the two equal
+    disks the twins need: it goes to the next that fits, whatever the order of the disks."""
+    twins = mirror("vdb", "vdc")
+    plain = disk("vda", 20 * GiB)
+    targets = [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB), disk("sdd", 32 * GiB)]
+    expected = {"/dev/vda": "/dev/sdd", "/dev/vdb": "/dev/sdb", "/dev/vdc": "/dev/sdc"}
+    for disks in ([plain, *twins.disks], [*twins.disks, plain]):
+        source = Layout(disks=disks, raids=twins.raids)
+        assert map_disks(source, targets, state=SAFE) == expected
+    # The same in the smallest-fit pass.
+    bigger = [disk("sdb", 32 * GiB), disk("sdc", 32 * GiB), disk("sdd", 64 * GiB)]
+    source = Layout(disks=[plain, *twins.disks], raids=twins.raids)
+    assert map_disks(source, bigger, state=SAFE) == {
+        "/dev/vda": "/dev/sdd",
+        "/dev/vdb": "/dev/sdb",
+        "/dev/vdc": "/dev/sdc",
+    }
+
+
+def test_describe_mapping_says_why_twins_need_no_choice() -> None:
+    source = mirror("vda", "vdb")
+    targets = [disk("sdb", 20 * GiB), disk("sdc", 20 * GiB)]
+    mapping = map_disks(source, targets, state=SAFE)
+    assert describe_mapping(source, targets, mapping) == [
+        f"/dev/vda (20.0 GiB) -> /dev/sdb (20.0 GiB): same size; {TWINS}",
+        f"/dev/vdb (20.0 GiB) -> /dev/sdc (20.0 GiB): same size; {TWINS}",
+    ]
+    # Not on targets that are not alike (one is much larger).
+    other = [disk("sdb", 20 * GiB), disk("sdc", 64 * GiB)]
+    mapping = {"/dev/vda": "/dev/sdb", "/dev/vdb": "/dev/sdc"}
+    assert not any(TWINS in line for line in describe_mapping(source, other, mapping))
 
 
 # --- mapping files --------------------------------------------------------------------------

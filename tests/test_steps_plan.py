@@ -219,3 +219,150 @@ def test_guided_mapping_never_offers_the_disk_holding_the_backup(tmp_path: Path)
             assert ctx.facts.mapping == {"/dev/vda": blank}
         finally:
             sh("umount", str(mounted))
+
+
+# --- two source disks: mirror twins and plain disks alike (issue 22) --------------------------
+
+TWINS = "mirror twins: any order is the same"
+
+
+def _two_disk_manifest(path: Path, twins: bool) -> Path:
+    """_manifest's, with two 64 MiB source disks partitioned alike: RAID1 twins (partition 1 of
+    each a member of md0) or two plain disks (an ext4 on each)."""
+    from rescue.layout.model import RaidArray
+
+    raid_type = "A19D880F-05FC-4D3B-A006-743F0F84911E"
+
+    def source(name: str) -> Disk:
+        dev = f"/dev/{name}1"
+        fs = (
+            Filesystem("linux_raid_member", dev, uuid="1111-md0", uuid_sub=f"{name}-sub")
+            if twins
+            else Filesystem("ext4", dev, uuid=f"{name}-ext4")
+        )
+        part = Partition(1, dev, 2048, 124928, raid_type, uuid=f"{name}-p1", filesystem=fs)
+        return Disk(name, f"/dev/{name}", 64 * 2**20, table="gpt", partitions=[part])
+
+    members = ["/dev/vda1", "/dev/vdb1"]
+    raids = (
+        [RaidArray("md0", "/dev/md0", "raid1", uuid="a:b:c:d", devices=members)] if twins else []
+    )
+    _manifest(path)
+    data = json.loads(path.read_text())
+    data["layout"] = layout_to_dict(Layout(disks=[source("vda"), source("vdb")], raids=raids))
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _settings_off_the_targets(tmp_path: Path) -> Path:
+    """A settings file whose file destination is under tmp_path, on no target disk."""
+    from clirun import write_settings
+
+    return write_settings(
+        tmp_path / "rescue.toml", {"destination": {"method": "file", "path": str(tmp_path / "b")}}
+    )
+
+
+@pytest.mark.parametrize("twins", [True, False], ids=["mirror twins", "plain disks"])
+@pytest.mark.parametrize("confirm", [True, False], ids=["confirmed", "declined"])
+def test_guided_mapping_of_two_disks_onto_two_equal_disks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, twins: bool, confirm: bool
+) -> None:
+    """Mirror twins are proposed in path order for a yes; declined, or for plain disks alike
+    (which rescue does not guess between), the admin picks a target per source disk, and the
+    second question offers only the disk not taken yet."""
+    require_loop_disks({"sfdisk": "fdisk"})
+    with loop_disk(tmp_path / "a.img", "80M") as a, loop_disk(tmp_path / "b.img", "80M") as b:
+        _guided_two_disks(tmp_path, monkeypatch, [a, b], twins, confirm)
+
+
+def _guided_two_disks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, targets: list[str], twins: bool, confirm: bool
+) -> None:
+    from rescue import prompts
+    from rescue.steps import map_disks
+
+    first, second = sorted(targets)
+    work = tmp_path / "work"
+    work.mkdir()
+    settings = _settings_off_the_targets(tmp_path)
+    replies: dict[str, list[object]] = {
+        "recover.confirm_mapping": [confirm],
+        "recover.target_disk": [second, first],  # the other way round from the proposal
+    }
+    asked: list[tuple[str, list[str]]] = []
+
+    def terminal(question: prompts.Question) -> object:  # the admin at the terminal
+        asked.append((question.id, [c.value for c in question.choices]))
+        return replies[question.id].pop(0)
+
+    monkeypatch.setattr(prompts, "_ask_terminal", terminal)
+    echoed: list[str] = []
+    options = Options(work_dir=str(work), settings_file=str(settings), target_ids=targets)
+    ctx = Context(options, Answers({}, interactive=True), echo=echoed.append)
+    ctx.facts.manifest_file = str(_two_disk_manifest(work / "manifest.json", twins))
+    map_disks.run(ctx)
+
+    if twins:
+        assert asked[0] == ("recover.confirm_mapping", [])
+        shown = [line.strip() for line in echoed]
+        assert f"/dev/vda (64 MiB) -> {first} (80 MiB): larger by 16 MiB; {TWINS}" in shown
+        assert f"/dev/vdb (64 MiB) -> {second} (80 MiB): larger by 16 MiB; {TWINS}" in shown
+    if twins and confirm:
+        assert len(asked) == 1
+        assert ctx.facts.mapping == {"/dev/vda": first, "/dev/vdb": second}
+        assert all(line.endswith(TWINS) for line in ctx.facts.mapping_lines)
+        return
+    picks = asked[1:] if twins else asked  # plain disks: no proposal to confirm
+    assert picks == [("recover.target_disk", targets), ("recover.target_disk", [first])]
+    assert ctx.facts.mapping == {"/dev/vda": second, "/dev/vdb": first}
+
+
+@pytest.mark.parametrize("twins", [True, False], ids=["mirror twins", "plain disks"])
+def test_unattended_mapping_of_two_disks_onto_two_equal_disks(tmp_path: Path, twins: bool) -> None:
+    """Mirror twins need no [disks] map; plain disks alike still do (rescue does not guess);
+    an explicit map is honoured either way."""
+    require_loop_disks({"sfdisk": "fdisk"})
+    with loop_disk(tmp_path / "a.img", "80M") as a, loop_disk(tmp_path / "b.img", "80M") as b:
+        _unattended_two_disks(tmp_path, [a, b], twins)
+
+
+def _unattended_two_disks(tmp_path: Path, targets: list[str], twins: bool) -> None:
+    from rescue.errors import DiskMappingError
+    from rescue.steps import map_disks
+
+    first, second = sorted(targets)
+    settings = _settings_off_the_targets(tmp_path)
+    ids = {
+        dev: f"file:{tmp_path / name}"
+        for dev, name in zip(targets, ("a.img", "b.img"), strict=True)
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    manifest_file = str(_two_disk_manifest(work / "manifest.json", twins))
+
+    def context(map_ids: dict[str, str]) -> Context:
+        options = Options(
+            work_dir=str(work),
+            settings_file=str(settings),
+            unattended=True,
+            target_ids=list(ids.values()),
+            map_ids=map_ids,
+        )
+        ctx = Context(options, Answers({}, interactive=False), echo=lambda _: None)
+        ctx.facts.manifest_file = manifest_file
+        return ctx
+
+    ctx = context({})
+    if twins:
+        map_disks.run(ctx)
+        assert ctx.facts.mapping == {"/dev/vda": first, "/dev/vdb": second}
+        assert all(line.endswith(TWINS) for line in ctx.facts.mapping_lines)
+    else:
+        with pytest.raises(DiskMappingError, match="rescue does not guess") as err:
+            map_disks.run(ctx)
+        assert err.value.exit_code == DiskMappingError.exit_code == 61
+        assert "\n" not in str(err.value)
+    ctx = context({"/dev/vda": ids[second], "/dev/vdb": ids[first]})
+    map_disks.run(ctx)
+    assert ctx.facts.mapping == {"/dev/vda": second, "/dev/vdb": first}

@@ -11,6 +11,11 @@ another disk of the machine. The rules, in order:
 3. Otherwise by size: a target at least as large as the source; the exact size first, then the
    smallest that fits. Two equally good candidates (the same size, or within SIZE_CLASS of each
    other) are never guessed between: that is an error that lists them and says how to choose.
+4. Except for mirror twins (see mirror_twins): source disks that are the halves of the same MD
+   mirrors come out the same whichever twin goes where, so when a size pass finds exactly as
+   many equally good candidates as there are twins still to place, the twins take them in
+   order (source path order to target path order), "mirror twins: any order is the same".
+   More candidates than twins is still an error: which disk is left alone would be a guess.
 
 A source disk whose every file system is mounted at an excluded path (the disk of a file
 destination at /backup, a scratch disk) is left out: the backup holds nothing of it, and
@@ -54,6 +59,8 @@ HOW_TO_CHOOSE = (
     "choose with a mapping file (one 'SOURCE TARGET' line per disk, e.g. '{example}') "
     "or an explicit mapping"
 )
+
+TWINS_REASON = "mirror twins: any order is the same"
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -187,12 +194,88 @@ def _ambiguous(source: Disk, candidates: Sequence[Disk], why: str) -> DiskMappin
     )
 
 
+# --- mirror twins ---------------------------------------------------------------------------
+
+
+def _arrays_by_member(layout: Layout) -> dict[str, str]:
+    """{member device path (also as /dev/NAME): its MD array's uuid, or path} for every member
+    and spare of every recorded array."""
+    arrays: dict[str, str] = {}
+    for raid in layout.raids:
+        for member in (*raid.devices, *raid.spares):
+            for key in (member, f"/dev/{os.path.basename(member)}"):
+                arrays[key] = raid.uuid or raid.path
+    return arrays
+
+
+def _array_of(path: str, arrays: Mapping[str, str]) -> str | None:
+    return arrays.get(path) or arrays.get(f"/dev/{os.path.basename(path)}")
+
+
+def _mirror_shape(disk: Disk, arrays: Mapping[str, str]) -> tuple[object, ...] | None:
+    """What a disk's mirror twins share with it, or None when it can have no twin.
+
+    Partitions hold either an MD member or nothing at all (no signature recorded: a BIOS boot
+    partition), and at least one is a member; a disk without a table is a member itself.
+    Partition UUIDs and names are left out: they differ between twins and change nothing.
+    """
+    head = (disk.size_bytes, disk.logical_sector_size, disk.table)
+    if not disk.partitions:
+        array = _array_of(disk.path, arrays)
+        return None if array is None else (*head, array)
+    parts = []
+    for part in sorted(disk.partitions, key=lambda p: p.number):
+        array = _array_of(part.path, arrays)
+        if array is None and part.filesystem is not None:
+            return None
+        parts.append(
+            (
+                part.number,
+                part.start_sector,
+                part.size_sectors,
+                part.type.lower(),
+                part.bootable,
+                part.attrs or "",
+                array,
+            )
+        )
+    if all(p[-1] is None for p in parts):
+        return None
+    return (*head, tuple(parts))
+
+
+def mirror_twins(layout: Layout) -> dict[str, list[str]]:
+    """{source disk path: its twin group's paths, itself included, sorted} for each disk that
+    has mirror twins.
+
+    Twins have the same size and logical sector size, the same table type and the same
+    partitions (number, start, size, type, boot flag, attributes), and the partitions with
+    the same number on all of them are members of the same MD array (or all hold nothing);
+    disks without a table are members of the same array. Why that is safe to map in any
+    order: each array gets one member from each twin either way, and nothing else is on them.
+    """
+    arrays = _arrays_by_member(layout)
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for disk in layout.disks:
+        shape = _mirror_shape(disk, arrays)
+        if shape is not None:
+            groups.setdefault(shape, []).append(disk.path)
+    return {path: sorted(group) for group in groups.values() if len(group) > 1 for path in group}
+
+
+def _equally_good(a: Disk, b: Disk) -> bool:
+    """Whether two fitting targets are equally good by size (within SIZE_CLASS)."""
+    small, large = sorted((a.size_bytes, b.size_bytes))
+    return large <= small * (1 + SIZE_CLASS)
+
+
 @dataclass
 class _Choices:
     """The targets and the choices made so far, which map_disks' passes share."""
 
     targets: Sequence[Disk]
     state: SystemState
+    twins: Mapping[str, list[str]] = field(default_factory=dict)  # see mirror_twins()
     mapping: dict[str, str] = field(default_factory=dict)  # source path -> target path
     used: dict[str, str] = field(default_factory=dict)  # target path -> source path
 
@@ -206,6 +289,26 @@ class _Choices:
 
     def free_fits(self, src: Disk) -> list[Disk]:
         return [t for t in self.targets if t.path not in self.used and self.refusal(src, t) is None]
+
+    def place_twins(self, src: Disk, rest: Sequence[Disk], candidates: Sequence[Disk]) -> bool:
+        """Give src and its unplaced twins the equally good candidates in path order, when
+        they are exactly as many and each fits each; False (nothing assigned) otherwise."""
+        group = [
+            d for d in rest if d.path in self.twins.get(src.path, ()) and d.path not in self.mapping
+        ]
+        if len(group) != len(candidates) or any(
+            self.refusal(s, t) for s in group for t in candidates
+        ):
+            return False
+        by_path = sorted(group, key=lambda d: d.path)
+        for twin, tgt in zip(by_path, sorted(candidates, key=lambda d: d.path), strict=True):
+            self.assign(twin, tgt, TWINS_REASON)
+        return True
+
+    def twins_first(self, disks: Sequence[Disk]) -> list[Disk]:
+        """Twins before other disks (stable otherwise): a twin group needs as many equal
+        candidates as it has members, and must not lose one to a disk that could go elsewhere."""
+        return sorted(disks, key=lambda d: d.path not in self.twins)
 
 
 def _map_explicit(
@@ -264,27 +367,36 @@ def _map_same_disks(choices: _Choices, wanted: Sequence[Disk]) -> None:
 
 def _map_exact_sizes(choices: _Choices, rest: Sequence[Disk]) -> None:
     """Pass 3: a free, safe target of exactly the source's size."""
-    for src in rest:
+    for src in choices.twins_first(rest):
+        if src.path in choices.mapping:  # placed with its twins
+            continue
         exact = [t for t in choices.free_fits(src) if t.size_bytes == src.size_bytes]
         if len(exact) > 1:
+            if choices.place_twins(src, rest, exact):
+                continue
             raise _ambiguous(src, exact, "same-size")
         if exact:
             choices.assign(src, exact[0], "exact size")
 
 
 def _map_smallest_fits(choices: _Choices, rest: Sequence[Disk]) -> None:
-    """Pass 4: the smallest free, safe target that fits, largest sources first.
+    """Pass 4: the smallest free, safe target that fits, largest sources first (twins first
+    among sources of one size).
 
     That greedy order never strands a source that some assignment could have served: whatever the
     largest source takes, a smaller source could only have fitted on a disk at least as big.
     """
-    for src in sorted(rest, key=lambda d: -d.size_bytes):
+    for src in sorted(choices.twins_first(rest), key=lambda d: -d.size_bytes):
+        if src.path in choices.mapping:  # placed with its twins
+            continue
         fits = choices.free_fits(src)
         if not fits:
             raise no_target_error(src, choices.targets, choices.used, choices.state)
         smallest = min(t.size_bytes for t in fits)
         best = [t for t in fits if t.size_bytes <= smallest * (1 + SIZE_CLASS)]
         if len(best) > 1:
+            if choices.place_twins(src, rest, best):
+                continue
             raise _ambiguous(src, sorted(best, key=lambda t: t.size_bytes), "equally good")
         choices.assign(src, best[0], "smallest that fits")
 
@@ -316,7 +428,7 @@ def map_disks(
     left_out = left_out_disks(source, excluded)
     for path, points in left_out.items():
         log.info("disk mapping: %s holds only excluded file systems (%s)", path, ", ".join(points))
-    choices = _Choices(targets, state)
+    choices = _Choices(targets, state, mirror_twins(source))
     _map_explicit(choices, source, needed, explicit or {})
     wanted = [d for d in needed if d.path in choices.mapping or d.path not in left_out]
     _map_same_disks(choices, wanted)
@@ -386,15 +498,36 @@ def _identity(disk: Disk) -> str:
     return ""
 
 
+def _twin_targets_alike(
+    src: Disk,
+    tgt: Disk,
+    twins: Mapping[str, list[str]],
+    mapping: Mapping[str, str],
+    targets: Sequence[Disk],
+) -> bool:
+    """Whether src has a mirror twin mapped to a target as good as tgt: then the order of the
+    two does not matter, and the line says so (why rescue chose it without asking)."""
+    for twin in twins.get(src.path, ()):
+        other_path = mapping.get(twin)
+        if twin == src.path or other_path is None:
+            continue
+        other = _find_target(targets, other_path)
+        if other is not None and other.path != tgt.path and _equally_good(other, tgt):
+            return True
+    return False
+
+
 def describe_mapping(
     source: Layout, targets: list[Disk], mapping: dict[str, str], excluded: Iterable[str] = ()
 ) -> list[str]:
     """Human lines, one per source disk, so the user sees which disk is overwritten before it is.
 
     /dev/vda (20.0 GiB, serial X) -> /dev/sdb (32.0 GiB): larger by 12.0 GiB
+    /dev/vdb (20.0 GiB) -> /dev/sdc (20.0 GiB): same size; mirror twins: any order is the same
     """
     lines = []
     left_out = left_out_disks(source, excluded)
+    twins = mirror_twins(source)
     for src in source.disks:
         head = f"{src.path} ({human_size(src.size_bytes)}{_identity(src)})"
         tgt_path = mapping.get(src.path)
@@ -424,5 +557,7 @@ def describe_mapping(
             tail += (
                 f"; logical sectors {src.logical_sector_size} -> {tgt.logical_sector_size} bytes"
             )
+        if not ident and _twin_targets_alike(src, tgt, twins, mapping, targets):
+            tail += f"; {TWINS_REASON}"
         lines.append(f"{head} -> {tgt.path} ({human_size(tgt.size_bytes)}): {tail}")
     return lines
