@@ -27,7 +27,13 @@ from rescue.placement.fsops import remove_own
 from rescue.process import guardian
 from rescue.prompts import QUESTIONS, Answers
 from rescue.recovery.initramfs import CHOICES as INITRAMFS_CHOICES
-from rescue.recovery.recovery_plan import AFTER_CHOICES, VERIFY_CHOICES, RecoveryPlan, load_plan
+from rescue.recovery.recovery_plan import (
+    AFTER_CHOICES,
+    VERIFY_CHOICES,
+    RecoveryPlan,
+    load_plan,
+    read_luks_passphrase,
+)
 from rescue.recovery.runner import Runner, State, Stopped, report, step_ids, title_of
 from rescue.steps import RECOVER, restore_identity
 from rescue.steps.context import (
@@ -68,6 +74,8 @@ def _options(
     verify: str | None,
     yes: bool,
     targets: Sequence[str],
+    luks_passphrase_file: Path | None = None,
+    luks_new_uuid: bool = False,
 ) -> Options:
     settings_file = None
     if plan is not None and plan.settings is not None:
@@ -79,6 +87,7 @@ def _options(
             f'{plan.path}: no settings: add settings = "/path/rescue.toml" or pass --config'
         )
     root = target_root or (plan.target_root if plan else None) or DEFAULT_TARGET_ROOT
+    luks_file = luks_passphrase_file or (plan.luks_passphrase_file if plan else None)
     # Absolute, all of them: --resume may run from any working directory.
     return Options(
         work_dir=os.path.abspath(work_dir),
@@ -91,6 +100,8 @@ def _options(
         after=after or (plan.after if plan else None),
         initramfs=initramfs or (plan.initramfs if plan else None) or "auto",
         verify=verify or (plan.verify if plan else None) or "sample",
+        luks_passphrase_file=os.path.abspath(luks_file) if luks_file else None,
+        luks_new_uuid=luks_new_uuid or bool(plan and plan.luks_new_uuid),
         unattended=plan is not None,
         assume_yes=yes,
         target_ids=list(targets or (plan.targets if plan else [])),
@@ -179,6 +190,17 @@ def _print_report(data: dict[str, Any], as_json: bool, work_dir: Path) -> None:
     "(UUIDs, LUKS/MD, resume device or disk driver changed); always: rebuild it anyway.",
 )
 @click.option(
+    "--luks-passphrase-file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="New LUKS passphrase (FILE less one newline).",
+)
+@click.option(
+    "--luks-new-uuid",
+    is_flag=True,
+    help="New LUKS UUIDs (crypttab is rewritten).",
+)
+@click.option(
     "--verify",
     type=click.Choice(VERIFY_CHOICES),
     help="How much content the verify step compares. records: ids, links, owners, modes, "
@@ -206,6 +228,8 @@ def recover(
     after: str | None,
     initramfs: str | None,
     verify: str | None,
+    luks_passphrase_file: Path | None,
+    luks_new_uuid: bool,
     as_json: bool,
 ) -> None:
     """Recover this machine from its backup onto blank disks (bare metal).
@@ -229,11 +253,14 @@ def recover(
         raise UsageError("give only one of --resume, --restart and --dry-run")
     if from_step and only:
         raise UsageError("give either --from or --only, not both")
-    if resume and (plan_file or targets or when or grow_lv or initramfs or verify):
+    given = (plan_file, targets, when, grow_lv, initramfs, verify)
+    if resume and any((*given, luks_passphrase_file, luks_new_uuid)):
         raise UsageError("--resume continues with the recorded plan and options; give no others")
     problem = grow_lv_problem(grow_lv) if grow_lv is not None else None
     if problem:
         raise UsageError(f"--grow-lv: {problem}")
+    if luks_passphrase_file is not None:  # checked now, read when the layout is recreated
+        read_luks_passphrase(luks_passphrase_file, "--luks-passphrase-file", UsageError)
     for name in (from_step, only):
         if name and name not in step_ids(RECOVER):
             raise UsageError(f"no step {name!r}; the steps are: {', '.join(step_ids(RECOVER))}")
@@ -244,15 +271,19 @@ def recover(
         options = Options(**State.load(state_path).options)
         # --from/--only may run a step again another way (--only verify --verify full).
         options.grow_lv = grow_lv or options.grow_lv
+        if luks_passphrase_file:
+            options.luks_passphrase_file = os.path.abspath(luks_passphrase_file)
+        options.luks_new_uuid = luks_new_uuid or options.luks_new_uuid
         options.initramfs = initramfs or options.initramfs
         options.verify = verify or options.verify
         options.log_file = os.path.abspath(app.log_path) if app.log_path else options.log_file
         if plan is None and options.plan_file:
-            plan = load_plan(Path(options.plan_file))
+            plan = load_plan(Path(options.plan_file), check_secret_file=False)
     else:
         options = _options(
             app, plan, work_dir, target_root, when=when, grow=grow, grow_lv=grow_lv,
             after=after, initramfs=initramfs, verify=verify, yes=yes, targets=targets,
+            luks_passphrase_file=luks_passphrase_file, luks_new_uuid=luks_new_uuid,
         )  # fmt: skip
     answers = Answers(plan.answers if plan else {}, interactive=False if plan else None)
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo

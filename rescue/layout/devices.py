@@ -44,6 +44,20 @@ def target_device(layout: Layout, mapping: Mapping[str, str], fs: Filesystem) ->
     return fs.device
 
 
+def recreated_path(layout: Layout, mapping: Mapping[str, str], device: str) -> str | None:
+    """Where the source device path (a disk, a partition, an LV, an array) is after the layout
+    is recreated with mapping; None for a disk or partition of a disk the mapping leaves out.
+    Why by path: a LUKS container is recorded by the device it is on, not as a Filesystem."""
+    for disk in layout.disks:
+        target = mapping.get(disk.path)
+        if device == disk.path:
+            return target
+        for part in disk.partitions:
+            if device == part.path:
+                return partition_node(target, part.number) if target else None
+    return device
+
+
 def unmapped_disk(layout: Layout, mapping: Mapping[str, str], fs: Filesystem) -> str | None:
     """The source disk that holds fs directly when the mapping leaves it out (a disk holding
     only excluded file systems), or None. Nothing on such a disk was recreated, and what is

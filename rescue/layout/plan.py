@@ -26,6 +26,7 @@ from rescue.layout.recreate import LUKS_PASSPHRASE_VAR, apply_script, build_scri
 from rescue.layout.recreate.plan import GROW_LV_NONE
 from rescue.layout.stable_ids import resolve_stable_id
 from rescue.layout.system_state import SystemState, read_system_state
+from rescue.process import execute
 from rescue.prompts import Question
 from rescue.recovery import manifest
 from rescue.recovery.manifest_model import Manifest
@@ -173,13 +174,19 @@ def mapping_lines(source: Source, targets: list[Disk], mapping: Mapping[str, str
 
 
 def script_for(
-    layout: Layout, mapping: Mapping[str, str], *, grow: bool = True, grow_lv: str = GROW_LV_NONE
+    layout: Layout,
+    mapping: Mapping[str, str],
+    *,
+    grow: bool = True,
+    grow_lv: str = GROW_LV_NONE,
+    luks_new_uuid: bool = False,
 ) -> str:
     """The script that recreates layout on the mapped targets (read from sysfs, so a resumed
     recovery that kept only the mapping builds the same script). grow: the last partition
     takes a larger disk's rest; grow_lv: which LV takes its VG's free space ("none", "last" or
-    "VG/LV"; UsageError if the layout has no such LV to grow)."""
-    return build_script(layout, mapping, grow=grow, grow_lv=grow_lv)
+    "VG/LV"; UsageError if the layout has no such LV to grow); luks_new_uuid: LUKS containers
+    get new UUIDs, not the recorded ones."""
+    return build_script(layout, mapping, grow=grow, grow_lv=grow_lv, luks_new_uuid=luks_new_uuid)
 
 
 @dataclass
@@ -235,17 +242,29 @@ def confirm_erase(
         raise UsageError("the layout was not confirmed; nothing was written to the disks")
 
 
-def apply_layout(script: str, log_dir: Path, ask: Ask, secret_dir: Path) -> None:
+def makes_luks(script: str) -> bool:
+    """Whether the script formats LUKS containers (its step 1 then insists on a passphrase)."""
+    return f'"${{{LUKS_PASSPHRASE_VAR}:-}}"' in script
+
+
+def apply_layout(
+    script: str, log_dir: Path, ask: Ask, secret_dir: Path, *, passphrase: str | None = None
+) -> None:
     """Run the script (kept in log_dir with its output). A script that makes LUKS containers
-    gets their passphrase through a new file in secret_dir (mode 0600, removed afterwards), asked
-    as `recover.luks_passphrase` unless RESCUE_LUKS_PASSPHRASE_FILE already names one."""
+    gets their passphrase through a new file in secret_dir (mode 0600, removed afterwards):
+    passphrase when the caller has it (a recovery plan's luks_passphrase_file), else asked as
+    `recover.luks_passphrase` unless RESCUE_LUKS_PASSPHRASE_FILE already names a file."""
     env: dict[str, str] = {}
     secret_file = None
-    makes_luks = f'"${{{LUKS_PASSPHRASE_VAR}:-}}"' in script
-    if makes_luks and not os.environ.get(LUKS_PASSPHRASE_VAR):
-        secret = ask(
-            Question("recover.luks_passphrase", "password", "Passphrase for the new LUKS volumes:")
-        )
+    if makes_luks(script) and (passphrase is not None or not os.environ.get(LUKS_PASSPHRASE_VAR)):
+        secret = passphrase
+        if secret is None:
+            secret = ask(
+                Question(
+                    "recover.luks_passphrase", "password", "Passphrase for the new LUKS volumes:"
+                )
+            )
+        execute.register_secret(secret)  # masked, should a tool ever print it
         secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # A new file of its own (mkstemp: O_EXCL, 0600), so no file already in secret_dir (for
         # `layout apply`, the user's --log-dir) is ever overwritten or removed.

@@ -14,6 +14,9 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
     after = "reboot"                       # reboot, poweroff, shell or none
     initramfs = "auto"                     # or "always": rebuild it even when it still fits
     verify = "sample"                      # or "records" (no backup read) or "full" (every byte)
+    luks_passphrase_file = "luks.pass"     # the new LUKS passphrase: a file only root can read;
+                                           # the whole file, less one trailing newline
+    luks_new_uuid = false                  # true: new LUKS UUIDs, crypttab is rewritten to them
 
     [disks]
     targets = ["serial:QM00001"]           # the only disks that may be erased
@@ -28,12 +31,14 @@ errors, as in the settings, because a misspelt key would otherwise be a silent d
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rescue.config import read_secret_file
 from rescue.config.toml_file import read_toml, unknown_key
-from rescue.errors import PlanError
+from rescue.errors import ConfigError, InsecureConfigError, PlanError, RescueError
 from rescue.layout.recreate.plan import grow_lv_problem
 from rescue.recovery.initramfs import CHOICES as INITRAMFS_CHOICES
 
@@ -41,7 +46,7 @@ AFTER_CHOICES = ("reboot", "poweroff", "shell", "none")
 VERIFY_CHOICES = ("records", "sample", "full")
 CHOICE_KEYS = {"after": AFTER_CHOICES, "initramfs": INITRAMFS_CHOICES, "verify": VERIFY_CHOICES}
 TOP_KEYS = {"settings", "time", "target_root", "grow", "grow_lv", "disks", "mounts", "answers"}
-TOP_KEYS |= set(CHOICE_KEYS)
+TOP_KEYS |= {"luks_passphrase_file", "luks_new_uuid", *CHOICE_KEYS}
 DISK_KEYS = {"targets", "map"}
 
 
@@ -58,6 +63,8 @@ class RecoveryPlan:
     after: str | None = None
     initramfs: str | None = None
     verify: str | None = None
+    luks_passphrase_file: Path | None = None
+    luks_new_uuid: bool | None = None
     targets: list[str] = field(default_factory=list)
     map: dict[str, str] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)
@@ -70,9 +77,28 @@ def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) ->
     return value
 
 
-def load_plan(path: Path) -> RecoveryPlan:
+def read_luks_passphrase(path: Path, key: str, error: type[RescueError]) -> str:
+    """The new LUKS passphrase in path, by the settings' rules for secret files: a regular,
+    non-empty file that only its owner can read; the whole file is the passphrase, less one
+    trailing newline (so `echo secret > file` works: the passphrase typed at boot has none).
+    Every problem is one `error` line that starts with key; the secret is never in it."""
+    try:
+        return read_secret_file(path, key)
+    except InsecureConfigError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        raise error(
+            f"{key}: {path} is readable by group or others (mode {mode:04o}) and holds a LUKS "
+            f"passphrase; run: chmod 600 {path}"
+        ) from None
+    except ConfigError as exc:
+        raise error(str(exc)) from None
+
+
+def load_plan(path: Path, *, check_secret_file: bool = True) -> RecoveryPlan:
     """Read and check a plan; every problem is one PlanError line, `file:line: key: message`,
-    read through the same TOML layer as the settings."""
+    read through the same TOML layer as the settings. check_secret_file=False (a resumed run)
+    leaves luks_passphrase_file unchecked: the admin may have removed it once the layout was
+    made, and the step that needs it reads it again anyway."""
     if not path.exists():
         raise PlanError(f"no plan file at {path}")
     toml = read_toml(path, PlanError)
@@ -99,6 +125,15 @@ def load_plan(path: Path) -> RecoveryPlan:
         if problem:
             raise PlanError(f"{at('grow_lv')}: {problem}")
         plan.grow_lv = data["grow_lv"]
+    if "luks_passphrase_file" in data:
+        where = at("luks_passphrase_file")
+        secret = base / _expect(data["luks_passphrase_file"], str, where, "a path")
+        if check_secret_file:  # checked now, read when it is used
+            read_luks_passphrase(secret, where, PlanError)
+        plan.luks_passphrase_file = secret
+    if "luks_new_uuid" in data:
+        new_uuid = _expect(data["luks_new_uuid"], bool, at("luks_new_uuid"), "true or false")
+        plan.luks_new_uuid = new_uuid
     for key, choices in CHOICE_KEYS.items():
         if key in data:
             value = _expect(data[key], str, at(key), "a string")

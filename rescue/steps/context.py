@@ -51,6 +51,10 @@ class Options:
     after: str | None = None
     initramfs: str = "auto"  # auto: rebuilt only when it no longer fits (rescue.recovery.initramfs)
     verify: str = "sample"  # records, sample or full: how much content the verify step reads
+    # The new LUKS passphrase's file (the path only: it is read when the layout is recreated,
+    # so the secret is never in the state file); None: $RESCUE_LUKS_PASSPHRASE_FILE or asked.
+    luks_passphrase_file: str | None = None
+    luks_new_uuid: bool = False  # True: luksFormat makes new UUIDs, fix_fstab names them
     unattended: bool = False
     assume_yes: bool = False
     target_ids: list[str] = field(default_factory=list)

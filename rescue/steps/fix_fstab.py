@@ -1,9 +1,11 @@
 """Step 14: make fstab, crypttab and the boot configuration name the recreated devices.
 
 The layout is recreated with the recorded UUIDs, so most entries are right already. What
-changes: a file system that could not keep its UUID (it gets the new one), and entries that name
-a kernel device path (/dev/sda2), which may be another disk on the new machine: those become
-UUID= entries. Each changed file keeps its original as FILE.before-rescue.
+changes: a file system that could not keep its UUID (it gets the new one), a LUKS container
+made with a new UUID (luks_new_uuid: crypttab's UUID=, and cryptdevice= or rd.luks.uuid= in
+/etc/default/grub, name the new one), and entries that name a kernel device path (/dev/sda2),
+which may be another disk on the new machine: those become UUID= entries. The UUIDs are probed
+on the recreated devices. Each changed file keeps its original as FILE.before-rescue.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescue.layout.blkid import probe
-from rescue.layout.devices import NOT_ON_DISK, target_device
+from rescue.layout.devices import NOT_ON_DISK, recreated_path, target_device
 from rescue.layout.model import Disk, Layout
 from rescue.steps.context import Context
 
@@ -28,6 +30,7 @@ FILES: dict[str, int | None] = {
     "etc/default/grub": None,
     "etc/initramfs-tools/conf.d/resume": None,
 }
+BY_UUID = "/dev/disk/by-uuid"
 
 
 @dataclass
@@ -44,6 +47,9 @@ class Renames:
         kind, sep, value = spec.partition("=")
         if sep and kind == "UUID" and value.lower() in self.uuids:
             return f"UUID={self.uuids[value.lower()]}"
+        link, _, value = spec.rpartition("/")
+        if link == BY_UUID and value.lower() in self.uuids:  # crypttab's other usual form
+            return f"{BY_UUID}/{self.uuids[value.lower()]}"
         return spec
 
     def text(self, text: str) -> str:
@@ -61,17 +67,26 @@ def _kernel_path(layout: Layout, device: str) -> bool:
 
 
 def renames(layout: Layout, mapping: dict[str, str]) -> Renames:
+    """What changed, probed on the recreated devices: every recorded file system, and every
+    LUKS container (capture records one as a crypto_LUKS file system of its device too; one
+    recorded only as a container is probed by its device's path)."""
     result = Renames()
+    found: list[tuple[str, str | None, str | None]] = []  # source device, UUID, recreated device
     for fs in layout.all_filesystems():
-        device = target_device(layout, mapping, fs)
+        found.append((fs.device, fs.uuid, target_device(layout, mapping, fs)))
+    probed = {device for device, _, _ in found}
+    for luks in layout.luks:
+        if luks.device not in probed:
+            found.append((luks.device, luks.uuid, recreated_path(layout, mapping, luks.device)))
+    for source, old, device in found:
         new = probe(device).get("UUID") if device else None
         if not new:
             continue
         result.present.add(new.lower())
-        if fs.uuid and fs.uuid.lower() != new.lower():
-            result.uuids[fs.uuid.lower()] = new
-        if _kernel_path(layout, fs.device):
-            result.paths[fs.device] = f"UUID={new}"
+        if old and old.lower() != new.lower():
+            result.uuids[old.lower()] = new
+        if _kernel_path(layout, source):
+            result.paths[source] = f"UUID={new}"
     return result
 
 

@@ -41,6 +41,7 @@ def build_script(
     *,
     grow: bool = True,
     grow_lv: str = GROW_LV_NONE,
+    luks_new_uuid: bool = False,
     targets: Iterable[Disk] | None = None,
 ) -> str:
     """The shell script that recreates the mapped disks of layout on their targets.
@@ -50,7 +51,8 @@ def build_script(
     target not in it is read from sysfs. With grow=True the last partition of a disk grows when
     its target is larger. grow_lv ("none", "last" or "VG/LV") says which LV of a VG takes the
     VG's free space (see md_luks_lvm); UsageError if it names an LV that is not recreated or
-    cannot grow. Nothing is run here: see apply_script.
+    cannot grow. luks_new_uuid: LUKS containers get new UUIDs instead of the recorded ones.
+    Nothing is run here: see apply_script.
     """
     check_grow_lv(layout, grow_lv)
     sources: dict[str, Disk] = {}
@@ -85,7 +87,7 @@ def build_script(
         if isinstance(stack.obj, RaidArray):
             make_raid(body, stack.obj)
         elif isinstance(stack.obj, LuksContainer):
-            make_luks(body, stack.obj)
+            make_luks(body, stack.obj, new_uuid=luks_new_uuid)
         elif isinstance(stack.obj, VolumeGroup):
             make_vg(body, stack.obj, grow_lv)
         else:

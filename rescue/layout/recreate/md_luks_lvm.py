@@ -73,7 +73,10 @@ def make_raid(script: Script, raid: RaidArray) -> None:
     script.stacked |= set(raid.devices) | set(raid.spares)
 
 
-def make_luks(script: Script, luks: LuksContainer) -> None:
+def make_luks(script: Script, luks: LuksContainer, *, new_uuid: bool = False) -> None:
+    """luksFormat (with the recorded UUID, so crypttab's UUID= still matches; new_uuid: with
+    one cryptsetup makes, which recovery's fix_fstab then writes into crypttab), then open it
+    under the recorded mapping name."""
     device = script.devices[luks.device]
     key = f'"${LUKS_PASSPHRASE_VAR}"'
     script.tools.add("cryptsetup")
@@ -85,7 +88,10 @@ def make_luks(script: Script, luks: LuksContainer) -> None:
         f"# newline) and set {LUKS_PASSPHRASE_VAR} to that file's path; step 1 checks it.",
     )
     argv = ["cryptsetup", "luksFormat", "--batch-mode", "--type", kind]
-    if luks.uuid:
+    if new_uuid:
+        was = f" (it was {luks.uuid})" if luks.uuid else ""
+        script.emit(comment_text(f"# A new UUID, as asked (luks_new_uuid){was}."))
+    elif luks.uuid:
         argv += ["--uuid", shell_word(luks.uuid)]
     argv += ["--key-file", key, device]
     if luks.mapping:
