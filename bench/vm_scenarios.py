@@ -7,7 +7,9 @@
 - Each scenario, run by pytest with its figures printed: the source VM's full and incremental
   backups, the ISO's boot to its first prompt (the rescue console's banner), the recovery's time
   by step (from the report the recovery keeps in the restored system), the ISO's boot to the end
-  of the recovery, and the ISO's boot to the recovered system's marker.
+  of the recovery, and the ISO's boot to the recovered system's marker. The stacked_* scenarios
+  (LVM, LUKS, MD RAID1, btrfs) print each phase of their one guest boot (backup, wipe,
+  recovery), the recovery's steps and the recovered disks' boot.
 
     .venv/bin/python bench/vm_scenarios.py [--cold] [--scenarios bios_sftp_unattended,guided]
 
@@ -28,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "image" / "build"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SCENARIOS = ("bios_sftp_unattended", "bios_s3_unattended", "uefi_file_larger_disk", "guided")
+# The installer's stacked layouts (issue 22): backup, wipe and recovery in a guest, then a boot.
+SCENARIOS += ("stacked_lvm", "stacked_luks_lvm", "stacked_raid1", "stacked_btrfs")
 
 
 def timed_build(cache: Path | None) -> tuple[float, Path]:

@@ -42,9 +42,16 @@ SOURCE_EXCLUDES = ("proc", "sys", "dev", "run", "tmp", "mnt", "media")
 
 # What recovery itself writes, named with the reason; nothing else may differ.
 def scenario_settings(
-    path: Path, destination: dict[str, object], root: Path, cache: Path, **duplicity: object
+    path: Path,
+    destination: dict[str, object],
+    root: Path,
+    cache: Path,
+    *,
+    extra_excludes: tuple[str, ...] = (),
+    **duplicity: object,
 ) -> Path:
-    """Settings backing up root (the scenario's excludes), symmetric; duplicity adds keys."""
+    """Settings backing up root (the scenario's excludes and extra_excludes, relative to root),
+    symmetric; duplicity adds keys."""
     secret = path.parent / "passphrase"
     secret.write_text(PASSPHRASE)
     secret.chmod(0o600)
@@ -55,7 +62,7 @@ def scenario_settings(
             "encryption": {"mode": "symmetric", "passphrase_file": str(secret)},
             "selection": {
                 "root": str(root),
-                "exclude": [str(root / d) for d in SOURCE_EXCLUDES],
+                "exclude": [str(root / d) for d in (*SOURCE_EXCLUDES, *extra_excludes)],
                 "exclude_globs": [EXCLUDE_GLOB],
             },
             "duplicity": {"archive_dir": str(cache), **duplicity},

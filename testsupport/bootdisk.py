@@ -276,8 +276,8 @@ def _build(work: Path, firmware: str, server: bool = False) -> None:
     if uefi:  # a FAT volume ID: fstab and blkid show it as XXXX-XXXX
         volume_id = uuid.uuid4().hex[:8].upper()
         uuids["esp"] = f"{volume_id[:4]}-{volume_id[4:]}"
-    _configure(rootfs, uuids)
-    kernel = _trim(rootfs)
+    configure_system(rootfs, uuids)
+    kernel = trim_system(rootfs)
     if uefi:
         modules = rootfs / "usr/lib/modules" / kernel / "kernel"
         for name in ESP_MODULES:
@@ -344,7 +344,7 @@ def _copy_grub_efi_modules(root: Path) -> None:
             shutil.copy2(source, target / source.name)
 
 
-def _configure(rootfs: Path, uuids: dict[str, str]) -> None:
+def configure_system(rootfs: Path, uuids: dict[str, str]) -> None:
     """Hostname, fstab by UUID, GRUB on the serial console, the marker unit, a locked root."""
     (rootfs / "etc/hostname").write_text(HOSTNAME + "\n")
     (rootfs / "etc/hosts").write_text(HOSTS)
@@ -379,7 +379,7 @@ def _configure(rootfs: Path, uuids: dict[str, str]) -> None:
     )
 
 
-def _trim(rootfs: Path) -> str:
+def trim_system(rootfs: Path) -> str:
     """Delete what the guest never needs; return the kernel version (for depmod/initramfs)."""
     for relative in TRIM_PATHS:
         shutil.rmtree(rootfs / relative, ignore_errors=True)

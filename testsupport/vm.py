@@ -143,7 +143,7 @@ FATAL = ("Kernel panic", "Dropping to a shell", "Gave up waiting for root")
 
 def run_guest(
     test: str,
-    disks: list[Path],
+    disks: list[Path] | list[Disk],
     log: Path,
     timeout: float = 900,
     *,
@@ -153,7 +153,8 @@ def run_guest(
 ) -> GuestRun:
     """Boot the guest with disks as vdb, vdc, ... and run tests/guest/<test>.py in it.
 
-    serials gives the disks virtio serial numbers (their stable ids); work is a host directory
+    disks are image paths or machine.Disk (for a serial or a snapshot of their own); serials gives
+    the paths virtio serial numbers (their stable ids); work is a host directory
     shared read-write at the same path in the guest, as the project is (read-only), so paths in
     settings and plans mean the same on both sides.
     """
@@ -161,7 +162,7 @@ def run_guest(
     drives = [
         Disk(image.root, snapshot=True),  # vda, the root
         *(
-            Disk(disk, serial=serial or None)
+            disk if isinstance(disk, Disk) else Disk(disk, serial=serial or None)
             for disk, serial in zip(disks, serials or [""] * len(disks), strict=True)
         ),
     ]
