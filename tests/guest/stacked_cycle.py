@@ -105,9 +105,11 @@ def facts(point: Path) -> dict[str, object]:
     if details.strip():
         found["md"] = details
     sizes = sh(f"findmnt -b -n -r -o TARGET,SIZE -R {point}").split("\n")
+    relative = {".": "/"}
     found["fs_bytes"] = {
-        "/" + os.path.relpath(target, point).removeprefix("."): int(size)
+        relative.get(rel, "/" + rel): int(size)
         for target, size in (line.split() for line in sizes if line.strip())
+        if (rel := os.path.relpath(target, point))
     }
     found["lsblk"] = sh("lsblk -o NAME,TYPE,SIZE,FSTYPE,LABEL,MOUNTPOINT", check=False)
     return found
