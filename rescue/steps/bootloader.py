@@ -132,8 +132,14 @@ def _uuid_links(uuid_of: dict[str, str]) -> list[Path]:
     return made
 
 
+# Names that stay the same at the next boot: an LV's /dev/mapper/VG-LV (what Debian's update-grub
+# writes for a root on LVM) and udev's links. Only kernel names (/dev/sdb4) need replacing.
+STABLE_DEVICE_NAMES = ("/dev/mapper/", "/dev/disk/")
+
+
 def fix_grub_cfg(path: Path, uuid_of: dict[str, str]) -> int:
-    """Replace root=/dev/X on grub.cfg's linux lines by root=UUID=..; returns how many."""
+    """Replace root=/dev/X on grub.cfg's linux lines by root=UUID=.. where X is a kernel name
+    (STABLE_DEVICE_NAMES are left as update-grub wrote them); returns how many."""
     if not path.is_file():
         return 0
     text = path.read_text()
@@ -142,7 +148,7 @@ def fix_grub_cfg(path: Path, uuid_of: dict[str, str]) -> int:
     def swap(match: re.Match[str]) -> str:
         nonlocal count
         uuid = uuid_of.get(match.group(1))
-        if not uuid:
+        if not uuid or match.group(1).startswith(STABLE_DEVICE_NAMES):
             return match.group(0)
         count += 1
         return f"root=UUID={uuid}"
