@@ -118,22 +118,23 @@ def run_cycle(
     return cycle
 
 
-def _allowed(line: str, excludes: tuple[str, ...]) -> bool:
+def _allowed(line: str, excludes: tuple[str, ...], rewritten: tuple[str, ...]) -> bool:
     path = difference_path(line)
     skipped = tuple(f"{e}/" for e in excludes)
-    if path.startswith(skipped):
+    if path.startswith(skipped) or path.startswith(rewritten):
         return True
     return (path + "/").startswith(REGENERATED) or path.startswith(REGENERATED)
 
 
-def assert_same_system(cycle: Cycle, name: str) -> list[str]:
+def assert_same_system(cycle: Cycle, name: str, rewritten: tuple[str, ...] = ()) -> list[str]:
     """The recovered system holds every path of the source with the same type, mode, owner,
-    size, mtime, links and bytes; the differences allowed (REGENERATED) are returned."""
+    size, mtime, links and bytes; the differences allowed (REGENERATED, and the paths starting
+    with one of rewritten: what the recovery was asked to change) are returned."""
     source = json.loads((cycle.folder / "source-list.json").read_text())
     target = json.loads((cycle.folder / "target-list.json").read_text())
     excludes = (*SOURCE_EXCLUDES, *LAYOUTS[name].excludes)
     found = differences(source, target)
-    unexplained = [d for d in found if not _allowed(d, excludes)]
+    unexplained = [d for d in found if not _allowed(d, excludes, rewritten)]
     assert unexplained == [], "\n".join(unexplained[:60])
     assert len(source) > 5000, f"the source listing has only {len(source)} paths"
     return found

@@ -53,7 +53,8 @@ def open_stack(task: dict[str, object]) -> None:
     """Assemble the arrays, open the LUKS containers and activate the VGs, as an initramfs
     would (whatever of them the disks hold)."""
     sh("mdadm --assemble --scan --run", check=False)
-    if task["luks_name"]:
+    # The recovery leaves its stack open (it unmounts only): an open mapping is used as it is.
+    if task["luks_name"] and not Path(f"/dev/mapper/{task['luks_name']}").exists():
         for device in sh("blkid -t TYPE=crypto_LUKS -o device", check=False).split():
             sh(
                 f"cryptsetup open --key-file - {device} {task['luks_name']}",
@@ -101,6 +102,11 @@ def facts(point: Path) -> dict[str, object]:
         listed = sh(f"btrfs subvolume list -a {point}").splitlines()
         found["subvolumes"] = sorted(line.split(" path ", 1)[1] for line in listed)
         found["default_subvolume"] = sh(f"btrfs subvolume get-default {point}").strip()
+    crypttab = point / "etc/crypttab"
+    if crypttab.exists():
+        found["crypttab"] = crypttab.read_text()
+        luks = sh("blkid -t TYPE=crypto_LUKS -o value -s UUID", check=False)
+        found["luks_uuids"] = sorted(luks.split())
     details = sh("mdadm --detail --scan --verbose", check=False)
     if details.strip():
         found["md"] = details

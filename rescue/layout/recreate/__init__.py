@@ -39,9 +39,11 @@ table), growth, ext2/ext4, xfs, vfat, swap and btrfs on one device (with subvolu
 a skipped snapshot and a default: tests/test_layout_btrfs.py), two disks at once, the
 refusal of a mounted or swapped-on target, re-running over a half-made disk, a PV with its UUID
 and a VG without LVs, and a closed LUKS container with its UUID. This host's kernel has no md
-and no device-mapper, so MD arrays, lvcreate/lvchange, opening LUKS, releasing stacked devices
-and multi-device btrfs are tested as generated text only; they can only be proven in a QEMU
-guest (vm-tests). shellcheck reads helpers.sh and generated scripts
+and no device-mapper, so the rest is proven inside a QEMU guest: LVM and MD RAID1 round trips
+with growth and `grow_lv` (tests/test_layout_stacked.py), and whole recoveries that boot of the
+installer's LVM root, LUKS under LVM, MD RAID1 root and btrfs subvolumes
+(vm-tests/test_stacked_*.py). Releasing stacked devices left by a partial run and multi-device
+btrfs are tested as generated text only. shellcheck reads helpers.sh and generated scripts
 (tests/test_layout_recreate_lint.py).
 
 The modules, in the order a script is built: plan (source disk to target), script (the text,
